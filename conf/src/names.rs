@@ -1,0 +1,62 @@
+//! Validation of identifiers that end up in kernel names and file paths.
+
+/// The spec's container ID: an alphanumeric, then alphanumerics, `_`, `.`, `-`.
+pub fn validate_container_id(id: &str) -> Result<(), String> {
+    let mut chars = id.chars();
+    match chars.next() {
+        None => return Err("is empty".into()),
+        Some(c) if !c.is_ascii_alphanumeric() => return Err(format!("{id:?} must start with a letter or digit")),
+        _ => {}
+    }
+    if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
+        return Err(format!("{id:?} contains {c:?}; only letters, digits, '_', '.' and '-' are allowed"));
+    }
+    Ok(())
+}
+
+/// Linux interface names: 1 to 15 bytes, not "." or "..", no '/', ':' or whitespace.
+pub fn validate_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > 15 {
+        return Err(format!("{name:?} is {} bytes long; Linux allows at most 15", name.len()));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not a valid interface name"));
+    }
+    if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control()) {
+        return Err(format!("{name:?} contains {c:?}, which interface names cannot hold"));
+    }
+    Ok(())
+}
+
+/// Network names become directory names under the state and data dirs.
+pub fn validate_network_name(name: &str) -> Result<(), String> {
+    validate_container_id(name).map_err(|why| format!("network name {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids() {
+        for ok in ["abc", "0a_b.c-d", "A"] {
+            assert!(validate_container_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", ".a", "a/b", "a b", "../x", "a;b", "é"] {
+            assert!(validate_container_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ifnames() {
+        for ok in ["eth0", "net1", "a-b_c.d@e", "123456789012345"] {
+            assert!(validate_ifname(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "eth 0", "eth:0", "1234567890123456"] {
+            assert!(validate_ifname(bad).is_err(), "{bad}");
+        }
+    }
+}

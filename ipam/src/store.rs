@@ -1,0 +1,195 @@
+//! On-disk reservations of one network, host-local's layout plus an index.
+//!
+//! `<dataDir>/<network>/<ip>` holds `containerID\r\nifname` (host-local's format),
+//! `last_reserved_ip.<set>` the round-robin cursor, and
+//! `attachments/<ifname>/<containerID>` lists an attachment's IPs, so DEL and
+//! CHECK never scan every reservation. Callers hold the network's lock.
+
+use std::collections::BTreeSet;
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+pub struct DiskStore {
+    dir: PathBuf,
+}
+
+/// One reservation found on disk.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Reservation {
+    pub ip: IpAddr,
+    pub container_id: String,
+    pub ifname: String,
+}
+
+fn mkdirs(p: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(p)
+}
+
+fn write_new(path: &Path, body: &str) -> io::Result<bool> {
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut f) => f.write_all(body.as_bytes()).map(|_| true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+impl DiskStore {
+    pub fn open(data_dir: &str, network: &str) -> io::Result<Self> {
+        let dir = Path::new(data_dir).join(network);
+        mkdirs(&dir)?;
+        Ok(DiskStore { dir })
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+
+    fn index_path(&self, container_id: &str, ifname: &str) -> PathBuf {
+        self.dir.join("attachments").join(ifname).join(container_id)
+    }
+
+    /// Claims `ip` for the attachment; false if someone holds it.
+    pub fn reserve(&self, ip: IpAddr, container_id: &str, ifname: &str) -> io::Result<bool> {
+        write_new(&self.dir.join(ip.to_string()), &format!("{container_id}\r\n{ifname}"))
+    }
+
+    pub fn holder(&self, ip: IpAddr) -> io::Result<Option<(String, String)>> {
+        match fs::read_to_string(self.dir.join(ip.to_string())) {
+            Ok(s) => {
+                let mut parts = s.splitn(2, "\r\n");
+                let id = parts.next().unwrap_or_default().trim().to_string();
+                Ok(Some((id, parts.next().unwrap_or_default().trim().to_string())))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Frees `ip` only if this attachment holds it.
+    pub fn release_ip(&self, ip: IpAddr, container_id: &str, ifname: &str) -> io::Result<()> {
+        match self.holder(ip)? {
+            Some((id, ifn)) if id == container_id && ifn == ifname => remove_if_present(&self.dir.join(ip.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn write_index(&self, container_id: &str, ifname: &str, ips: &[IpAddr]) -> io::Result<()> {
+        let path = self.index_path(container_id, ifname);
+        if let Some(parent) = path.parent() {
+            mkdirs(parent)?;
+        }
+        let body: String = ips.iter().map(|ip| format!("{ip}\n")).collect();
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, body)?;
+        fs::rename(&tmp, &path)
+    }
+
+    /// The attachment's IPs from the index, empty when it has none.
+    pub fn ips_of(&self, container_id: &str, ifname: &str) -> io::Result<Vec<IpAddr>> {
+        match fs::read_to_string(self.index_path(container_id, ifname)) {
+            Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn release_attachment(&self, container_id: &str, ifname: &str) -> io::Result<Vec<IpAddr>> {
+        let ips = self.ips_of(container_id, ifname)?;
+        for ip in &ips {
+            self.release_ip(*ip, container_id, ifname)?;
+        }
+        remove_if_present(&self.index_path(container_id, ifname))?;
+        Ok(ips)
+    }
+
+    pub fn last_reserved(&self, set: usize) -> Option<IpAddr> {
+        fs::read_to_string(self.dir.join(format!("last_reserved_ip.{set}"))).ok()?.trim().parse().ok()
+    }
+
+    pub fn set_last_reserved(&self, set: usize, ip: IpAddr) -> io::Result<()> {
+        fs::write(self.dir.join(format!("last_reserved_ip.{set}")), ip.to_string())
+    }
+
+    /// Every reservation file, for GC and STATUS (a full scan, never on ADD/DEL).
+    pub fn all(&self) -> io::Result<BTreeSet<Reservation>> {
+        let mut out = BTreeSet::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<IpAddr>().ok()) else { continue };
+            if let Some((container_id, ifname)) = self.holder(ip)? {
+                out.insert(Reservation { ip, container_id, ifname });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl DiskStore {
+    /// Attachments that have an index file: (containerID, ifname).
+    pub fn indexed(&self) -> io::Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let root = self.dir.join("attachments");
+        let Ok(ifdirs) = fs::read_dir(&root) else { return Ok(out) };
+        for ifdir in ifdirs {
+            let ifdir = ifdir?;
+            let ifname = ifdir.file_name().to_string_lossy().into_owned();
+            for f in fs::read_dir(ifdir.path())? {
+                let name = f?.file_name().to_string_lossy().into_owned();
+                if !name.ends_with(".tmp") {
+                    out.push((name, ifname.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn temp_store(tag: &str) -> (DiskStore, PathBuf) {
+        let root = std::env::temp_dir().join(format!("wv-store-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        (DiskStore::open(root.to_str().unwrap(), "net").unwrap(), root)
+    }
+
+    #[test]
+    fn reserve_is_exclusive_and_release_checks_the_holder() {
+        let (s, root) = temp_store("excl");
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(s.reserve(ip, "a", "eth0").unwrap());
+        assert!(!s.reserve(ip, "b", "eth0").unwrap());
+        s.release_ip(ip, "b", "eth0").unwrap();
+        assert_eq!(s.holder(ip).unwrap(), Some(("a".into(), "eth0".into())));
+        s.release_ip(ip, "a", "eth0").unwrap();
+        assert_eq!(s.holder(ip).unwrap(), None);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn index_finds_and_releases_an_attachment() {
+        let (s, root) = temp_store("index");
+        let ips: Vec<IpAddr> = vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+        for ip in &ips {
+            s.reserve(*ip, "a", "eth0").unwrap();
+        }
+        s.write_index("a", "eth0", &ips).unwrap();
+        assert_eq!(s.ips_of("a", "eth0").unwrap(), ips);
+        assert_eq!(s.indexed().unwrap(), vec![("a".to_string(), "eth0".to_string())]);
+        assert_eq!(s.release_attachment("a", "eth0").unwrap(), ips);
+        assert!(s.all().unwrap().is_empty());
+        assert!(s.indexed().unwrap().is_empty());
+        fs::remove_dir_all(root).unwrap();
+    }
+}
