@@ -36,4 +36,13 @@ impl IpamError {
             IpamError::Check(_) => ErrorCode::CheckFailed,
         }
     }
+
+    /// STATUS has its own codes: 51 when ADD would fail for lack of
+    /// addresses, 50 when the plugin cannot work at all.
+    pub fn status_code(&self) -> ErrorCode {
+        match self {
+            IpamError::Exhausted(_) => ErrorCode::NotAvailableForAdd,
+            _ => ErrorCode::PluginNotAvailable,
+        }
+    }
 }

@@ -1,0 +1,219 @@
+//! ADD: bridge, veth pair, addresses, routes, masquerade, saved state.
+//! A linear script; on failure everything created so far is undone.
+
+use super::{requested_mac, Node};
+use crate::error::PluginError;
+use crate::firewall::{self, NetworkRules};
+use crate::ipam_client::Ipam;
+use crate::link::{self, addr, bridge, route, route::RouteSpec, veth};
+use crate::netns::NetNs;
+use crate::state::Attachment;
+use crate::{info, sysctl, warn};
+use conf::{CmdArgs, CniResult, ConfError, Interface, IpConfig, NetConf, PodToPod, Route};
+use ipnet::IpNet;
+use std::net::IpAddr;
+
+/// What has been made, for rollback.
+#[derive(Default)]
+struct Made {
+    ipam: bool,
+    veth: Option<String>,
+}
+
+pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
+    let ipam = Ipam::from_conf(net)?
+        .ok_or_else(|| ConfError::Invalid("ipam is missing: weavice needs an IPAM plugin, e.g. {\"type\": \"weavice-ipam\", ...}".into()))?;
+    if net.pod_to_pod == PodToPod::Routed && !net.is_gateway {
+        return Err(ConfError::Invalid("podToPod \"routed\" needs isGateway true (pods route through the bridge address)".into()).into());
+    }
+    let mac = requested_mac(net, args)?;
+    let pod_ns = NetNs::open(&args.netns)?;
+    let node = Node::connect()?;
+    let pod = node.connect_in(&pod_ns)?;
+    if link::get(&pod, &args.ifname).await?.is_some() {
+        return Err(PluginError::InterfaceExists { ifname: args.ifname.clone(), netns: args.netns.clone() });
+    }
+
+    let mut made = Made::default();
+    match build(net, args, &ipam, &node, &pod_ns, &pod, mac, &mut made).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            warn!("ADD {}/{} failed, rolling back: {e}", args.container_id, args.ifname);
+            rollback(net, args, &ipam, &node, made).await;
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn build(
+    net: &NetConf,
+    args: &CmdArgs,
+    ipam: &Ipam,
+    node: &Node,
+    pod_ns: &NetNs,
+    pod: &link::Handle,
+    mac: Option<Vec<u8>>,
+    made: &mut Made,
+) -> Result<CniResult, PluginError> {
+    let routed = net.pod_to_pod == PodToPod::Routed;
+    let br = bridge::ensure(&node.netlink, &net.bridge, net.mtu).await?;
+
+    let ipr = ipam.add(net, args)?;
+    made.ipam = true;
+    if ipr.ips.is_empty() {
+        return Err(PluginError::Delegate { plugin: ipam.kind().into(), msg: "returned no IP addresses".into(), code: None });
+    }
+    let (has_v4, has_v6) = (ipr.ips.iter().any(|i| i.address.addr().is_ipv4()), ipr.ips.iter().any(|i| i.address.addr().is_ipv6()));
+
+    // Node side: gateway addresses on the bridge (first ADD wins), forwarding.
+    if net.is_gateway {
+        for ip in &ipr.ips {
+            let gw = gateway_of(ip)?;
+            addr::add(&node.netlink, br.index, IpNet::new(gw, ip.address.prefix_len()).expect("prefix from IPAM"), true).await?;
+        }
+    }
+    if has_v4 {
+        sysctl::set("net.ipv4.ip_forward", "1")?;
+        if routed {
+            // the node forwards pod-to-pod out the port it came in: no redirects
+            sysctl::set_if("ipv4", &net.bridge, "send_redirects", "0")?;
+        }
+    }
+    if has_v6 {
+        sysctl::set("net.ipv6.conf.all.forwarding", "1")?;
+    }
+
+    let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
+    veth::create(
+        &node.netlink,
+        &veth::VethSpec { host: &host_name, peer: &args.ifname, peer_netns_fd: pod_ns.fd(), bridge_index: br.index, mtu: net.mtu, peer_mac: mac },
+    )
+    .await?;
+    made.veth = Some(host_name.clone());
+    let host_link = link::get(&node.netlink, &host_name).await?.ok_or_else(|| PluginError::Kernel(format!("{host_name} vanished after creation")))?;
+    veth::configure_port(&node.netlink, host_link.index, routed, net.hairpin_mode && !routed).await?;
+
+    // Pod side. Redirects off: in routed mode the node would otherwise tell the
+    // pod its peers are on-link, which isolated ports make unreachable.
+    let ifname = &args.ifname;
+    pod_ns.run(&node.ns, || -> Result<(), PluginError> {
+        sysctl::set_if("ipv4", ifname, "accept_redirects", "0")?;
+        if has_v6 {
+            sysctl::set_if("ipv6", ifname, "accept_redirects", "0")?;
+            sysctl::set_if("ipv6", ifname, "accept_dad", "0")?;
+        }
+        Ok(())
+    })??;
+    let pod_link = link::get(pod, ifname).await?.ok_or_else(|| PluginError::Kernel(format!("{ifname} missing in the pod after creation")))?;
+    link::set_up(pod, pod_link.index, ifname).await?;
+    let mut ips = Vec::with_capacity(ipr.ips.len());
+    for ip in &ipr.ips {
+        let a = if routed { IpNet::new(ip.address.addr(), host_prefix(ip.address.addr())).expect("host prefix") } else { ip.address };
+        addr::add(pod, pod_link.index, a, false).await?;
+        ips.push(IpConfig { address: a, gateway: ip.gateway, interface: Some(2) });
+    }
+    let routes = pod_routes(net, &ipr)?;
+    for r in &routes {
+        route::add(pod, pod_link.index, r).await?;
+    }
+
+    let ranges: Vec<IpNet> = ipr.ips.iter().map(|i| i.address.trunc()).collect();
+    firewall::ensure(&net.state_dir, &net.name, &NetworkRules { ranges: ranges.clone(), masquerade: net.ip_masq })?;
+
+    let pod_mac = link::format_mac(&pod_link.mac);
+    let result_routes: Vec<Route> = routes.iter().map(|r| Route { dst: r.dst, gw: r.gw }).collect();
+    Attachment {
+        network: net.name.clone(),
+        container_id: args.container_id.clone(),
+        ifname: ifname.clone(),
+        netns: args.netns.clone(),
+        bridge: net.bridge.clone(),
+        host_veth: host_name.clone(),
+        mac: pod_mac.clone(),
+        ips: ips.clone(),
+        ranges,
+        routes: result_routes.clone(),
+        ipam_type: Some(ipam.kind().to_string()),
+    }
+    .save(&net.state_dir)?;
+    info!("ADD {}/{} netns={} veth={host_name} ips={:?}", args.container_id, ifname, args.netns, ips.iter().map(|i| i.address.to_string()).collect::<Vec<_>>());
+
+    Ok(CniResult {
+        interfaces: vec![
+            Interface { name: net.bridge.clone(), mac: link::format_mac(&br.mac), ..Default::default() },
+            Interface { name: host_name, mac: link::format_mac(&host_link.mac), ..Default::default() },
+            Interface { name: ifname.clone(), mac: pod_mac, mtu: pod_link.mtu, sandbox: args.netns.clone() },
+        ],
+        ips,
+        routes: result_routes,
+        dns: ipr.dns,
+    })
+}
+
+fn gateway_of(ip: &IpConfig) -> Result<IpAddr, PluginError> {
+    ip.gateway.ok_or_else(|| PluginError::Delegate { plugin: "ipam".into(), msg: format!("no gateway for {}", ip.address), code: None })
+}
+
+fn host_prefix(ip: IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+fn default_net(v4: bool) -> IpNet {
+    if v4 {
+        "0.0.0.0/0".parse().expect("literal")
+    } else {
+        "::/0".parse().expect("literal")
+    }
+}
+
+/// Routes inside the pod. Routed mode: the pod holds a /32 or /128, reaches
+/// its gateway on-link and everything else through it, so it never resolves
+/// a peer (design.md section 3). IPAM routes without a gateway use the family's.
+fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<RouteSpec>, PluginError> {
+    let routed = net.pod_to_pod == PodToPod::Routed;
+    let mut out = Vec::new();
+    for ip in &ipr.ips {
+        let Some(gw) = ip.gateway.filter(|_| net.is_gateway) else { continue };
+        let v4 = gw.is_ipv4();
+        if routed {
+            out.push(RouteSpec { dst: IpNet::new(gw, host_prefix(gw)).expect("host prefix"), gw: None });
+        }
+        let has_default = ipr.routes.iter().any(|r| r.dst == default_net(v4));
+        if !has_default {
+            out.push(RouteSpec { dst: default_net(v4), gw: Some(gw) });
+        }
+    }
+    for r in &ipr.routes {
+        let v4 = r.dst.addr().is_ipv4();
+        let gw = r.gw.or_else(|| ipr.ips.iter().filter_map(|i| i.gateway).find(|g| g.is_ipv4() == v4));
+        if gw.is_none() && routed {
+            return Err(ConfError::Invalid(format!("route {} has no gateway and the pod has none of its family", r.dst)).into());
+        }
+        let spec = RouteSpec { dst: r.dst, gw };
+        if !out.contains(&spec) {
+            out.push(spec);
+        }
+    }
+    Ok(out)
+}
+
+async fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &Node, made: Made) {
+    if let Some(name) = made.veth {
+        if let Ok(Some(l)) = link::get(&node.netlink, &name).await {
+            if let Err(e) = link::delete(&node.netlink, l.index, &name).await {
+                warn!("rollback: {e}");
+            }
+        }
+    }
+    if made.ipam {
+        if let Err(e) = ipam.del(net, args) {
+            warn!("rollback: {e}");
+        }
+    }
+    let _ = Attachment::remove(&net.state_dir, &net.name, &args.container_id, &args.ifname);
+}

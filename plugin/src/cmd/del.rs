@@ -1,0 +1,67 @@
+//! DEL: idempotent and best-effort. Works without a netns, without a
+//! prevResult, twice, and after a half-failed ADD; every step runs and all
+//! failures are reported together.
+
+use super::Node;
+use crate::error::PluginError;
+use crate::ipam_client::Ipam;
+use crate::link::{self, veth, Link};
+use crate::state::Attachment;
+use crate::{info, warn};
+use conf::{CmdArgs, NetConf};
+
+/// DEL's output: the retired host veth whose kernel deletion (about 20 ms of
+/// RCU grace periods) main runs after answering the runtime.
+pub struct Deleted {
+    pub retired: Option<Link>,
+}
+
+pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
+    let node = Node::connect()?;
+    let mut errors = Vec::new();
+    let mut retired = None;
+
+    // The host side is found by name, so DEL needs neither netns nor state.
+    let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
+    match link::get(&node.netlink, &host_name).await {
+        Ok(Some(l)) => match veth::retire(&node.netlink, &l).await {
+            Ok(Some(tomb)) => retired = Some(tomb),
+            Ok(None) => {
+                if let Err(e) = link::delete(&node.netlink, l.index, &l.name).await {
+                    errors.push(e)
+                }
+            }
+            Err(e) => {
+                warn!("DEL {}: cannot retire {host_name} ({e}); deleting it now", args.container_id);
+                if let Err(e) = link::delete(&node.netlink, l.index, &l.name).await {
+                    errors.push(e)
+                }
+            }
+        },
+        Ok(None) => {}
+        Err(e) => errors.push(e),
+    }
+
+    match Ipam::from_conf(net) {
+        Ok(Some(ipam)) => {
+            if let Err(e) = ipam.del(net, args) {
+                errors.push(e)
+            }
+        }
+        Ok(None) => {}
+        Err(e) => errors.push(e),
+    }
+
+    if errors.is_empty() {
+        // kept while anything failed, so a retried DEL or GC still finds it
+        if let Err(e) = Attachment::remove(&net.state_dir, &net.name, &args.container_id, &args.ifname) {
+            errors.push(e);
+        }
+    }
+    info!("DEL {}/{} netns={:?} veth={host_name} errors={}", args.container_id, args.ifname, args.netns, errors.len());
+    match errors.len() {
+        0 => Ok(Deleted { retired }),
+        1 => Err(errors.remove(0)),
+        _ => Err(PluginError::Multiple(errors)),
+    }
+}

@@ -1,0 +1,101 @@
+//! The pod's veth pair: created in one request with the peer already in the
+//! pod's namespace, the host side attached to the bridge and up.
+
+use super::{Handle, Link};
+use crate::error::{errno, PluginError};
+use netlink_packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::{LinkBridgePort, LinkUnspec, LinkVeth};
+use sha2::{Digest, Sha256};
+
+const HOST_PREFIX: &str = "wv";
+/// Prefix of a host veth whose deletion was handed to a background process.
+pub const TOMBSTONE_PREFIX: &str = "wx";
+
+/// Host-side name from (network, container ID, ifname): 14 characters.
+pub fn host_name(network: &str, container_id: &str, ifname: &str) -> String {
+    let d = Sha256::digest(format!("{network}\0{container_id}\0{ifname}").as_bytes());
+    let hex: String = d.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{HOST_PREFIX}{hex}")
+}
+
+pub fn tombstone_name(host: &str) -> String {
+    format!("{TOMBSTONE_PREFIX}{}", &host[HOST_PREFIX.len()..])
+}
+
+pub struct VethSpec<'a> {
+    pub host: &'a str,
+    pub peer: &'a str,
+    pub peer_netns_fd: i32,
+    pub bridge_index: u32,
+    pub mtu: Option<u32>,
+    pub peer_mac: Option<Vec<u8>>,
+}
+
+pub async fn create(h: &Handle, s: &VethSpec<'_>) -> Result<(), PluginError> {
+    // The peer cannot be created up in another namespace (ENOTCONN here);
+    // the caller sets it up from inside the pod.
+    let mut peer = LinkUnspec::new_with_name(s.peer).setns_by_fd(s.peer_netns_fd);
+    let mut host = LinkVeth::new(s.host, s.peer).controller(s.bridge_index).up();
+    if let Some(mtu) = s.mtu {
+        peer = peer.mtu(mtu);
+        host = host.mtu(mtu);
+    }
+    if let Some(mac) = &s.peer_mac {
+        peer = peer.address(mac.clone());
+    }
+    let msg = host.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
+    h.link().add(msg).execute().await.map_err(|e| match errno(&e) {
+        Some(libc::EEXIST) => PluginError::Kernel(format!(
+            "host interface {} already exists: this attachment was added before; DEL it first",
+            s.host
+        )),
+        _ => PluginError::netlink(format!("create veth {} <-> {}", s.host, s.peer))(e),
+    })
+}
+
+/// `isolated` keeps pods from reaching each other at L2 (routed mode).
+pub async fn configure_port(h: &Handle, index: u32, isolated: bool, hairpin: bool) -> Result<(), PluginError> {
+    if !isolated && !hairpin {
+        return Ok(());
+    }
+    let mut port = LinkBridgePort::new(index);
+    if isolated {
+        port = port.isolated(true);
+    }
+    if hairpin {
+        port = port.hairpin(true);
+    }
+    h.link().set_port(port.build()).execute().await.map_err(PluginError::netlink("configure bridge port"))
+}
+
+/// Detaches the host veth and renames it out of the attachment's way, so the
+/// slow kernel deletion (RCU grace periods) can finish after DEL returns.
+/// Returns the link to delete, or None when the rename could not be done and
+/// the caller should delete synchronously.
+pub async fn retire(h: &Handle, link: &Link) -> Result<Option<Link>, PluginError> {
+    let down = LinkUnspec::new_with_index(link.index).down().nocontroller().build();
+    h.link().set(down).execute().await.map_err(PluginError::netlink(format!("detach {}", link.name)))?;
+    let tomb = tombstone_name(&link.name);
+    let rename = LinkUnspec::new_with_index(link.index).name(tomb.clone()).build();
+    match h.link().set(rename).execute().await {
+        Ok(()) => Ok(Some(Link { name: tomb, ..link.clone() })),
+        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(None),
+        Err(e) => Err(PluginError::netlink(format!("rename {}", link.name))(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_and_differ_per_attachment() {
+        let a = host_name("net", "c1", "eth0");
+        assert_eq!(a.len(), 14);
+        assert_ne!(a, host_name("net", "c1", "eth1"));
+        assert_ne!(a, host_name("net2", "c1", "eth0"));
+        assert_eq!(a, host_name("net", "c1", "eth0"));
+        assert!(tombstone_name(&a).starts_with(TOMBSTONE_PREFIX));
+        assert_eq!(tombstone_name(&a).len(), 14);
+    }
+}
