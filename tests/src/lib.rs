@@ -1,1 +1,298 @@
-//! Shared fixtures for the integration tests live in tests/tests/common.
+//! Fixtures for weavice's integration tests: throwaway network namespaces,
+//! plugin invocation inside a test "node", cnitool, and traffic checks.
+//!
+//! Every test makes its own node namespace (lo up), pod namespaces and state
+//! directory with unique names; `Drop` removes them on success and failure.
+
+use serde_json::{json, Value};
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn unique(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    // short: names also appear in interface-free paths only, but keep them readable
+    format!("wvt-{tag}-{}-{n}", std::process::id())
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn require_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipped: integration tests need root");
+    }
+    root
+}
+
+/// A named network namespace under /run/netns, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        let name = unique(tag);
+        sh("ip", &["netns", "add", &name]);
+        sh("ip", &["-n", &name, "link", "set", "lo", "up"]);
+        Netns { name }
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// `ip netns exec NAME cmd args...`
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
+        Command::new("ip").args(["netns", "exec", &self.name, cmd]).args(args).output().expect("run ip netns exec")
+    }
+
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut a = vec!["-n", &self.name];
+        a.extend_from_slice(args);
+        sh("ip", &a)
+    }
+
+    /// Names of the links in this namespace.
+    pub fn links(&self) -> Vec<String> {
+        self.ip(&["-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .collect()
+    }
+
+    /// Runs `f` on a thread that has entered this namespace.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = self.path();
+        std::thread::spawn(move || {
+            let fd = fs::File::open(&path).expect("open netns");
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: setns on our own descriptor affects only this thread.
+            assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns {path}");
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(unique(tag));
+        fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self, rel: &str) -> String {
+        self.0.join(rel).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Where the release binaries are (hack/test.sh builds them first).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("WEAVICE_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release")
+}
+
+pub fn bin(name: &str) -> String {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} is missing: run hack/test.sh (or cargo build --release) first", p.display());
+    p.to_string_lossy().into_owned()
+}
+
+pub fn cnitool() -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/cnitool");
+    assert!(p.exists(), "{} is missing: run hack/build-cnitool.sh", p.display());
+    p.to_string_lossy().into_owned()
+}
+
+pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+
+/// CNI_PATH holding weavice's binaries and the reference plugins.
+pub fn cni_path() -> String {
+    format!("{}:{REFERENCE_PLUGINS}", bin_dir().display())
+}
+
+/// A test node: its own namespace and state directory.
+pub struct Node {
+    pub ns: Netns,
+    pub dir: TempDir,
+}
+
+/// What a plugin printed and how it exited.
+#[derive(Debug)]
+pub struct Reply {
+    pub ok: bool,
+    pub json: Value,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Node {
+    pub fn new(tag: &str) -> Self {
+        Node { ns: Netns::new(tag), dir: TempDir::new(tag) }
+    }
+
+    /// A weavice plugin config with this node's state, log and IPAM dirs.
+    pub fn conf(&self, version: &str, name: &str, extra: Value) -> Value {
+        let mut c = json!({
+            "cniVersion": version,
+            "name": name,
+            "type": "weavice",
+            "stateDir": self.dir.path("state"),
+            "logFile": self.dir.path("weavice.log"),
+            "logLevel": "debug",
+            "ipam": {
+                "type": "weavice-ipam",
+                "dataDir": self.dir.path("ipam"),
+                "ranges": [[{"subnet": "10.88.0.0/24"}], [{"subnet": "fd88::/64"}]]
+            }
+        });
+        merge(&mut c, extra);
+        c
+    }
+
+    /// Runs plugin `plugin` inside the node namespace, the way a runtime does.
+    pub fn invoke(&self, plugin: &str, env: &[(&str, &str)], stdin: &[u8]) -> Reply {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns.name, &bin_or_reference(plugin)])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_PATH", cni_path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn plugin");
+        child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+        let out = child.wait_with_output().expect("wait plugin");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        Reply {
+            ok: out.status.success(),
+            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// One CNI verb of weavice for (container ID, pod namespace path, ifname).
+    pub fn cni(&self, verb: &str, conf: &Value, id: &str, netns: &str, ifname: &str) -> Reply {
+        let env = [("CNI_COMMAND", verb), ("CNI_CONTAINERID", id), ("CNI_NETNS", netns), ("CNI_IFNAME", ifname)];
+        self.invoke("weavice", &env, conf.to_string().as_bytes())
+    }
+
+    /// Writes a conflist into this node's config directory, for cnitool.
+    pub fn write_conflist(&self, name: &str, version: &str, plugins: Vec<Value>) -> String {
+        let dir = self.dir.path("net.d");
+        fs::create_dir_all(&dir).expect("mkdir net.d");
+        let list = json!({"cniVersion": version, "name": name, "plugins": plugins});
+        fs::write(format!("{dir}/10-{name}.conflist"), serde_json::to_vec_pretty(&list).unwrap()).expect("write conflist");
+        dir
+    }
+
+    /// cnitool VERB NETWORK NETNS inside the node namespace.
+    pub fn cnitool(&self, verb: &str, network: &str, pod: &Netns, extra_env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns.name, &cnitool(), verb, network, &pod.path()])
+            .env("NETCONFPATH", self.dir.path("net.d"))
+            .env("CNI_PATH", cni_path())
+            .env("CNI_CACHE_DIR", self.dir.path("cache"));
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run cnitool")
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path("weavice.log")).unwrap_or_default()
+    }
+}
+
+fn bin_or_reference(plugin: &str) -> String {
+    let own = bin_dir().join(plugin);
+    if own.exists() {
+        own.to_string_lossy().into_owned()
+    } else {
+        format!("{REFERENCE_PLUGINS}/{plugin}")
+    }
+}
+
+/// Shallow-merges `extra`'s keys into `base`.
+pub fn merge(base: &mut Value, extra: Value) {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        for (k, v) in e {
+            b.insert(k, v);
+        }
+    }
+}
+
+/// One ICMP echo; returns the reply TTL, or None when nothing came back.
+pub fn ping(from: &Netns, to: &str) -> Option<u32> {
+    for _ in 0..3 {
+        let out = from.exec("ping", &["-c", "1", "-W", "1", to]);
+        if out.status.success() {
+            let s = String::from_utf8_lossy(&out.stdout);
+            return s.split("ttl=").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|t| t.parse().ok());
+        }
+    }
+    None
+}
+
+/// Sends one UDP datagram from `from` to `to` and returns the source address
+/// the receiver in `at` saw (None if nothing arrived).
+pub fn udp_source_seen(from: &Netns, at: &Netns, to: SocketAddr) -> Option<SocketAddr> {
+    let listener = at.run(move || UdpSocket::bind(to).expect("bind listener"));
+    listener.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let bind_any: SocketAddr = if to.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
+    from.run(move || {
+        let s = UdpSocket::bind(bind_any).expect("bind sender");
+        s.send_to(b"weavice", to).expect("send");
+    });
+    let mut buf = [0u8; 64];
+    listener.recv_from(&mut buf).ok().map(|(_, src)| src)
+}
+
+/// Connects `outside` to the node with a veth, addresses 203.0.113.1/24 and
+/// 2001:db8:113::1/64 on the node, .2 and ::2 outside (TEST-NET ranges).
+pub fn attach_outside(node: &Netns, outside: &Netns) {
+    let (n, o) = ("wvt-out-n", "wvt-out-o");
+    sh("ip", &["-n", &node.name, "link", "add", n, "type", "veth", "peer", "name", o, "netns", &outside.name]);
+    node.ip(&["addr", "add", "203.0.113.1/24", "dev", n]);
+    node.ip(&["addr", "add", "2001:db8:113::1/64", "dev", n, "nodad"]);
+    node.ip(&["link", "set", n, "up"]);
+    outside.ip(&["addr", "add", "203.0.113.2/24", "dev", o]);
+    outside.ip(&["addr", "add", "2001:db8:113::2/64", "dev", o, "nodad"]);
+    outside.ip(&["link", "set", o, "up"]);
+}
