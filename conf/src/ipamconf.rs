@@ -68,13 +68,20 @@ pub struct IpamConf {
 
 impl IpamConf {
     pub fn from_value(v: &serde_json::Value) -> Result<Self, ConfError> {
-        let raw: RawIpam = serde_json::from_value(v.clone()).map_err(|e| ConfError::Invalid(format!("ipam: {e}")))?;
+        let raw: RawIpam = crate::error::typed(v, "ipam.")?;
         let mut sets = raw.ranges;
         if let Some(subnet) = raw.subnet {
-            sets.push(vec![RangeConf { subnet, range_start: raw.range_start, range_end: raw.range_end, gateway: raw.gateway }]);
+            sets.push(vec![RangeConf {
+                subnet,
+                range_start: raw.range_start,
+                range_end: raw.range_end,
+                gateway: raw.gateway,
+            }]);
         }
         if sets.is_empty() {
-            return Err(ConfError::Invalid("ipam: no ranges: set ipam.ranges, e.g. [[{\"subnet\": \"10.22.0.0/16\"}]]".into()));
+            return Err(ConfError::Invalid(
+                "ipam: no ranges: set ipam.ranges, e.g. [[{\"subnet\": \"10.22.0.0/16\"}]]".into(),
+            ));
         }
         let mut range_sets = Vec::with_capacity(sets.len());
         for (i, set) in sets.iter().enumerate() {
@@ -84,31 +91,49 @@ impl IpamConf {
             let resolved = set
                 .iter()
                 .enumerate()
-                .map(|(j, r)| resolve(r).map_err(|why| ConfError::Invalid(format!("ipam.ranges[{i}][{j}]: {why}"))))
+                .map(|(j, r)| {
+                    resolve(r)
+                        .map_err(|why| ConfError::Invalid(format!("ipam.ranges[{i}][{j}]: {why}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let v4 = resolved[0].subnet.addr().is_ipv4();
             if resolved.iter().any(|r| r.subnet.addr().is_ipv4() != v4) {
-                return Err(ConfError::Invalid(format!("ipam.ranges[{i}] mixes IPv4 and IPv6; use one set per family")));
+                return Err(ConfError::Invalid(format!(
+                    "ipam.ranges[{i}] mixes IPv4 and IPv6; use one set per family"
+                )));
             }
             range_sets.push(resolved);
         }
         let data_dir = raw.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
         if !data_dir.starts_with('/') {
-            return Err(ConfError::Invalid(format!("ipam.dataDir {data_dir:?} must be an absolute path")));
+            return Err(ConfError::Invalid(format!(
+                "ipam.dataDir {data_dir:?} must be an absolute path"
+            )));
         }
-        Ok(IpamConf { plugin_type: raw.plugin_type, range_sets, routes: raw.routes, data_dir })
+        Ok(IpamConf {
+            plugin_type: raw.plugin_type,
+            range_sets,
+            routes: raw.routes,
+            data_dir,
+        })
     }
 }
 
 fn resolve(r: &RangeConf) -> Result<Range, String> {
-    let subnet: IpNet = r.subnet.parse().map_err(|_| format!("subnet {:?} is not a CIDR such as 10.22.0.0/16", r.subnet))?;
+    let subnet: IpNet = r
+        .subnet
+        .parse()
+        .map_err(|_| format!("subnet {:?} is not a CIDR such as 10.22.0.0/16", r.subnet))?;
     let subnet = subnet.trunc();
     let (first, last) = match subnet {
         IpNet::V4(n) => {
             if n.prefix_len() > 30 {
                 return Err(format!("subnet {n} is too small; use /30 or larger"));
             }
-            (IpAddr::V4(add4(n.network(), 1)), IpAddr::V4(add4(n.broadcast(), -1)))
+            (
+                IpAddr::V4(add4(n.network(), 1)),
+                IpAddr::V4(add4(n.broadcast(), -1)),
+            )
         }
         IpNet::V6(n) => {
             if n.prefix_len() > 126 {
@@ -130,7 +155,12 @@ fn resolve(r: &RangeConf) -> Result<Range, String> {
     if start > end {
         return Err(format!("rangeStart {start} is after rangeEnd {end}"));
     }
-    Ok(Range { subnet, start, end, gateway })
+    Ok(Range {
+        subnet,
+        start,
+        end,
+        gateway,
+    })
 }
 
 fn add4(ip: std::net::Ipv4Addr, d: i64) -> std::net::Ipv4Addr {
@@ -159,21 +189,42 @@ mod tests {
 
     #[test]
     fn accepts_the_single_subnet_form() {
-        let c = IpamConf::from_value(&json!({"type": "x", "subnet": "10.1.0.0/16", "gateway": "10.1.0.254"})).unwrap();
+        let c = IpamConf::from_value(
+            &json!({"type": "x", "subnet": "10.1.0.0/16", "gateway": "10.1.0.254"}),
+        )
+        .unwrap();
         assert_eq!(c.range_sets[0][0].gateway.to_string(), "10.1.0.254");
     }
 
     #[test]
     fn rejects_bad_ranges() {
         for (bad, needle) in [
-            (json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/33"}]]}), "not a CIDR"),
-            (json!({"type": "x", "ranges": [[{"subnet": "banana"}]]}), "not a CIDR"),
-            (json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24", "gateway": "10.0.1.1"}]]}), "gateway"),
-            (json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.0.0.9", "rangeEnd": "10.0.0.3"}]]}), "after"),
-            (json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "fd00::/64"}]]}), "mixes"),
+            (
+                json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/33"}]]}),
+                "not a CIDR",
+            ),
+            (
+                json!({"type": "x", "ranges": [[{"subnet": "banana"}]]}),
+                "not a CIDR",
+            ),
+            (
+                json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24", "gateway": "10.0.1.1"}]]}),
+                "gateway",
+            ),
+            (
+                json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.0.0.9", "rangeEnd": "10.0.0.3"}]]}),
+                "after",
+            ),
+            (
+                json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "fd00::/64"}]]}),
+                "mixes",
+            ),
             (json!({"type": "x", "ranges": []}), "no ranges"),
             (json!({"type": "x", "ranges": [[{"subnet": 5}]]}), "ipam"),
-            (json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24"}]], "dataDir": "rel"}), "absolute"),
+            (
+                json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24"}]], "dataDir": "rel"}),
+                "absolute",
+            ),
         ] {
             let e = IpamConf::from_value(&bad).unwrap_err().to_string();
             assert!(e.contains(needle), "{bad}: {e}");

@@ -68,7 +68,8 @@ impl CniResult {
     /// Reads a result of any supported version (a prevResult or a delegated
     /// IPAM reply); version-specific fields weavice does not use are dropped.
     pub fn from_value(v: &Value) -> Result<Self, ConfError> {
-        serde_json::from_value(v.clone()).map_err(|e| ConfError::Invalid(format!("result does not parse: {e}")))
+        serde_json::from_value(v.clone())
+            .map_err(|e| ConfError::Invalid(format!("result does not parse: {e}")))
     }
 
     /// The JSON a runtime expects for `version`.
@@ -97,7 +98,14 @@ impl CniResult {
             .map(|ip| {
                 let mut o = Map::new();
                 if version.ips_carry_version() {
-                    o.insert("version".into(), json!(if ip.address.addr().is_ipv4() { "4" } else { "6" }));
+                    o.insert(
+                        "version".into(),
+                        json!(if ip.address.addr().is_ipv4() {
+                            "4"
+                        } else {
+                            "6"
+                        }),
+                    );
                 }
                 o.insert("address".into(), json!(ip.address.to_string()));
                 if let Some(gw) = ip.gateway {
@@ -129,12 +137,28 @@ mod tests {
 
     fn sample() -> CniResult {
         CniResult {
-            interfaces: vec![Interface { name: "eth0".into(), mac: "02:00:00:00:00:01".into(), mtu: Some(1500), sandbox: "/run/netns/x".into() }],
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                mac: "02:00:00:00:00:01".into(),
+                mtu: Some(1500),
+                sandbox: "/run/netns/x".into(),
+            }],
             ips: vec![
-                IpConfig { address: "10.22.0.5/32".parse().unwrap(), gateway: Some("10.22.0.1".parse().unwrap()), interface: Some(0) },
-                IpConfig { address: "fd00::5/128".parse().unwrap(), gateway: None, interface: Some(0) },
+                IpConfig {
+                    address: "10.22.0.5/32".parse().unwrap(),
+                    gateway: Some("10.22.0.1".parse().unwrap()),
+                    interface: Some(0),
+                },
+                IpConfig {
+                    address: "fd00::5/128".parse().unwrap(),
+                    gateway: None,
+                    interface: Some(0),
+                },
             ],
-            routes: vec![Route { dst: "0.0.0.0/0".parse().unwrap(), gw: Some("10.22.0.1".parse().unwrap()) }],
+            routes: vec![Route {
+                dst: "0.0.0.0/0".parse().unwrap(),
+                gw: Some("10.22.0.1".parse().unwrap()),
+            }],
             dns: Dns::default(),
         }
     }

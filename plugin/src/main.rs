@@ -28,7 +28,9 @@ enum After {
 fn main() -> ExitCode {
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    let command = std::env::var("CNI_COMMAND").map_err(|_| ConfError::MissingEnv("CNI_COMMAND")).and_then(|c| Command::parse(&c));
+    let command = std::env::var("CNI_COMMAND")
+        .map_err(|_| ConfError::MissingEnv("CNI_COMMAND"))
+        .and_then(|c| Command::parse(&c));
     let outcome = match command {
         Ok(command) => run(command, &stdin).map_err(|e| (Some(command), e)),
         Err(e) => Err((None, e.into())),
@@ -47,11 +49,29 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err((command, e)) => {
-            let version = conf::netconf::peek_version(&stdin).filter(|v| SUPPORTED.contains(&v.as_str())).unwrap_or_else(|| LATEST.to_string());
-            let code = if command == Some(Command::Status) { e.status_code() } else { e.code() };
-            let err = CniError { cni_version: version, code, msg: e.to_string(), details: String::new() };
-            error!("{} failed (code {code}): {e}", command.map_or("?", Command::as_str));
-            let _ = writeln!(stdout, "{}", serde_json::to_string(&err).unwrap_or_default());
+            let version = conf::netconf::peek_version(&stdin)
+                .filter(|v| SUPPORTED.contains(&v.as_str()))
+                .unwrap_or_else(|| LATEST.to_string());
+            let code = if command == Some(Command::Status) {
+                e.status_code()
+            } else {
+                e.code()
+            };
+            let err = CniError {
+                cni_version: version,
+                code,
+                msg: e.to_string(),
+                details: String::new(),
+            };
+            error!(
+                "{} failed (code {code}): {e}",
+                command.map_or("?", Command::as_str)
+            );
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string(&err).unwrap_or_default()
+            );
             ExitCode::FAILURE
         }
     }
@@ -59,12 +79,21 @@ fn main() -> ExitCode {
 
 fn run(command: Command, stdin: &[u8]) -> Result<(Option<Value>, After), PluginError> {
     if command == Command::Version {
-        let version = conf::netconf::peek_version(stdin).filter(|v| SUPPORTED.contains(&v.as_str())).unwrap_or_else(|| LATEST.to_string());
-        return Ok((Some(json!({"cniVersion": version, "supportedVersions": SUPPORTED})), After::Nothing));
+        let version = conf::netconf::peek_version(stdin)
+            .filter(|v| SUPPORTED.contains(&v.as_str()))
+            .unwrap_or_else(|| LATEST.to_string());
+        return Ok((
+            Some(json!({"cniVersion": version, "supportedVersions": SUPPORTED})),
+            After::Nothing,
+        ));
     }
     let net = NetConf::parse(stdin)?;
     let args = CmdArgs::from_env(command, |k| std::env::var(k).ok())?;
-    logger::init(net.log_level, net.log_file.as_deref(), format!("{} {}", command.as_str(), net.name));
+    logger::init(
+        net.log_level,
+        net.log_file.as_deref(),
+        format!("{} {}", command.as_str(), net.name),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -72,13 +101,22 @@ fn run(command: Command, stdin: &[u8]) -> Result<(Option<Value>, After), PluginE
     let version = net.cni_version;
     rt.block_on(async {
         Ok(match command {
-            Command::Add => (Some(cmd::add::run(&net, &args).await?.to_value(version)), After::Nothing),
+            Command::Add => (
+                Some(cmd::add::run(&net, &args).await?.to_value(version)),
+                After::Nothing,
+            ),
             Command::Del => match cmd::del::run(&net, &args).await?.retired {
                 Some(l) => (None, After::DeleteLink(l)),
                 None => (None, After::Nothing),
             },
-            Command::Check => (cmd::check::run(&net, &args).await.map(|_| None)?, After::Nothing),
-            Command::Gc => (cmd::gc::run(&net, &args).await.map(|_| None)?, After::Nothing),
+            Command::Check => (
+                cmd::check::run(&net, &args).await.map(|_| None)?,
+                After::Nothing,
+            ),
+            Command::Gc => (
+                cmd::gc::run(&net, &args).await.map(|_| None)?,
+                After::Nothing,
+            ),
             Command::Status => (cmd::status::run(&net, &args).map(|_| None)?, After::Nothing),
             Command::Version => unreachable!("answered above"),
         })

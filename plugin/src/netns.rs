@@ -14,9 +14,16 @@ impl NetNs {
     pub fn open(path: &str) -> Result<Self, PluginError> {
         let file = File::open(path).map_err(|e| PluginError::Netns {
             path: path.to_string(),
-            why: if e.kind() == std::io::ErrorKind::NotFound { "does not exist".into() } else { e.to_string() },
+            why: if e.kind() == std::io::ErrorKind::NotFound {
+                "does not exist".into()
+            } else {
+                e.to_string()
+            },
         })?;
-        Ok(NetNs { file, path: path.to_string() })
+        Ok(NetNs {
+            file,
+            path: path.to_string(),
+        })
     }
 
     /// The namespace this thread is in now.
@@ -32,8 +39,15 @@ impl NetNs {
         // SAFETY: setns on a descriptor we own; it only changes this thread's namespace.
         if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             let e = std::io::Error::last_os_error();
-            let why = if e.raw_os_error() == Some(libc::EINVAL) { "is not a network namespace".to_string() } else { e.to_string() };
-            return Err(PluginError::Netns { path: self.path.clone(), why });
+            let why = if e.raw_os_error() == Some(libc::EINVAL) {
+                "is not a network namespace".to_string()
+            } else {
+                e.to_string()
+            };
+            return Err(PluginError::Netns {
+                path: self.path.clone(),
+                why,
+            });
         }
         Ok(())
     }

@@ -15,15 +15,22 @@ pub fn delete_in_background(l: link::Link) {
             let ok = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .build()
-                .map(|rt| rt.block_on(async { link::delete(&link::connect()?, l.index, &l.name).await }).is_ok())
+                .map(|rt| {
+                    rt.block_on(async { link::delete(&link::connect()?, l.index, &l.name).await })
+                        .is_ok()
+                })
                 .unwrap_or(false);
             // SAFETY: leave without running the parent's atexit handlers twice.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
         pid if pid < 0 => {
             // no child: delete here, slower but complete
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_io().build() {
-                let _ = rt.block_on(async { link::delete(&link::connect()?, l.index, &l.name).await });
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                let _ =
+                    rt.block_on(async { link::delete(&link::connect()?, l.index, &l.name).await });
             }
         }
         _ => {}

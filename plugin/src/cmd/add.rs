@@ -21,24 +21,38 @@ struct Made {
 }
 
 pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
-    let ipam = Ipam::from_conf(net)?
-        .ok_or_else(|| ConfError::Invalid("ipam is missing: weavice needs an IPAM plugin, e.g. {\"type\": \"weavice-ipam\", ...}".into()))?;
+    let ipam = Ipam::from_conf(net)?.ok_or_else(|| {
+        ConfError::Invalid(
+            "ipam is missing: weavice needs an IPAM plugin, e.g. {\"type\": \"weavice-ipam\", ...}"
+                .into(),
+        )
+    })?;
     if net.pod_to_pod == PodToPod::Routed && !net.is_gateway {
-        return Err(ConfError::Invalid("podToPod \"routed\" needs isGateway true (pods route through the bridge address)".into()).into());
+        return Err(ConfError::Invalid(
+            "podToPod \"routed\" needs isGateway true (pods route through the bridge address)"
+                .into(),
+        )
+        .into());
     }
     let mac = requested_mac(net, args)?;
     let pod_ns = NetNs::open(&args.netns)?;
     let node = Node::connect()?;
     let pod = node.connect_in(&pod_ns)?;
     if link::get(&pod, &args.ifname).await?.is_some() {
-        return Err(PluginError::InterfaceExists { ifname: args.ifname.clone(), netns: args.netns.clone() });
+        return Err(PluginError::InterfaceExists {
+            ifname: args.ifname.clone(),
+            netns: args.netns.clone(),
+        });
     }
 
     let mut made = Made::default();
     match build(net, args, &ipam, &node, &pod_ns, &pod, mac, &mut made).await {
         Ok(r) => Ok(r),
         Err(e) => {
-            warn!("ADD {}/{} failed, rolling back: {e}", args.container_id, args.ifname);
+            warn!(
+                "ADD {}/{} failed, rolling back: {e}",
+                args.container_id, args.ifname
+            );
             rollback(net, args, &ipam, &node, made).await;
             Err(e)
         }
@@ -62,15 +76,28 @@ async fn build(
     let ipr = ipam.add(net, args)?;
     made.ipam = true;
     if ipr.ips.is_empty() {
-        return Err(PluginError::Delegate { plugin: ipam.kind().into(), msg: "returned no IP addresses".into(), code: None });
+        return Err(PluginError::Delegate {
+            plugin: ipam.kind().into(),
+            msg: "returned no IP addresses".into(),
+            code: None,
+        });
     }
-    let (has_v4, has_v6) = (ipr.ips.iter().any(|i| i.address.addr().is_ipv4()), ipr.ips.iter().any(|i| i.address.addr().is_ipv6()));
+    let (has_v4, has_v6) = (
+        ipr.ips.iter().any(|i| i.address.addr().is_ipv4()),
+        ipr.ips.iter().any(|i| i.address.addr().is_ipv6()),
+    );
 
     // Node side: gateway addresses on the bridge (first ADD wins), forwarding.
     if net.is_gateway {
         for ip in &ipr.ips {
             let gw = gateway_of(ip)?;
-            addr::add(&node.netlink, br.index, IpNet::new(gw, ip.address.prefix_len()).expect("prefix from IPAM"), true).await?;
+            addr::add(
+                &node.netlink,
+                br.index,
+                IpNet::new(gw, ip.address.prefix_len()).expect("prefix from IPAM"),
+                true,
+            )
+            .await?;
         }
     }
     if has_v4 {
@@ -87,12 +114,27 @@ async fn build(
     let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
     veth::create(
         &node.netlink,
-        &veth::VethSpec { host: &host_name, peer: &args.ifname, peer_netns_fd: pod_ns.fd(), bridge_index: br.index, mtu: net.mtu, peer_mac: mac },
+        &veth::VethSpec {
+            host: &host_name,
+            peer: &args.ifname,
+            peer_netns_fd: pod_ns.fd(),
+            bridge_index: br.index,
+            mtu: net.mtu,
+            peer_mac: mac,
+        },
     )
     .await?;
     made.veth = Some(host_name.clone());
-    let host_link = link::get(&node.netlink, &host_name).await?.ok_or_else(|| PluginError::Kernel(format!("{host_name} vanished after creation")))?;
-    veth::configure_port(&node.netlink, host_link.index, routed, net.hairpin_mode && !routed).await?;
+    let host_link = link::get(&node.netlink, &host_name)
+        .await?
+        .ok_or_else(|| PluginError::Kernel(format!("{host_name} vanished after creation")))?;
+    veth::configure_port(
+        &node.netlink,
+        host_link.index,
+        routed,
+        net.hairpin_mode && !routed,
+    )
+    .await?;
 
     // Pod side. Redirects off: in routed mode the node would otherwise tell the
     // pod its peers are on-link, which isolated ports make unreachable.
@@ -105,13 +147,23 @@ async fn build(
         }
         Ok(())
     })??;
-    let pod_link = link::get(pod, ifname).await?.ok_or_else(|| PluginError::Kernel(format!("{ifname} missing in the pod after creation")))?;
+    let pod_link = link::get(pod, ifname).await?.ok_or_else(|| {
+        PluginError::Kernel(format!("{ifname} missing in the pod after creation"))
+    })?;
     link::set_up(pod, pod_link.index, ifname).await?;
     let mut ips = Vec::with_capacity(ipr.ips.len());
     for ip in &ipr.ips {
-        let a = if routed { IpNet::new(ip.address.addr(), host_prefix(ip.address.addr())).expect("host prefix") } else { ip.address };
+        let a = if routed {
+            IpNet::new(ip.address.addr(), host_prefix(ip.address.addr())).expect("host prefix")
+        } else {
+            ip.address
+        };
         addr::add(pod, pod_link.index, a, false).await?;
-        ips.push(IpConfig { address: a, gateway: ip.gateway, interface: Some(2) });
+        ips.push(IpConfig {
+            address: a,
+            gateway: ip.gateway,
+            interface: Some(2),
+        });
     }
     let routes = pod_routes(net, &ipr)?;
     for r in &routes {
@@ -119,10 +171,23 @@ async fn build(
     }
 
     let ranges: Vec<IpNet> = ipr.ips.iter().map(|i| i.address.trunc()).collect();
-    firewall::ensure(&net.state_dir, &net.name, &NetworkRules { ranges: ranges.clone(), masquerade: net.ip_masq })?;
+    firewall::ensure(
+        &net.state_dir,
+        &net.name,
+        &NetworkRules {
+            ranges: ranges.clone(),
+            masquerade: net.ip_masq,
+        },
+    )?;
 
     let pod_mac = link::format_mac(&pod_link.mac);
-    let result_routes: Vec<Route> = routes.iter().map(|r| Route { dst: r.dst, gw: r.gw }).collect();
+    let result_routes: Vec<Route> = routes
+        .iter()
+        .map(|r| Route {
+            dst: r.dst,
+            gw: r.gw,
+        })
+        .collect();
     Attachment {
         network: net.name.clone(),
         container_id: args.container_id.clone(),
@@ -137,13 +202,34 @@ async fn build(
         ipam_type: Some(ipam.kind().to_string()),
     }
     .save(&net.state_dir)?;
-    info!("ADD {}/{} netns={} veth={host_name} ips={:?}", args.container_id, ifname, args.netns, ips.iter().map(|i| i.address.to_string()).collect::<Vec<_>>());
+    info!(
+        "ADD {}/{} netns={} veth={host_name} ips={:?}",
+        args.container_id,
+        ifname,
+        args.netns,
+        ips.iter()
+            .map(|i| i.address.to_string())
+            .collect::<Vec<_>>()
+    );
 
     Ok(CniResult {
         interfaces: vec![
-            Interface { name: net.bridge.clone(), mac: link::format_mac(&br.mac), ..Default::default() },
-            Interface { name: host_name, mac: link::format_mac(&host_link.mac), ..Default::default() },
-            Interface { name: ifname.clone(), mac: pod_mac, mtu: pod_link.mtu, sandbox: args.netns.clone() },
+            Interface {
+                name: net.bridge.clone(),
+                mac: link::format_mac(&br.mac),
+                ..Default::default()
+            },
+            Interface {
+                name: host_name,
+                mac: link::format_mac(&host_link.mac),
+                ..Default::default()
+            },
+            Interface {
+                name: ifname.clone(),
+                mac: pod_mac,
+                mtu: pod_link.mtu,
+                sandbox: args.netns.clone(),
+            },
         ],
         ips,
         routes: result_routes,
@@ -152,7 +238,11 @@ async fn build(
 }
 
 fn gateway_of(ip: &IpConfig) -> Result<IpAddr, PluginError> {
-    ip.gateway.ok_or_else(|| PluginError::Delegate { plugin: "ipam".into(), msg: format!("no gateway for {}", ip.address), code: None })
+    ip.gateway.ok_or_else(|| PluginError::Delegate {
+        plugin: "ipam".into(),
+        msg: format!("no gateway for {}", ip.address),
+        code: None,
+    })
 }
 
 fn host_prefix(ip: IpAddr) -> u8 {
@@ -178,21 +268,38 @@ fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<RouteSpec>, PluginEr
     let routed = net.pod_to_pod == PodToPod::Routed;
     let mut out = Vec::new();
     for ip in &ipr.ips {
-        let Some(gw) = ip.gateway.filter(|_| net.is_gateway) else { continue };
+        let Some(gw) = ip.gateway.filter(|_| net.is_gateway) else {
+            continue;
+        };
         let v4 = gw.is_ipv4();
         if routed {
-            out.push(RouteSpec { dst: IpNet::new(gw, host_prefix(gw)).expect("host prefix"), gw: None });
+            out.push(RouteSpec {
+                dst: IpNet::new(gw, host_prefix(gw)).expect("host prefix"),
+                gw: None,
+            });
         }
         let has_default = ipr.routes.iter().any(|r| r.dst == default_net(v4));
         if !has_default {
-            out.push(RouteSpec { dst: default_net(v4), gw: Some(gw) });
+            out.push(RouteSpec {
+                dst: default_net(v4),
+                gw: Some(gw),
+            });
         }
     }
     for r in &ipr.routes {
         let v4 = r.dst.addr().is_ipv4();
-        let gw = r.gw.or_else(|| ipr.ips.iter().filter_map(|i| i.gateway).find(|g| g.is_ipv4() == v4));
+        let gw = r.gw.or_else(|| {
+            ipr.ips
+                .iter()
+                .filter_map(|i| i.gateway)
+                .find(|g| g.is_ipv4() == v4)
+        });
         if gw.is_none() && routed {
-            return Err(ConfError::Invalid(format!("route {} has no gateway and the pod has none of its family", r.dst)).into());
+            return Err(ConfError::Invalid(format!(
+                "route {} has no gateway and the pod has none of its family",
+                r.dst
+            ))
+            .into());
         }
         let spec = RouteSpec { dst: r.dst, gw };
         if !out.contains(&spec) {

@@ -11,15 +11,27 @@ use conf::{CmdArgs, CniResult, CniVersion, NetConf};
 
 pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     require_version(net, "CHECK", "0.4.0", CniVersion::V0_4_0)?;
-    let unknown = || PluginError::UnknownAttachment { network: net.name.clone(), container_id: args.container_id.clone(), ifname: args.ifname.clone() };
-    let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname)?.ok_or_else(unknown)?;
+    let unknown = || PluginError::UnknownAttachment {
+        network: net.name.clone(),
+        container_id: args.container_id.clone(),
+        ifname: args.ifname.clone(),
+    };
+    let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname)?
+        .ok_or_else(unknown)?;
     let mut missing: Vec<String> = Vec::new();
 
     if let Some(prev) = &net.prev_result {
         let prev = CniResult::from_value(prev)?;
         for ip in &prev.ips {
-            if !saved.ips.iter().any(|s| s.address.addr() == ip.address.addr()) {
-                missing.push(format!("prevResult address {} was not assigned by weavice", ip.address));
+            if !saved
+                .ips
+                .iter()
+                .any(|s| s.address.addr() == ip.address.addr())
+            {
+                missing.push(format!(
+                    "prevResult address {} was not assigned by weavice",
+                    ip.address
+                ));
             }
         }
     }
@@ -30,7 +42,10 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         Some(h) => {
             let br = link::get(&node.netlink, &saved.bridge).await?;
             if br.as_ref().map(|b| b.index) != h.master || br.is_none() {
-                missing.push(format!("{} attached to bridge {}", saved.host_veth, saved.bridge));
+                missing.push(format!(
+                    "{} attached to bridge {}",
+                    saved.host_veth, saved.bridge
+                ));
             }
         }
     }
@@ -44,7 +59,12 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
                 missing.push(format!("{} is down", args.ifname));
             }
             if link::format_mac(&l.mac) != saved.mac {
-                missing.push(format!("{} has MAC {}, expected {}", args.ifname, link::format_mac(&l.mac), saved.mac));
+                missing.push(format!(
+                    "{} has MAC {}, expected {}",
+                    args.ifname,
+                    link::format_mac(&l.mac),
+                    saved.mac
+                ));
             }
             let have = addr::list(&pod, l.index).await?;
             for ip in &saved.ips {
@@ -56,7 +76,11 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
             routes.extend(route::list(&pod, l.index, false).await?);
             for r in &saved.routes {
                 if !routes.iter().any(|x| x.dst == r.dst && x.gw == r.gw) {
-                    missing.push(format!("route {}{}", r.dst, r.gw.map(|g| format!(" via {g}")).unwrap_or_default()));
+                    missing.push(format!(
+                        "route {}{}",
+                        r.dst,
+                        r.gw.map(|g| format!(" via {g}")).unwrap_or_default()
+                    ));
                 }
             }
         }
@@ -67,13 +91,21 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
             missing.push(e.to_string());
         }
     }
-    if let Err(e) = firewall::check(&NetworkRules { ranges: saved.ranges.clone(), masquerade: net.ip_masq }) {
+    if let Err(e) = firewall::check(&NetworkRules {
+        ranges: saved.ranges.clone(),
+        masquerade: net.ip_masq,
+    }) {
         missing.push(e.to_string());
     }
 
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(PluginError::Check(format!("{}/{} is missing: {}", args.container_id, args.ifname, missing.join("; "))))
+        Err(PluginError::Check(format!(
+            "{}/{} is missing: {}",
+            args.container_id,
+            args.ifname,
+            missing.join("; ")
+        )))
     }
 }

@@ -17,10 +17,16 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     let mut errors = Vec::new();
 
     for a in Attachment::list(&net.state_dir, &net.name)? {
-        if keep.iter().any(|k| k.container_id == a.container_id && k.ifname == a.ifname) {
+        if keep
+            .iter()
+            .any(|k| k.container_id == a.container_id && k.ifname == a.ifname)
+        {
             continue;
         }
-        info!("GC releases {}/{} ({})", a.container_id, a.ifname, a.host_veth);
+        info!(
+            "GC releases {}/{} ({})",
+            a.container_id, a.ifname, a.host_veth
+        );
         let removed = async {
             if let Some(l) = link::get(&node.netlink, &a.host_veth).await? {
                 link::delete(&node.netlink, l.index, &l.name).await?;
@@ -35,7 +41,11 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     // veths whose background deletion did not finish (DEL's child was killed)
     let mut links = node.netlink.link().get().execute();
     let mut tombs = Vec::new();
-    while let Some(m) = links.try_next().await.map_err(PluginError::netlink("list links"))? {
+    while let Some(m) = links
+        .try_next()
+        .await
+        .map_err(PluginError::netlink("list links"))?
+    {
         let l = link::Link::from(m);
         if l.name.starts_with(veth::TOMBSTONE_PREFIX) && l.name.len() == 14 {
             tombs.push(l);

@@ -30,13 +30,22 @@ struct Marker {
 }
 
 fn marker_path(state_dir: &str, network: &str) -> PathBuf {
-    PathBuf::from(state_dir).join("networks").join(format!("{network}.json"))
+    PathBuf::from(state_dir)
+        .join("networks")
+        .join(format!("{network}.json"))
 }
 
 fn current_marker(rules: &NetworkRules) -> Result<Marker, PluginError> {
-    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").map_err(PluginError::io("read boot_id"))?;
-    let netns_inode = fs::metadata("/proc/thread-self/ns/net").map_err(PluginError::io("stat netns"))?.ino();
-    Ok(Marker { boot_id: boot_id.trim().to_string(), netns_inode, rules: rules.clone() })
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map_err(PluginError::io("read boot_id"))?;
+    let netns_inode = fs::metadata("/proc/thread-self/ns/net")
+        .map_err(PluginError::io("stat netns"))?
+        .ino();
+    Ok(Marker {
+        boot_id: boot_id.trim().to_string(),
+        netns_inode,
+        rules: rules.clone(),
+    })
 }
 
 /// Installs the network's rules unless this boot and namespace already have them.

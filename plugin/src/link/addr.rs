@@ -12,7 +12,9 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 pub async fn add(h: &Handle, index: u32, addr: IpNet, shared: bool) -> Result<(), PluginError> {
     let mut req = h.address().add(index, addr.addr(), addr.prefix_len());
     if addr.addr().is_ipv6() {
-        req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
     }
     match req.execute().await {
         Err(e) if shared && errno(&e) == Some(libc::EEXIST) => Ok(()),
@@ -24,7 +26,11 @@ pub async fn add(h: &Handle, index: u32, addr: IpNet, shared: bool) -> Result<()
 pub async fn list(h: &Handle, index: u32) -> Result<Vec<IpNet>, PluginError> {
     let mut out = Vec::new();
     let mut s = h.address().get().set_link_index_filter(index).execute();
-    while let Some(m) = s.try_next().await.map_err(PluginError::netlink("list addresses"))? {
+    while let Some(m) = s
+        .try_next()
+        .await
+        .map_err(PluginError::netlink("list addresses"))?
+    {
         for a in &m.attributes {
             if let AddressAttribute::Address(ip) = a {
                 if let Ok(net) = IpNet::new(*ip, m.header.prefix_len) {

@@ -22,7 +22,9 @@ pub async fn ensure(h: &Handle, name: &str, mtu: Option<u32>) -> Result<Link, Pl
     // No multicast snooping: a new pod's MLD report goes out before its
     // link-local address leaves DAD and is not learnt, so the node's neighbour
     // solicitations for the pod would reach no port for a while.
-    let mut msg = rtnetlink::LinkBridge::new(name).mcast_snooping(false).address(bridge_mac(name));
+    let mut msg = rtnetlink::LinkBridge::new(name)
+        .mcast_snooping(false)
+        .address(bridge_mac(name));
     if let Some(mtu) = mtu {
         msg = msg.mtu(mtu);
     }
@@ -31,7 +33,9 @@ pub async fn ensure(h: &Handle, name: &str, mtu: Option<u32>) -> Result<Link, Pl
         Err(e) if errno(&e) == Some(libc::EEXIST) => {}
         r => r.map_err(PluginError::netlink(format!("create bridge {name}")))?,
     }
-    let l = get(h, name).await?.ok_or_else(|| PluginError::Kernel(format!("bridge {name} vanished right after creation")))?;
+    let l = get(h, name).await?.ok_or_else(|| {
+        PluginError::Kernel(format!("bridge {name} vanished right after creation"))
+    })?;
     // DAD off before the link-local address exists: while it is tentative
     // the node cannot solicit pods' IPv6 neighbours.
     if std::path::Path::new("/proc/sys/net/ipv6").exists() {

@@ -15,7 +15,8 @@ pub use rtnetlink::Handle;
 /// Opens a netlink socket in the namespace the thread is in now; it stays
 /// bound there. Must be called inside the tokio runtime.
 pub fn connect() -> Result<Handle, PluginError> {
-    let (conn, handle, _) = rtnetlink::new_connection().map_err(PluginError::io("open netlink socket"))?;
+    let (conn, handle, _) =
+        rtnetlink::new_connection().map_err(PluginError::io("open netlink socket"))?;
     tokio::spawn(conn);
     Ok(handle)
 }
@@ -32,7 +33,14 @@ pub struct Link {
 
 impl From<LinkMessage> for Link {
     fn from(m: LinkMessage) -> Self {
-        let mut l = Link { index: m.header.index, name: String::new(), mac: vec![], up: m.header.flags.contains(LinkFlags::Up), master: None, mtu: None };
+        let mut l = Link {
+            index: m.header.index,
+            name: String::new(),
+            mac: vec![],
+            up: m.header.flags.contains(LinkFlags::Up),
+            master: None,
+            mtu: None,
+        };
         for a in m.attributes {
             match a {
                 LinkAttribute::IfName(n) => l.name = n,
@@ -47,7 +55,14 @@ impl From<LinkMessage> for Link {
 }
 
 pub async fn get(h: &Handle, name: &str) -> Result<Option<Link>, PluginError> {
-    match h.link().get().match_name(name.to_string()).execute().try_next().await {
+    match h
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+    {
         Ok(m) => Ok(m.map(Link::from)),
         Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(PluginError::netlink(format!("get link {name}"))(e)),
@@ -70,10 +85,17 @@ pub async fn delete(h: &Handle, index: u32, name: &str) -> Result<(), PluginErro
 }
 
 pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 pub fn parse_mac(s: &str) -> Option<Vec<u8>> {
-    let bytes: Vec<u8> = s.split(':').map(|p| u8::from_str_radix(p, 16)).collect::<Result<_, _>>().ok()?;
+    let bytes: Vec<u8> = s
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .ok()?;
     (bytes.len() == 6 && s.split(':').all(|p| p.len() == 2)).then_some(bytes)
 }

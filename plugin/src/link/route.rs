@@ -31,23 +31,37 @@ fn message(r: &RouteSpec, oif: u32) -> RouteMessage {
 pub async fn add(h: &Handle, oif: u32, r: &RouteSpec) -> Result<(), PluginError> {
     if let Some(gw) = r.gw {
         if gw.is_ipv4() != r.dst.addr().is_ipv4() {
-            return Err(PluginError::Conf(conf::ConfError::Invalid(format!("route {} via {gw} mixes address families", r.dst))));
+            return Err(PluginError::Conf(conf::ConfError::Invalid(format!(
+                "route {} via {gw} mixes address families",
+                r.dst
+            ))));
         }
     }
     match h.route().add(message(r, oif)).execute().await {
         Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-        res => res.map_err(PluginError::netlink(format!("add route {} via {:?}", r.dst, r.gw))),
+        res => res.map_err(PluginError::netlink(format!(
+            "add route {} via {:?}",
+            r.dst, r.gw
+        ))),
     }
 }
 
 /// Main-table routes through `oif`, for CHECK.
 pub async fn list(h: &Handle, oif: u32, v4: bool) -> Result<Vec<RouteSpec>, PluginError> {
-    let family = if v4 { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let family = if v4 {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
     let mut filter = RouteMessage::default();
     filter.header.address_family = family;
     let mut out = Vec::new();
     let mut s = h.route().get(filter).execute();
-    while let Some(m) = s.try_next().await.map_err(PluginError::netlink("list routes"))? {
+    while let Some(m) = s
+        .try_next()
+        .await
+        .map_err(PluginError::netlink("list routes"))?
+    {
         let mut dst = None;
         let mut gw = None;
         let mut dev = None;
@@ -62,7 +76,11 @@ pub async fn list(h: &Handle, oif: u32, v4: bool) -> Result<Vec<RouteSpec>, Plug
         if dev != Some(oif) {
             continue;
         }
-        let dst = dst.unwrap_or(if v4 { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u16; 8]) });
+        let dst = dst.unwrap_or(if v4 {
+            IpAddr::from([0u8; 4])
+        } else {
+            IpAddr::from([0u16; 8])
+        });
         if let Ok(dst) = IpNet::new(dst, m.header.destination_prefix_length) {
             out.push(RouteSpec { dst, gw });
         }

@@ -35,7 +35,9 @@ pub async fn create(h: &Handle, s: &VethSpec<'_>) -> Result<(), PluginError> {
     // The peer cannot be created up in another namespace (ENOTCONN here);
     // the caller sets it up from inside the pod.
     let mut peer = LinkUnspec::new_with_name(s.peer).setns_by_fd(s.peer_netns_fd);
-    let mut host = LinkVeth::new(s.host, s.peer).controller(s.bridge_index).up();
+    let mut host = LinkVeth::new(s.host, s.peer)
+        .controller(s.bridge_index)
+        .up();
     if let Some(mtu) = s.mtu {
         peer = peer.mtu(mtu);
         host = host.mtu(mtu);
@@ -43,18 +45,29 @@ pub async fn create(h: &Handle, s: &VethSpec<'_>) -> Result<(), PluginError> {
     if let Some(mac) = &s.peer_mac {
         peer = peer.address(mac.clone());
     }
-    let msg = host.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
-    h.link().add(msg).execute().await.map_err(|e| match errno(&e) {
-        Some(libc::EEXIST) => PluginError::Kernel(format!(
-            "host interface {} already exists: this attachment was added before; DEL it first",
-            s.host
-        )),
-        _ => PluginError::netlink(format!("create veth {} <-> {}", s.host, s.peer))(e),
-    })
+    let msg = host
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+        .build();
+    h.link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(|e| match errno(&e) {
+            Some(libc::EEXIST) => PluginError::Kernel(format!(
+                "host interface {} already exists: this attachment was added before; DEL it first",
+                s.host
+            )),
+            _ => PluginError::netlink(format!("create veth {} <-> {}", s.host, s.peer))(e),
+        })
 }
 
 /// `isolated` keeps pods from reaching each other at L2 (routed mode).
-pub async fn configure_port(h: &Handle, index: u32, isolated: bool, hairpin: bool) -> Result<(), PluginError> {
+pub async fn configure_port(
+    h: &Handle,
+    index: u32,
+    isolated: bool,
+    hairpin: bool,
+) -> Result<(), PluginError> {
     if !isolated && !hairpin {
         return Ok(());
     }
@@ -65,7 +78,11 @@ pub async fn configure_port(h: &Handle, index: u32, isolated: bool, hairpin: boo
     if hairpin {
         port = port.hairpin(true);
     }
-    h.link().set_port(port.build()).execute().await.map_err(PluginError::netlink("configure bridge port"))
+    h.link()
+        .set_port(port.build())
+        .execute()
+        .await
+        .map_err(PluginError::netlink("configure bridge port"))
 }
 
 /// Detaches the host veth and renames it out of the attachment's way, so the
@@ -73,12 +90,24 @@ pub async fn configure_port(h: &Handle, index: u32, isolated: bool, hairpin: boo
 /// Returns the link to delete, or None when the rename could not be done and
 /// the caller should delete synchronously.
 pub async fn retire(h: &Handle, link: &Link) -> Result<Option<Link>, PluginError> {
-    let down = LinkUnspec::new_with_index(link.index).down().nocontroller().build();
-    h.link().set(down).execute().await.map_err(PluginError::netlink(format!("detach {}", link.name)))?;
+    let down = LinkUnspec::new_with_index(link.index)
+        .down()
+        .nocontroller()
+        .build();
+    h.link()
+        .set(down)
+        .execute()
+        .await
+        .map_err(PluginError::netlink(format!("detach {}", link.name)))?;
     let tomb = tombstone_name(&link.name);
-    let rename = LinkUnspec::new_with_index(link.index).name(tomb.clone()).build();
+    let rename = LinkUnspec::new_with_index(link.index)
+        .name(tomb.clone())
+        .build();
     match h.link().set(rename).execute().await {
-        Ok(()) => Ok(Some(Link { name: tomb, ..link.clone() })),
+        Ok(()) => Ok(Some(Link {
+            name: tomb,
+            ..link.clone()
+        })),
         Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(None),
         Err(e) => Err(PluginError::netlink(format!("rename {}", link.name))(e)),
     }
