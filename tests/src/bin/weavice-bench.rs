@@ -1,0 +1,232 @@
+//! weavice-bench: ADD and DEL latency of weavice against the reference chain
+//! (bridge + host-local, ipMasq on both), measured the same way for both in
+//! one run, by direct invocation and through cnitool, at several numbers of
+//! pods already on the node. Prints medians, p95, rule counts and ratios.
+//!
+//! Usage (root): weavice-bench [--samples N] [--pods 1,100,250]
+
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use weavice_tests::{bin, cni_path, cnitool, Netns, TempDir};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Plugin {
+    Weavice,
+    Reference,
+}
+
+impl Plugin {
+    fn name(self) -> &'static str {
+        match self {
+            Plugin::Weavice => "weavice",
+            Plugin::Reference => "bridge+host-local",
+        }
+    }
+
+    fn conf(self, dir: &TempDir) -> Value {
+        match self {
+            Plugin::Weavice => json!({
+                "type": "weavice", "bridge": "wvb0", "ipMasq": true,
+                "stateDir": dir.path("state"), "logFile": dir.path("weavice.log"),
+                "ipam": {"type": "weavice-ipam", "dataDir": dir.path("ipam"), "ranges": [[{"subnet": "10.120.0.0/16"}]]}
+            }),
+            Plugin::Reference => json!({
+                "type": "bridge", "bridge": "cnib0", "isGateway": true, "ipMasq": true,
+                "ipam": {"type": "host-local", "dataDir": dir.path("ipam"), "ranges": [[{"subnet": "10.121.0.0/16"}]]}
+            }),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Direct,
+    Cnitool,
+}
+
+/// Switches this (single) thread into `ns`; children spawned now start there.
+fn enter(ns: &str) {
+    let f = File::open(ns).expect("open netns");
+    // SAFETY: setns on our own descriptor; the bench is single-threaded.
+    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns {ns}");
+}
+
+struct Bench {
+    dir: TempDir,
+    network: String,
+    conf: Value,
+    plugin: Plugin,
+}
+
+impl Bench {
+    /// One verb, timed from spawn to exit.
+    fn run(&self, via: Via, verb: &str, id: &str, pod: &Netns) -> Duration {
+        let start = Instant::now();
+        let ok = match via {
+            Via::Direct => {
+                let mut conf = self.conf.clone();
+                conf["cniVersion"] = json!("1.0.0");
+                conf["name"] = json!(self.network);
+                let plugin = match self.plugin {
+                    Plugin::Weavice => bin("weavice"),
+                    Plugin::Reference => "/usr/lib/cni/bridge".to_string(),
+                };
+                let mut child = Command::new(plugin)
+                    .env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .env("CNI_COMMAND", verb)
+                    .env("CNI_CONTAINERID", id)
+                    .env("CNI_NETNS", pod.path())
+                    .env("CNI_IFNAME", "eth0")
+                    .env("CNI_PATH", cni_path())
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn plugin");
+                child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+                let out = child.wait_with_output().unwrap();
+                if !out.status.success() {
+                    eprintln!("{verb} {id}: {}", String::from_utf8_lossy(&out.stdout));
+                }
+                out.status.success()
+            }
+            Via::Cnitool => {
+                let out = Command::new(cnitool())
+                    .args([verb.to_lowercase().as_str(), &self.network, &pod.path()])
+                    .env("NETCONFPATH", self.dir.path("net.d"))
+                    .env("CNI_PATH", cni_path())
+                    .env("CNI_CACHE_DIR", self.dir.path("cache"))
+                    .env("CNI_CONTAINERID", id)
+                    .output()
+                    .expect("run cnitool");
+                if !out.status.success() {
+                    eprintln!("cnitool {verb} {id}: {}", String::from_utf8_lossy(&out.stderr));
+                }
+                out.status.success()
+            }
+        };
+        assert!(ok, "{} {verb} failed", self.plugin.name());
+        start.elapsed()
+    }
+}
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    let idx = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[idx].as_secs_f64() * 1000.0
+}
+
+/// Rules in every netfilter table of the current namespace (iptables-nft
+/// rules included, since they live in nftables too).
+fn rule_count() -> usize {
+    let out = Command::new("nft").args(["-a", "list", "ruleset"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    out.lines()
+        .map(str::trim)
+        .filter(|l| l.contains("# handle") && !l.starts_with("table") && !l.starts_with("chain") && !l.starts_with("set") && !l.starts_with("type"))
+        .count()
+}
+
+struct Row {
+    plugin: Plugin,
+    via: Via,
+    pods: usize,
+    add50: f64,
+    add95: f64,
+    del50: f64,
+    del95: f64,
+    rules: usize,
+}
+
+fn main() {
+    let mut samples = 40;
+    let mut levels = vec![1usize, 100, 250];
+    let args: Vec<String> = std::env::args().collect();
+    for w in args.windows(2) {
+        match w[0].as_str() {
+            "--samples" => samples = w[1].parse().expect("--samples N"),
+            "--pods" => levels = w[1].split(',').map(|s| s.parse().expect("--pods 1,100,250")).collect(),
+            _ => {}
+        }
+    }
+    let home = "/proc/self/ns/net";
+    let home_fd = File::open(home).expect("open own netns");
+    let mut rows = Vec::new();
+    for &pods in &levels {
+        for plugin in [Plugin::Weavice, Plugin::Reference] {
+            let node = Netns::new("bench");
+            let dir = TempDir::new("bench");
+            let network = format!("bench{}", if plugin == Plugin::Weavice { "wv" } else { "ref" });
+            let conf = plugin.conf(&dir);
+            std::fs::create_dir_all(dir.path("net.d")).unwrap();
+            let list = json!({"cniVersion": "1.0.0", "name": network, "plugins": [conf]});
+            std::fs::write(dir.path(&format!("net.d/{network}.conflist")), list.to_string()).unwrap();
+            let bench = Bench { dir, network, conf, plugin };
+            let resident: Vec<Netns> = (0..pods).map(|_| Netns::new("res")).collect();
+            let probes: Vec<Netns> = (0..samples).map(|_| Netns::new("probe")).collect();
+            enter(&node.path());
+            for (i, p) in resident.iter().enumerate() {
+                bench.run(Via::Direct, "ADD", &format!("resident{i}"), p);
+            }
+            for via in [Via::Direct, Via::Cnitool] {
+                let (mut adds, mut dels) = (Vec::new(), Vec::new());
+                for (i, p) in probes.iter().enumerate() {
+                    let id = format!("probe{i}");
+                    adds.push(bench.run(via, "ADD", &id, p));
+                    dels.push(bench.run(via, "DEL", &id, p));
+                }
+                // the same population as during ADD: one probe pod on top of the residents
+                bench.run(via, "ADD", "count", &probes[0]);
+                let rules = rule_count();
+                bench.run(via, "DEL", "count", &probes[0]);
+                rows.push(Row { plugin, via, pods, add50: pct(&mut adds, 0.5), add95: pct(&mut adds, 0.95), del50: pct(&mut dels, 0.5), del95: pct(&mut dels, 0.95), rules });
+                eprintln!("done: {} {} {pods}", plugin.name(), if via == Via::Direct { "direct" } else { "cnitool" });
+            }
+            for (i, p) in resident.iter().enumerate() {
+                bench.run(Via::Direct, "DEL", &format!("resident{i}"), p);
+            }
+            // SAFETY: back to where we started before namespaces are deleted.
+            assert_eq!(unsafe { libc::setns(home_fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        }
+    }
+    print_tables(&rows, &levels, samples);
+}
+
+fn print_tables(rows: &[Row], levels: &[usize], samples: usize) {
+    println!("{samples} ADD+DEL pairs per row, sequential; times in ms, wall clock from spawn to exit.\n");
+    println!("| plugin | via | pods on node | ADD p50 | ADD p95 | DEL p50 | DEL p95 | rules |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let via = if r.via == Via::Direct { "direct" } else { "cnitool" };
+        println!("| {} | {via} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |", r.plugin.name(), r.pods, r.add50, r.add95, r.del50, r.del95, r.rules);
+    }
+    println!("\nRatios reference / weavice (higher is better for weavice):\n");
+    println!("| via | pods on node | ADD p50 | DEL p50 | ADD p95 |");
+    println!("|---|---|---|---|---|");
+    for via in [Via::Direct, Via::Cnitool] {
+        for &pods in levels {
+            let find = |p| rows.iter().find(|r| r.via == via && r.pods == pods && r.plugin == p);
+            if let (Some(w), Some(f)) = (find(Plugin::Weavice), find(Plugin::Reference)) {
+                let name = if via == Via::Direct { "direct" } else { "cnitool" };
+                println!("| {name} | {pods} | {:.1}x | {:.1}x | {:.1}x |", f.add50 / w.add50, f.del50 / w.del50, f.add95 / w.add95);
+            }
+        }
+    }
+    let (lo, hi) = (levels.iter().min().copied().unwrap_or(1), levels.iter().max().copied().unwrap_or(1));
+    println!("\nFlatness: ADD p95 at {hi} pods / ADD p95 at {lo} pod(s):\n");
+    println!("| plugin | via | ratio |");
+    println!("|---|---|---|");
+    for plugin in [Plugin::Weavice, Plugin::Reference] {
+        for via in [Via::Direct, Via::Cnitool] {
+            let find = |n| rows.iter().find(|r| r.via == via && r.pods == n && r.plugin == plugin);
+            if let (Some(a), Some(b)) = (find(lo), find(hi)) {
+                let name = if via == Via::Direct { "direct" } else { "cnitool" };
+                println!("| {} | {name} | {:.2} |", plugin.name(), b.add95 / a.add95);
+            }
+        }
+    }
+}
