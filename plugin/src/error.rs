@@ -14,7 +14,7 @@ pub enum PluginError {
     #[error("{op}: {source}")]
     Netlink {
         op: String,
-        source: rtnetlink::Error,
+        source: crate::link::socket::NlError,
     },
     #[error(
         "interface {ifname} already exists in {netns}; each attachment needs its own CNI_IFNAME"
@@ -57,7 +57,7 @@ impl PluginError {
         move |source| PluginError::Io { what, source }
     }
 
-    pub fn netlink(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> PluginError {
+    pub fn netlink(op: impl Into<String>) -> impl FnOnce(crate::link::socket::NlError) -> PluginError {
         let op = op.into();
         move |source| PluginError::Netlink { op, source }
     }
@@ -100,13 +100,5 @@ impl PluginError {
             } => *c,
             _ => ErrorCode::PluginNotAvailable.code(),
         }
-    }
-}
-
-/// The kernel's errno inside a netlink error, if that is what it is.
-pub fn errno(e: &rtnetlink::Error) -> Option<i32> {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => Some(m.raw_code().abs()),
-        _ => None,
     }
 }

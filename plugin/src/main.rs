@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-/// What a verb leaves to do after the runtime has its answer.
+/// What a verb leaves to do after the container runtime has its answer.
 enum After {
     Nothing,
     DeleteLink(link::Link),
@@ -94,31 +94,16 @@ fn run(command: Command, stdin: &[u8]) -> Result<(Option<Value>, After), PluginE
         net.log_file.as_deref(),
         format!("{} {}", command.as_str(), net.name),
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(PluginError::io("start the netlink runtime"))?;
     let version = net.cni_version;
-    rt.block_on(async {
-        Ok(match command {
-            Command::Add => (
-                Some(cmd::add::run(&net, &args).await?.to_value(version)),
-                After::Nothing,
-            ),
-            Command::Del => match cmd::del::run(&net, &args).await?.retired {
-                Some(l) => (None, After::DeleteLink(l)),
-                None => (None, After::Nothing),
-            },
-            Command::Check => (
-                cmd::check::run(&net, &args).await.map(|_| None)?,
-                After::Nothing,
-            ),
-            Command::Gc => (
-                cmd::gc::run(&net, &args).await.map(|_| None)?,
-                After::Nothing,
-            ),
-            Command::Status => (cmd::status::run(&net, &args).map(|_| None)?, After::Nothing),
-            Command::Version => unreachable!("answered above"),
-        })
+    Ok(match command {
+        Command::Add => (Some(cmd::add::run(&net, &args)?.to_value(version)), After::Nothing),
+        Command::Del => match cmd::del::run(&net, &args)?.retired {
+            Some(l) => (None, After::DeleteLink(l)),
+            None => (None, After::Nothing),
+        },
+        Command::Check => (cmd::check::run(&net, &args).map(|_| None)?, After::Nothing),
+        Command::Gc => (cmd::gc::run(&net, &args).map(|_| None)?, After::Nothing),
+        Command::Status => (cmd::status::run(&net, &args).map(|_| None)?, After::Nothing),
+        Command::Version => unreachable!("answered above"),
     })
 }

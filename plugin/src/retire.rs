@@ -2,43 +2,31 @@
 //! veth costs about 20 ms of RCU grace periods in the kernel. By now the veth
 //! is down, off the bridge and renamed (see link::veth::retire), so the pod is
 //! gone from the network's point of view; a child process finishes the job
-//! after the runtime has its answer. If the child dies, GC removes the link.
+//! after the container runtime has its answer. If the child dies, GC removes
+//! the link.
 
 use crate::link;
 
 pub fn delete_in_background(l: link::Link) {
-    // SAFETY: the process is single-threaded here (the runtime is dropped), so
-    // fork is safe; the child only makes syscalls and exits.
+    // SAFETY: weavice is single-threaded, so fork is safe; the child makes
+    // only syscalls and leaves with _exit.
     match unsafe { libc::fork() } {
         0 => {
             detach();
-            let ok = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-                .map(|rt| {
-                    rt.block_on(async { link::delete(&link::connect()?, l.index, &l.name).await })
-                        .is_ok()
-                })
-                .unwrap_or(false);
-            // SAFETY: leave without running the parent's atexit handlers twice.
+            let ok = link::connect().and_then(|mut nl| link::delete(&mut nl, l.index, &l.name)).is_ok();
+            // SAFETY: leave without running the parent's exit handlers again.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
+        // no child: delete here, slower but complete
         pid if pid < 0 => {
-            // no child: delete here, slower but complete
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            {
-                let _ =
-                    rt.block_on(async { link::delete(&link::connect()?, l.index, &l.name).await });
-            }
+            let _ = link::connect().and_then(|mut nl| link::delete(&mut nl, l.index, &l.name));
         }
         _ => {}
     }
 }
 
-/// New session, stdio on /dev/null: the runtime reading our stdout must see
-/// EOF when the parent exits, not when the child does.
+/// New session, stdio on /dev/null: the container runtime reading our stdout
+/// must see EOF when the parent exits, not when the child does.
 fn detach() {
     // SAFETY: plain syscalls on descriptors this process owns.
     unsafe {

@@ -20,7 +20,7 @@ struct Made {
     veth: Option<String>,
 }
 
-pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
+pub fn run(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
     let ipam = Ipam::from_conf(net)?.ok_or_else(|| {
         ConfError::Invalid(
             "ipam is missing: weavice needs an IPAM plugin, e.g. {\"type\": \"weavice-ipam\", ...}"
@@ -36,9 +36,9 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError
     }
     let mac = requested_mac(net, args)?;
     let pod_ns = NetNs::open(&args.netns)?;
-    let node = Node::connect()?;
-    let pod = node.connect_in(&pod_ns)?;
-    if link::get(&pod, &args.ifname).await?.is_some() {
+    let mut node = Node::connect()?;
+    let mut pod = node.connect_in(&pod_ns)?;
+    if link::get(&mut pod, &args.ifname)?.is_some() {
         return Err(PluginError::InterfaceExists {
             ifname: args.ifname.clone(),
             netns: args.netns.clone(),
@@ -46,32 +46,32 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError
     }
 
     let mut made = Made::default();
-    match build(net, args, &ipam, &node, &pod_ns, &pod, mac, &mut made).await {
+    match build(net, args, &ipam, &mut node, &pod_ns, &mut pod, mac, &mut made) {
         Ok(r) => Ok(r),
         Err(e) => {
             warn!(
                 "ADD {}/{} failed, rolling back: {e}",
                 args.container_id, args.ifname
             );
-            rollback(net, args, &ipam, &node, made).await;
+            rollback(net, args, &ipam, &mut node, made);
             Err(e)
         }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn build(
+fn build(
     net: &NetConf,
     args: &CmdArgs,
     ipam: &Ipam,
-    node: &Node,
+    node: &mut Node,
     pod_ns: &NetNs,
-    pod: &link::Handle,
+    pod: &mut link::Netlink,
     mac: Option<Vec<u8>>,
     made: &mut Made,
 ) -> Result<CniResult, PluginError> {
     let routed = net.pod_to_pod == PodToPod::Routed;
-    let br = bridge::ensure(&node.netlink, &net.bridge, net.mtu).await?;
+    let br = bridge::ensure(&mut node.netlink, &net.bridge, net.mtu)?;
 
     let ipr = ipam.add(net, args)?;
     made.ipam = true;
@@ -92,12 +92,12 @@ async fn build(
         for ip in &ipr.ips {
             let gw = gateway_of(ip)?;
             addr::add(
-                &node.netlink,
+                &mut node.netlink,
                 br.index,
                 IpNet::new(gw, ip.address.prefix_len()).expect("prefix from IPAM"),
                 true,
             )
-            .await?;
+            ?;
         }
     }
     if has_v4 {
@@ -113,7 +113,7 @@ async fn build(
 
     let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
     veth::create(
-        &node.netlink,
+        &mut node.netlink,
         &veth::VethSpec {
             host: &host_name,
             peer: &args.ifname,
@@ -123,18 +123,18 @@ async fn build(
             peer_mac: mac,
         },
     )
-    .await?;
+    ?;
     made.veth = Some(host_name.clone());
-    let host_link = link::get(&node.netlink, &host_name)
-        .await?
+    let host_link = link::get(&mut node.netlink, &host_name)
+        ?
         .ok_or_else(|| PluginError::Kernel(format!("{host_name} vanished after creation")))?;
     veth::configure_port(
-        &node.netlink,
+        &mut node.netlink,
         host_link.index,
         routed,
         net.hairpin_mode && !routed,
     )
-    .await?;
+    ?;
 
     // Pod side. Redirects off: in routed mode the node would otherwise tell the
     // pod its peers are on-link, which isolated ports make unreachable.
@@ -147,10 +147,10 @@ async fn build(
         }
         Ok(())
     })??;
-    let pod_link = link::get(pod, ifname).await?.ok_or_else(|| {
+    let pod_link = link::get(pod, ifname)?.ok_or_else(|| {
         PluginError::Kernel(format!("{ifname} missing in the pod after creation"))
     })?;
-    link::set_up(pod, pod_link.index, ifname).await?;
+    link::set_up(pod, pod_link.index, ifname)?;
     let mut ips = Vec::with_capacity(ipr.ips.len());
     for ip in &ipr.ips {
         let a = if routed {
@@ -158,7 +158,7 @@ async fn build(
         } else {
             ip.address
         };
-        addr::add(pod, pod_link.index, a, false).await?;
+        addr::add(pod, pod_link.index, a, false)?;
         ips.push(IpConfig {
             address: a,
             gateway: ip.gateway,
@@ -167,7 +167,7 @@ async fn build(
     }
     let routes = pod_routes(net, &ipr)?;
     for r in &routes {
-        route::add(pod, pod_link.index, r).await?;
+        route::add(pod, pod_link.index, r)?;
     }
 
     let ranges: Vec<IpNet> = ipr.ips.iter().map(|i| i.address.trunc()).collect();
@@ -309,10 +309,10 @@ fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<RouteSpec>, PluginEr
     Ok(out)
 }
 
-async fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &Node, made: Made) {
+fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &mut Node, made: Made) {
     if let Some(name) = made.veth {
-        if let Ok(Some(l)) = link::get(&node.netlink, &name).await {
-            if let Err(e) = link::delete(&node.netlink, l.index, &name).await {
+        if let Ok(Some(l)) = link::get(&mut node.netlink, &name) {
+            if let Err(e) = link::delete(&mut node.netlink, l.index, &name) {
                 warn!("rollback: {e}");
             }
         }

@@ -9,7 +9,7 @@ use crate::netns::NetNs;
 use crate::state::Attachment;
 use conf::{CmdArgs, CniResult, CniVersion, NetConf};
 
-pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
+pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     require_version(net, "CHECK", "0.4.0", CniVersion::V0_4_0)?;
     let unknown = || PluginError::UnknownAttachment {
         network: net.name.clone(),
@@ -36,11 +36,11 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         }
     }
 
-    let node = Node::connect()?;
-    match link::get(&node.netlink, &saved.host_veth).await? {
+    let mut node = Node::connect()?;
+    match link::get(&mut node.netlink, &saved.host_veth)? {
         None => missing.push(format!("host interface {}", saved.host_veth)),
         Some(h) => {
-            let br = link::get(&node.netlink, &saved.bridge).await?;
+            let br = link::get(&mut node.netlink, &saved.bridge)?;
             if br.as_ref().map(|b| b.index) != h.master || br.is_none() {
                 missing.push(format!(
                     "{} attached to bridge {}",
@@ -51,8 +51,8 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     }
 
     let pod_ns = NetNs::open(&args.netns)?;
-    let pod = node.connect_in(&pod_ns)?;
-    match link::get(&pod, &args.ifname).await? {
+    let mut pod = node.connect_in(&pod_ns)?;
+    match link::get(&mut pod, &args.ifname)? {
         None => missing.push(format!("interface {} in {}", args.ifname, args.netns)),
         Some(l) => {
             if !l.up {
@@ -66,14 +66,14 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
                     saved.mac
                 ));
             }
-            let have = addr::list(&pod, l.index).await?;
+            let have = addr::list(&mut pod, l.index)?;
             for ip in &saved.ips {
                 if !have.contains(&ip.address) {
                     missing.push(format!("address {} on {}", ip.address, args.ifname));
                 }
             }
-            let mut routes = route::list(&pod, l.index, true).await?;
-            routes.extend(route::list(&pod, l.index, false).await?);
+            let mut routes = route::list(&mut pod, l.index, true)?;
+            routes.extend(route::list(&mut pod, l.index, false)?);
             for r in &saved.routes {
                 if !routes.iter().any(|x| x.dst == r.dst && x.gw == r.gw) {
                     missing.push(format!(

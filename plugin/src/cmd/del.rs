@@ -16,18 +16,18 @@ pub struct Deleted {
     pub retired: Option<Link>,
 }
 
-pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
-    let node = Node::connect()?;
+pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
+    let mut node = Node::connect()?;
     let mut errors = Vec::new();
     let mut retired = None;
 
     // The host side is found by name, so DEL needs neither netns nor state.
     let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
-    match link::get(&node.netlink, &host_name).await {
-        Ok(Some(l)) => match veth::retire(&node.netlink, &l).await {
+    match link::get(&mut node.netlink, &host_name) {
+        Ok(Some(l)) => match veth::retire(&mut node.netlink, &l) {
             Ok(Some(tomb)) => retired = Some(tomb),
             Ok(None) => {
-                if let Err(e) = link::delete(&node.netlink, l.index, &l.name).await {
+                if let Err(e) = link::delete(&mut node.netlink, l.index, &l.name) {
                     errors.push(e)
                 }
             }
@@ -36,7 +36,7 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> 
                     "DEL {}: cannot retire {host_name} ({e}); deleting it now",
                     args.container_id
                 );
-                if let Err(e) = link::delete(&node.netlink, l.index, &l.name).await {
+                if let Err(e) = link::delete(&mut node.netlink, l.index, &l.name) {
                     errors.push(e)
                 }
             }

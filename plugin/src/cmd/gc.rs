@@ -8,12 +8,11 @@ use crate::link::{self, veth};
 use crate::state::Attachment;
 use crate::{info, warn};
 use conf::{CmdArgs, CniVersion, NetConf};
-use futures::TryStreamExt;
 
-pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
+pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     require_version(net, "GC", "1.1.0", CniVersion::V1_1_0)?;
     let keep = net.valid_attachments.clone().unwrap_or_default();
-    let node = Node::connect()?;
+    let mut node = Node::connect()?;
     let mut errors = Vec::new();
 
     for a in Attachment::list(&net.state_dir, &net.name)? {
@@ -27,33 +26,25 @@ pub async fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
             "GC releases {}/{} ({})",
             a.container_id, a.ifname, a.host_veth
         );
-        let removed = async {
-            if let Some(l) = link::get(&node.netlink, &a.host_veth).await? {
-                link::delete(&node.netlink, l.index, &l.name).await?;
+        let removed = (|| {
+            if let Some(l) = link::get(&mut node.netlink, &a.host_veth)? {
+                link::delete(&mut node.netlink, l.index, &l.name)?;
             }
             Attachment::remove(&net.state_dir, &net.name, &a.container_id, &a.ifname)
-        };
-        if let Err(e) = removed.await {
+        })();
+        if let Err(e) = removed {
             errors.push(e);
         }
     }
 
     // veths whose background deletion did not finish (DEL's child was killed)
-    let mut links = node.netlink.link().get().execute();
-    let mut tombs = Vec::new();
-    while let Some(m) = links
-        .try_next()
-        .await
-        .map_err(PluginError::netlink("list links"))?
-    {
-        let l = link::Link::from(m);
-        if l.name.starts_with(veth::TOMBSTONE_PREFIX) && l.name.len() == 14 {
-            tombs.push(l);
-        }
-    }
+    let tombs: Vec<link::Link> = link::list(&mut node.netlink)?
+        .into_iter()
+        .filter(|l| l.name.starts_with(veth::TOMBSTONE_PREFIX) && l.name.len() == 14)
+        .collect();
     for l in tombs {
         warn!("GC deletes leftover retired veth {}", l.name);
-        if let Err(e) = link::delete(&node.netlink, l.index, &l.name).await {
+        if let Err(e) = link::delete(&mut node.netlink, l.index, &l.name) {
             errors.push(e);
         }
     }

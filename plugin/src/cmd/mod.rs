@@ -7,14 +7,14 @@ pub mod gc;
 pub mod status;
 
 use crate::error::PluginError;
-use crate::link::{self, Handle};
+use crate::link::{self, Netlink};
 use crate::netns::NetNs;
 use conf::{CmdArgs, CniVersion, ConfError, NetConf};
 
 /// The namespace the plugin was started in (the node) and a netlink handle there.
 pub struct Node {
     pub ns: NetNs,
-    pub netlink: Handle,
+    pub netlink: Netlink,
 }
 
 impl Node {
@@ -26,7 +26,7 @@ impl Node {
     }
 
     /// A netlink handle bound to `pod`'s namespace.
-    pub fn connect_in(&self, pod: &NetNs) -> Result<Handle, PluginError> {
+    pub fn connect_in(&self, pod: &NetNs) -> Result<Netlink, PluginError> {
         pod.run(&self.ns, link::connect)?
     }
 }

@@ -1,36 +1,44 @@
 //! Interface addresses. IPv6 addresses are added with NODAD: duplicate
 //! address detection would make ADD wait about two seconds (plugins#680).
 
-use super::Handle;
-use crate::error::{errno, PluginError};
-use futures::TryStreamExt;
+use super::Netlink;
+use crate::error::PluginError;
 use ipnet::IpNet;
-use netlink_packet_route::address::{AddressAttribute, AddressFlags};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+use rtnetlink::AddressMessageBuilder;
+use std::net::IpAddr;
+
+fn message(index: u32, addr: IpNet) -> AddressMessage {
+    match addr.addr() {
+        IpAddr::V4(a) => AddressMessageBuilder::<std::net::Ipv4Addr>::new().index(index).address(a, addr.prefix_len()).build(),
+        IpAddr::V6(a) => {
+            let mut m = AddressMessageBuilder::<std::net::Ipv6Addr>::new().index(index).address(a, addr.prefix_len()).build();
+            m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            m
+        }
+    }
+}
 
 /// Adds `addr`; with `shared`, an existing identical address is fine (the
 /// bridge gateway, added by whichever ADD comes first).
-pub async fn add(h: &Handle, index: u32, addr: IpNet, shared: bool) -> Result<(), PluginError> {
-    let mut req = h.address().add(index, addr.addr(), addr.prefix_len());
-    if addr.addr().is_ipv6() {
-        req.message_mut()
-            .attributes
-            .push(AddressAttribute::Flags(AddressFlags::Nodad));
-    }
-    match req.execute().await {
-        Err(e) if shared && errno(&e) == Some(libc::EEXIST) => Ok(()),
+pub fn add(nl: &mut Netlink, index: u32, addr: IpNet, shared: bool) -> Result<(), PluginError> {
+    match nl.ack(RouteNetlinkMessage::NewAddress(message(index, addr)), NLM_F_CREATE | NLM_F_EXCL) {
+        Err(e) if shared && e.errno() == Some(libc::EEXIST) => Ok(()),
         r => r.map_err(PluginError::netlink(format!("add address {addr}"))),
     }
 }
 
 /// Addresses on the interface, with their prefix lengths.
-pub async fn list(h: &Handle, index: u32) -> Result<Vec<IpNet>, PluginError> {
+pub fn list(nl: &mut Netlink, index: u32) -> Result<Vec<IpNet>, PluginError> {
+    let replies = nl.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default())).map_err(PluginError::netlink("list addresses"))?;
     let mut out = Vec::new();
-    let mut s = h.address().get().set_link_index_filter(index).execute();
-    while let Some(m) = s
-        .try_next()
-        .await
-        .map_err(PluginError::netlink("list addresses"))?
-    {
+    for m in replies {
+        let RouteNetlinkMessage::NewAddress(m) = m else { continue };
+        if m.header.index != index {
+            continue;
+        }
         for a in &m.attributes {
             if let AddressAttribute::Address(ip) = a {
                 if let Ok(net) = IpNet::new(*ip, m.header.prefix_len) {

@@ -1,8 +1,10 @@
 //! The node bridge: created once, safely when many ADDs race to create it.
 
-use super::{get, set_up, Handle, Link};
-use crate::error::{errno, PluginError};
+use super::{get, set_up, Link, Netlink};
+use crate::error::PluginError;
 use crate::sysctl;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::RouteNetlinkMessage;
 use sha2::{Digest, Sha256};
 
 /// A stable, locally administered MAC derived from the bridge name, so the
@@ -12,37 +14,33 @@ fn bridge_mac(name: &str) -> Vec<u8> {
     vec![0x02, d[0], d[1], d[2], d[3], d[4]]
 }
 
-pub async fn ensure(h: &Handle, name: &str, mtu: Option<u32>) -> Result<Link, PluginError> {
-    if let Some(l) = get(h, name).await? {
+pub fn ensure(nl: &mut Netlink, name: &str, mtu: Option<u32>) -> Result<Link, PluginError> {
+    if let Some(l) = get(nl, name)? {
         if !l.up {
-            set_up(h, l.index, name).await?;
+            set_up(nl, l.index, name)?;
         }
         return Ok(l);
     }
     // No multicast snooping: a new pod's MLD report goes out before its
     // link-local address leaves DAD and is not learnt, so the node's neighbour
     // solicitations for the pod would reach no port for a while.
-    let mut msg = rtnetlink::LinkBridge::new(name)
-        .mcast_snooping(false)
-        .address(bridge_mac(name));
+    let mut msg = rtnetlink::LinkBridge::new(name).mcast_snooping(false).address(bridge_mac(name));
     if let Some(mtu) = mtu {
         msg = msg.mtu(mtu);
     }
-    match h.link().add(msg.build()).execute().await {
+    match nl.ack(RouteNetlinkMessage::NewLink(msg.build()), NLM_F_CREATE | NLM_F_EXCL) {
         // another ADD created it first
-        Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+        Err(e) if e.errno() == Some(libc::EEXIST) => {}
         r => r.map_err(PluginError::netlink(format!("create bridge {name}")))?,
     }
-    let l = get(h, name).await?.ok_or_else(|| {
-        PluginError::Kernel(format!("bridge {name} vanished right after creation"))
-    })?;
+    let l = get(nl, name)?.ok_or_else(|| PluginError::Kernel(format!("bridge {name} vanished right after creation")))?;
     // DAD off before the link-local address exists: while it is tentative
     // the node cannot solicit pods' IPv6 neighbours.
     if std::path::Path::new("/proc/sys/net/ipv6").exists() {
         sysctl::set_if("ipv6", name, "accept_dad", "0")?;
     }
     if !l.up {
-        set_up(h, l.index, name).await?;
+        set_up(nl, l.index, name)?;
     }
     Ok(l)
 }

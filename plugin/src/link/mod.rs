@@ -1,24 +1,22 @@
 //! Links, addresses and routes over rtnetlink, one file per object, in the
-//! style of rtnetlink's own handles. A `Handle` is bound to the namespace its
-//! socket was opened in (see `connect`).
+//! style of rtnetlink's own handles. A `Netlink` socket is bound to the
+//! namespace it was opened in.
 
 pub mod addr;
 pub mod bridge;
 pub mod route;
+pub mod socket;
 pub mod veth;
 
-use crate::error::{errno, PluginError};
-use futures::TryStreamExt;
+use crate::error::PluginError;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-pub use rtnetlink::Handle;
+use netlink_packet_route::RouteNetlinkMessage;
+use rtnetlink::LinkUnspec;
+pub use socket::Netlink;
 
-/// Opens a netlink socket in the namespace the thread is in now; it stays
-/// bound there. Must be called inside the tokio runtime.
-pub fn connect() -> Result<Handle, PluginError> {
-    let (conn, handle, _) =
-        rtnetlink::new_connection().map_err(PluginError::io("open netlink socket"))?;
-    tokio::spawn(conn);
-    Ok(handle)
+/// Opens a netlink socket in the namespace the thread is in now.
+pub fn connect() -> Result<Netlink, PluginError> {
+    Netlink::open().map_err(PluginError::netlink("open netlink socket"))
 }
 
 #[derive(Debug, Clone)]
@@ -33,14 +31,7 @@ pub struct Link {
 
 impl From<LinkMessage> for Link {
     fn from(m: LinkMessage) -> Self {
-        let mut l = Link {
-            index: m.header.index,
-            name: String::new(),
-            mac: vec![],
-            up: m.header.flags.contains(LinkFlags::Up),
-            master: None,
-            mtu: None,
-        };
+        let mut l = Link { index: m.header.index, name: String::new(), mac: vec![], up: m.header.flags.contains(LinkFlags::Up), master: None, mtu: None };
         for a in m.attributes {
             match a {
                 LinkAttribute::IfName(n) => l.name = n,
@@ -54,48 +45,49 @@ impl From<LinkMessage> for Link {
     }
 }
 
-pub async fn get(h: &Handle, name: &str) -> Result<Option<Link>, PluginError> {
-    match h
-        .link()
-        .get()
-        .match_name(name.to_string())
-        .execute()
-        .try_next()
-        .await
-    {
-        Ok(m) => Ok(m.map(Link::from)),
-        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+fn links(replies: Vec<RouteNetlinkMessage>) -> impl Iterator<Item = Link> {
+    replies.into_iter().filter_map(|m| match m {
+        RouteNetlinkMessage::NewLink(l) => Some(Link::from(l)),
+        _ => None,
+    })
+}
+
+pub fn get(nl: &mut Netlink, name: &str) -> Result<Option<Link>, PluginError> {
+    let msg = LinkUnspec::new_with_name(name).build();
+    match nl.get(RouteNetlinkMessage::GetLink(msg)) {
+        Ok(replies) => Ok(links(replies).next()),
+        Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
         Err(e) => Err(PluginError::netlink(format!("get link {name}"))(e)),
     }
 }
 
-pub async fn set_up(h: &Handle, index: u32, name: &str) -> Result<(), PluginError> {
-    h.link()
-        .set(rtnetlink::LinkUnspec::new_with_index(index).up().build())
-        .execute()
-        .await
-        .map_err(PluginError::netlink(format!("set {name} up")))
+/// Every link in the namespace (GC only).
+pub fn list(nl: &mut Netlink) -> Result<Vec<Link>, PluginError> {
+    let replies = nl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default())).map_err(PluginError::netlink("list links"))?;
+    Ok(links(replies).collect())
 }
 
-pub async fn delete(h: &Handle, index: u32, name: &str) -> Result<(), PluginError> {
-    match h.link().del(index).execute().await {
-        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+pub fn set(nl: &mut Netlink, msg: LinkMessage, what: &str) -> Result<(), PluginError> {
+    nl.ack(RouteNetlinkMessage::SetLink(msg), 0).map_err(PluginError::netlink(what.to_string()))
+}
+
+pub fn set_up(nl: &mut Netlink, index: u32, name: &str) -> Result<(), PluginError> {
+    set(nl, LinkUnspec::new_with_index(index).up().build(), &format!("set {name} up"))
+}
+
+pub fn delete(nl: &mut Netlink, index: u32, name: &str) -> Result<(), PluginError> {
+    let msg = LinkUnspec::new_with_index(index).build();
+    match nl.ack(RouteNetlinkMessage::DelLink(msg), 0) {
+        Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
         r => r.map_err(PluginError::netlink(format!("delete link {name}"))),
     }
 }
 
 pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
 pub fn parse_mac(s: &str) -> Option<Vec<u8>> {
-    let bytes: Vec<u8> = s
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16))
-        .collect::<Result<_, _>>()
-        .ok()?;
+    let bytes: Vec<u8> = s.split(':').map(|p| u8::from_str_radix(p, 16)).collect::<Result<_, _>>().ok()?;
     (bytes.len() == 6 && s.split(':').all(|p| p.len() == 2)).then_some(bytes)
 }

@@ -1,8 +1,9 @@
 //! Routes in the main table.
 
-use super::Handle;
-use crate::error::{errno, PluginError};
-use futures::TryStreamExt;
+use super::Netlink;
+use crate::error::PluginError;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::RouteNetlinkMessage;
 use ipnet::IpNet;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
 use netlink_packet_route::AddressFamily;
@@ -28,7 +29,7 @@ fn message(r: &RouteSpec, oif: u32) -> RouteMessage {
     b.build()
 }
 
-pub async fn add(h: &Handle, oif: u32, r: &RouteSpec) -> Result<(), PluginError> {
+pub fn add(nl: &mut Netlink, oif: u32, r: &RouteSpec) -> Result<(), PluginError> {
     if let Some(gw) = r.gw {
         if gw.is_ipv4() != r.dst.addr().is_ipv4() {
             return Err(PluginError::Conf(conf::ConfError::Invalid(format!(
@@ -37,8 +38,8 @@ pub async fn add(h: &Handle, oif: u32, r: &RouteSpec) -> Result<(), PluginError>
             ))));
         }
     }
-    match h.route().add(message(r, oif)).execute().await {
-        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+    match nl.ack(RouteNetlinkMessage::NewRoute(message(r, oif)), NLM_F_CREATE | NLM_F_EXCL) {
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
         res => res.map_err(PluginError::netlink(format!(
             "add route {} via {:?}",
             r.dst, r.gw
@@ -47,7 +48,7 @@ pub async fn add(h: &Handle, oif: u32, r: &RouteSpec) -> Result<(), PluginError>
 }
 
 /// Main-table routes through `oif`, for CHECK.
-pub async fn list(h: &Handle, oif: u32, v4: bool) -> Result<Vec<RouteSpec>, PluginError> {
+pub fn list(nl: &mut Netlink, oif: u32, v4: bool) -> Result<Vec<RouteSpec>, PluginError> {
     let family = if v4 {
         AddressFamily::Inet
     } else {
@@ -56,12 +57,8 @@ pub async fn list(h: &Handle, oif: u32, v4: bool) -> Result<Vec<RouteSpec>, Plug
     let mut filter = RouteMessage::default();
     filter.header.address_family = family;
     let mut out = Vec::new();
-    let mut s = h.route().get(filter).execute();
-    while let Some(m) = s
-        .try_next()
-        .await
-        .map_err(PluginError::netlink("list routes"))?
-    {
+    for m in nl.dump(RouteNetlinkMessage::GetRoute(filter)).map_err(PluginError::netlink("list routes"))? {
+        let RouteNetlinkMessage::NewRoute(m) = m else { continue };
         let mut dst = None;
         let mut gw = None;
         let mut dev = None;

@@ -1,8 +1,10 @@
 //! The pod's veth pair: created in one request with the peer already in the
 //! pod's namespace, the host side attached to the bridge and up.
 
-use super::{Handle, Link};
-use crate::error::{errno, PluginError};
+use super::{Link, Netlink};
+use crate::error::PluginError;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{LinkBridgePort, LinkUnspec, LinkVeth};
 use sha2::{Digest, Sha256};
@@ -31,7 +33,7 @@ pub struct VethSpec<'a> {
     pub peer_mac: Option<Vec<u8>>,
 }
 
-pub async fn create(h: &Handle, s: &VethSpec<'_>) -> Result<(), PluginError> {
+pub fn create(nl: &mut Netlink, s: &VethSpec<'_>) -> Result<(), PluginError> {
     // The peer cannot be created up in another namespace (ENOTCONN here);
     // the caller sets it up from inside the pod.
     let mut peer = LinkUnspec::new_with_name(s.peer).setns_by_fd(s.peer_netns_fd);
@@ -48,22 +50,18 @@ pub async fn create(h: &Handle, s: &VethSpec<'_>) -> Result<(), PluginError> {
     let msg = host
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
         .build();
-    h.link()
-        .add(msg)
-        .execute()
-        .await
-        .map_err(|e| match errno(&e) {
-            Some(libc::EEXIST) => PluginError::Kernel(format!(
-                "host interface {} already exists: this attachment was added before; DEL it first",
-                s.host
-            )),
-            _ => PluginError::netlink(format!("create veth {} <-> {}", s.host, s.peer))(e),
-        })
+    nl.ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL).map_err(|e| match e.errno() {
+        Some(libc::EEXIST) => PluginError::Kernel(format!(
+            "host interface {} already exists: this attachment was added before; DEL it first",
+            s.host
+        )),
+        _ => PluginError::netlink(format!("create veth {} <-> {}", s.host, s.peer))(e),
+    })
 }
 
 /// `isolated` keeps pods from reaching each other at L2 (routed mode).
-pub async fn configure_port(
-    h: &Handle,
+pub fn configure_port(
+    nl: &mut Netlink,
     index: u32,
     isolated: bool,
     hairpin: bool,
@@ -78,37 +76,30 @@ pub async fn configure_port(
     if hairpin {
         port = port.hairpin(true);
     }
-    h.link()
-        .set_port(port.build())
-        .execute()
-        .await
-        .map_err(PluginError::netlink("configure bridge port"))
+    // bridge port options travel in RTM_NEWLINK without create flags
+    nl.ack(RouteNetlinkMessage::NewLink(port.build()), 0).map_err(PluginError::netlink("configure bridge port"))
 }
 
 /// Detaches the host veth and renames it out of the attachment's way, so the
 /// slow kernel deletion (RCU grace periods) can finish after DEL returns.
 /// Returns the link to delete, or None when the rename could not be done and
 /// the caller should delete synchronously.
-pub async fn retire(h: &Handle, link: &Link) -> Result<Option<Link>, PluginError> {
+pub fn retire(nl: &mut Netlink, link: &Link) -> Result<Option<Link>, PluginError> {
     let down = LinkUnspec::new_with_index(link.index)
         .down()
         .nocontroller()
         .build();
-    h.link()
-        .set(down)
-        .execute()
-        .await
-        .map_err(PluginError::netlink(format!("detach {}", link.name)))?;
+    super::set(nl, down, &format!("detach {}", link.name))?;
     let tomb = tombstone_name(&link.name);
     let rename = LinkUnspec::new_with_index(link.index)
         .name(tomb.clone())
         .build();
-    match h.link().set(rename).execute().await {
+    match nl.ack(RouteNetlinkMessage::SetLink(rename), 0) {
         Ok(()) => Ok(Some(Link {
             name: tomb,
             ..link.clone()
         })),
-        Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(None),
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(None),
         Err(e) => Err(PluginError::netlink(format!("rename {}", link.name))(e)),
     }
 }
