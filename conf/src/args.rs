@@ -58,10 +58,7 @@ pub struct CmdArgs {
 
 impl CmdArgs {
     /// Reads what `command` requires from `env` (a lookup, so tests need no process env).
-    pub fn from_env(
-        command: Command,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfError> {
+    pub fn from_env(command: Command, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfError> {
         let get = |var: &'static str, required: bool| -> Result<String, ConfError> {
             match env(var).filter(|v| !v.is_empty()) {
                 Some(v) => Ok(v),
@@ -72,22 +69,14 @@ impl CmdArgs {
         let attachment = matches!(command, Command::Add | Command::Del | Command::Check);
         let mut out = CmdArgs {
             container_id: get("CNI_CONTAINERID", attachment)?,
-            netns: get(
-                "CNI_NETNS",
-                matches!(command, Command::Add | Command::Check),
-            )?,
+            netns: get("CNI_NETNS", matches!(command, Command::Add | Command::Check))?,
             ifname: get("CNI_IFNAME", attachment)?,
             ..Default::default()
         };
         if attachment {
-            validate_container_id(&out.container_id).map_err(|why| ConfError::InvalidEnv {
-                var: "CNI_CONTAINERID",
-                why,
-            })?;
-            validate_ifname(&out.ifname).map_err(|why| ConfError::InvalidEnv {
-                var: "CNI_IFNAME",
-                why,
-            })?;
+            validate_container_id(&out.container_id)
+                .map_err(|why| ConfError::InvalidEnv { var: "CNI_CONTAINERID", why })?;
+            validate_ifname(&out.ifname).map_err(|why| ConfError::InvalidEnv { var: "CNI_IFNAME", why })?;
         }
         if !out.netns.is_empty() && !out.netns.starts_with('/') {
             return Err(ConfError::InvalidEnv {
@@ -96,11 +85,7 @@ impl CmdArgs {
             });
         }
         out.args = parse_cni_args(&get("CNI_ARGS", false)?)?;
-        out.path = get("CNI_PATH", false)?
-            .split(':')
-            .filter(|p| !p.is_empty())
-            .map(String::from)
-            .collect();
+        out.path = get("CNI_PATH", false)?.split(':').filter(|p| !p.is_empty()).map(String::from).collect();
         Ok(out)
     }
 }
@@ -109,10 +94,9 @@ impl CmdArgs {
 pub fn parse_cni_args(s: &str) -> Result<HashMap<String, String>, ConfError> {
     let mut out = HashMap::new();
     for pair in s.split(';').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| ConfError::InvalidEnv {
-            var: "CNI_ARGS",
-            why: format!("{pair:?} is not KEY=VALUE"),
-        })?;
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| ConfError::InvalidEnv { var: "CNI_ARGS", why: format!("{pair:?} is not KEY=VALUE") })?;
         out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
@@ -123,85 +107,41 @@ mod tests {
     use super::*;
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
     }
 
     #[test]
     fn add_needs_container_netns_and_ifname() {
-        let base = [
-            ("CNI_CONTAINERID", "c1"),
-            ("CNI_NETNS", "/run/netns/x"),
-            ("CNI_IFNAME", "eth0"),
-        ];
+        let base = [("CNI_CONTAINERID", "c1"), ("CNI_NETNS", "/run/netns/x"), ("CNI_IFNAME", "eth0")];
         assert!(CmdArgs::from_env(Command::Add, env(&base)).is_ok());
         for missing in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
-            let vars: Vec<_> = base
-                .iter()
-                .copied()
-                .filter(|(k, _)| *k != missing)
-                .collect();
-            assert_eq!(
-                CmdArgs::from_env(Command::Add, env(&vars)).unwrap_err(),
-                ConfError::MissingEnv(missing)
-            );
+            let vars: Vec<_> = base.iter().copied().filter(|(k, _)| *k != missing).collect();
+            assert_eq!(CmdArgs::from_env(Command::Add, env(&vars)).unwrap_err(), ConfError::MissingEnv(missing));
         }
     }
 
     #[test]
     fn del_accepts_empty_netns() {
-        let vars = [
-            ("CNI_CONTAINERID", "c1"),
-            ("CNI_NETNS", ""),
-            ("CNI_IFNAME", "eth0"),
-        ];
-        assert_eq!(
-            CmdArgs::from_env(Command::Del, env(&vars)).unwrap().netns,
-            ""
-        );
+        let vars = [("CNI_CONTAINERID", "c1"), ("CNI_NETNS", ""), ("CNI_IFNAME", "eth0")];
+        assert_eq!(CmdArgs::from_env(Command::Del, env(&vars)).unwrap().netns, "");
     }
 
     #[test]
     fn rejects_bad_names_and_args() {
-        let bad_id = [
-            ("CNI_CONTAINERID", "../etc"),
-            ("CNI_NETNS", "/x"),
-            ("CNI_IFNAME", "eth0"),
-        ];
+        let bad_id = [("CNI_CONTAINERID", "../etc"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "eth0")];
         assert!(matches!(
             CmdArgs::from_env(Command::Add, env(&bad_id)),
-            Err(ConfError::InvalidEnv {
-                var: "CNI_CONTAINERID",
-                ..
-            })
+            Err(ConfError::InvalidEnv { var: "CNI_CONTAINERID", .. })
         ));
-        let bad_if = [
-            ("CNI_CONTAINERID", "c"),
-            ("CNI_NETNS", "/x"),
-            ("CNI_IFNAME", "a/b"),
-        ];
+        let bad_if = [("CNI_CONTAINERID", "c"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "a/b")];
         assert!(matches!(
             CmdArgs::from_env(Command::Add, env(&bad_if)),
-            Err(ConfError::InvalidEnv {
-                var: "CNI_IFNAME",
-                ..
-            })
+            Err(ConfError::InvalidEnv { var: "CNI_IFNAME", .. })
         ));
-        let bad_args = [
-            ("CNI_CONTAINERID", "c"),
-            ("CNI_NETNS", "/x"),
-            ("CNI_IFNAME", "e"),
-            ("CNI_ARGS", "novalue"),
-        ];
+        let bad_args = [("CNI_CONTAINERID", "c"), ("CNI_NETNS", "/x"), ("CNI_IFNAME", "e"), ("CNI_ARGS", "novalue")];
         assert!(matches!(
             CmdArgs::from_env(Command::Add, env(&bad_args)),
-            Err(ConfError::InvalidEnv {
-                var: "CNI_ARGS",
-                ..
-            })
+            Err(ConfError::InvalidEnv { var: "CNI_ARGS", .. })
         ));
     }
 

@@ -68,18 +68,8 @@ pub struct CniError {
 }
 
 impl CniError {
-    pub fn new(
-        version: &str,
-        code: ErrorCode,
-        msg: impl Into<String>,
-        details: impl Into<String>,
-    ) -> Self {
-        CniError {
-            cni_version: version.to_string(),
-            code: code.code(),
-            msg: msg.into(),
-            details: details.into(),
-        }
+    pub fn new(version: &str, code: ErrorCode, msg: impl Into<String>, details: impl Into<String>) -> Self {
+        CniError { cni_version: version.to_string(), code: code.code(), msg: msg.into(), details: details.into() }
     }
 }
 
@@ -97,33 +87,22 @@ pub enum ConfError {
     #[error("cniVersion {0:?} is not supported (supported: {1})")]
     UnsupportedVersion(String, String),
     #[error("{verb} is not defined for cniVersion {version}; use {needs} or newer")]
-    VerbNeedsVersion {
-        verb: &'static str,
-        version: String,
-        needs: &'static str,
-    },
+    VerbNeedsVersion { verb: &'static str, version: String, needs: &'static str },
 }
 
 impl ConfError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            ConfError::MissingEnv(_) | ConfError::InvalidEnv { .. } => {
-                ErrorCode::InvalidEnvironment
-            }
+            ConfError::MissingEnv(_) | ConfError::InvalidEnv { .. } => ErrorCode::InvalidEnvironment,
             ConfError::Decode(_) => ErrorCode::Decode,
             ConfError::Invalid(_) => ErrorCode::InvalidConfig,
-            ConfError::UnsupportedVersion(..) | ConfError::VerbNeedsVersion { .. } => {
-                ErrorCode::IncompatibleVersion
-            }
+            ConfError::UnsupportedVersion(..) | ConfError::VerbNeedsVersion { .. } => ErrorCode::IncompatibleVersion,
         }
     }
 }
 
 /// Deserializes `v`, naming the offending key in the error ("ipam.ranges[0]: ...").
-pub fn typed<T: serde::de::DeserializeOwned>(
-    v: &serde_json::Value,
-    prefix: &str,
-) -> Result<T, ConfError> {
+pub fn typed<T: serde::de::DeserializeOwned>(v: &serde_json::Value, prefix: &str) -> Result<T, ConfError> {
     serde_path_to_error::deserialize(v.clone()).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();

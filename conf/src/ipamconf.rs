@@ -91,10 +91,7 @@ impl IpamConf {
             let resolved = set
                 .iter()
                 .enumerate()
-                .map(|(j, r)| {
-                    resolve(r)
-                        .map_err(|why| ConfError::Invalid(format!("ipam.ranges[{i}][{j}]: {why}")))
-                })
+                .map(|(j, r)| resolve(r).map_err(|why| ConfError::Invalid(format!("ipam.ranges[{i}][{j}]: {why}"))))
                 .collect::<Result<Vec<_>, _>>()?;
             let v4 = resolved[0].subnet.addr().is_ipv4();
             if resolved.iter().any(|r| r.subnet.addr().is_ipv4() != v4) {
@@ -106,34 +103,22 @@ impl IpamConf {
         }
         let data_dir = raw.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_string());
         if !data_dir.starts_with('/') {
-            return Err(ConfError::Invalid(format!(
-                "ipam.dataDir {data_dir:?} must be an absolute path"
-            )));
+            return Err(ConfError::Invalid(format!("ipam.dataDir {data_dir:?} must be an absolute path")));
         }
-        Ok(IpamConf {
-            plugin_type: raw.plugin_type,
-            range_sets,
-            routes: raw.routes,
-            data_dir,
-        })
+        Ok(IpamConf { plugin_type: raw.plugin_type, range_sets, routes: raw.routes, data_dir })
     }
 }
 
 fn resolve(r: &RangeConf) -> Result<Range, String> {
-    let subnet: IpNet = r
-        .subnet
-        .parse()
-        .map_err(|_| format!("subnet {:?} is not a CIDR such as 10.22.0.0/16", r.subnet))?;
+    let subnet: IpNet =
+        r.subnet.parse().map_err(|_| format!("subnet {:?} is not a CIDR such as 10.22.0.0/16", r.subnet))?;
     let subnet = subnet.trunc();
     let (first, last) = match subnet {
         IpNet::V4(n) => {
             if n.prefix_len() > 30 {
                 return Err(format!("subnet {n} is too small; use /30 or larger"));
             }
-            (
-                IpAddr::V4(add4(n.network(), 1)),
-                IpAddr::V4(add4(n.broadcast(), -1)),
-            )
+            (IpAddr::V4(add4(n.network(), 1)), IpAddr::V4(add4(n.broadcast(), -1)))
         }
         IpNet::V6(n) => {
             if n.prefix_len() > 126 {
@@ -155,12 +140,7 @@ fn resolve(r: &RangeConf) -> Result<Range, String> {
     if start > end {
         return Err(format!("rangeStart {start} is after rangeEnd {end}"));
     }
-    Ok(Range {
-        subnet,
-        start,
-        end,
-        gateway,
-    })
+    Ok(Range { subnet, start, end, gateway })
 }
 
 fn add4(ip: std::net::Ipv4Addr, d: i64) -> std::net::Ipv4Addr {
@@ -178,7 +158,10 @@ mod tests {
 
     #[test]
     fn resolves_defaults_like_host_local() {
-        let c = IpamConf::from_value(&json!({"type": "weavice-ipam", "ranges": [[{"subnet": "10.22.0.0/24"}], [{"subnet": "fd22::/64"}]]})).unwrap();
+        let c = IpamConf::from_value(
+            &json!({"type": "weavice-ipam", "ranges": [[{"subnet": "10.22.0.0/24"}], [{"subnet": "fd22::/64"}]]}),
+        )
+        .unwrap();
         let r = &c.range_sets[0][0];
         assert_eq!(r.gateway.to_string(), "10.22.0.1");
         assert_eq!(r.start.to_string(), "10.22.0.1");
@@ -189,42 +172,24 @@ mod tests {
 
     #[test]
     fn accepts_the_single_subnet_form() {
-        let c = IpamConf::from_value(
-            &json!({"type": "x", "subnet": "10.1.0.0/16", "gateway": "10.1.0.254"}),
-        )
-        .unwrap();
+        let c = IpamConf::from_value(&json!({"type": "x", "subnet": "10.1.0.0/16", "gateway": "10.1.0.254"})).unwrap();
         assert_eq!(c.range_sets[0][0].gateway.to_string(), "10.1.0.254");
     }
 
     #[test]
     fn rejects_bad_ranges() {
         for (bad, needle) in [
-            (
-                json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/33"}]]}),
-                "not a CIDR",
-            ),
-            (
-                json!({"type": "x", "ranges": [[{"subnet": "banana"}]]}),
-                "not a CIDR",
-            ),
-            (
-                json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24", "gateway": "10.0.1.1"}]]}),
-                "gateway",
-            ),
+            (json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/33"}]]}), "not a CIDR"),
+            (json!({"type": "x", "ranges": [[{"subnet": "banana"}]]}), "not a CIDR"),
+            (json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24", "gateway": "10.0.1.1"}]]}), "gateway"),
             (
                 json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.0.0.9", "rangeEnd": "10.0.0.3"}]]}),
                 "after",
             ),
-            (
-                json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "fd00::/64"}]]}),
-                "mixes",
-            ),
+            (json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "fd00::/64"}]]}), "mixes"),
             (json!({"type": "x", "ranges": []}), "no ranges"),
             (json!({"type": "x", "ranges": [[{"subnet": 5}]]}), "ipam"),
-            (
-                json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24"}]], "dataDir": "rel"}),
-                "absolute",
-            ),
+            (json!({"type": "x", "ranges": [[{"subnet": "10.0.0.0/24"}]], "dataDir": "rel"}), "absolute"),
         ] {
             let e = IpamConf::from_value(&bad).unwrap_err().to_string();
             assert!(e.contains(needle), "{bad}: {e}");

@@ -5,15 +5,11 @@ pub fn validate_container_id(id: &str) -> Result<(), String> {
     let mut chars = id.chars();
     match chars.next() {
         None => return Err("is empty".into()),
-        Some(c) if !c.is_ascii_alphanumeric() => {
-            return Err(format!("{id:?} must start with a letter or digit"))
-        }
+        Some(c) if !c.is_ascii_alphanumeric() => return Err(format!("{id:?} must start with a letter or digit")),
         _ => {}
     }
     if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
-        return Err(format!(
-            "{id:?} contains {c:?}; only letters, digits, '_', '.' and '-' are allowed"
-        ));
+        return Err(format!("{id:?} contains {c:?}; only letters, digits, '_', '.' and '-' are allowed"));
     }
     Ok(())
 }
@@ -24,21 +20,13 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
         return Err("is empty".into());
     }
     if name.len() > 15 {
-        return Err(format!(
-            "{name:?} is {} bytes long; Linux allows at most 15",
-            name.len()
-        ));
+        return Err(format!("{name:?} is {} bytes long; Linux allows at most 15", name.len()));
     }
     if name == "." || name == ".." {
         return Err(format!("{name:?} is not a valid interface name"));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
-    {
-        return Err(format!(
-            "{name:?} contains {c:?}, which interface names cannot hold"
-        ));
+    if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control()) {
+        return Err(format!("{name:?} contains {c:?}, which interface names cannot hold"));
     }
     Ok(())
 }

@@ -145,20 +145,13 @@ pub fn peek_version(bytes: &[u8]) -> Option<String> {
 
 impl NetConf {
     pub fn parse(bytes: &[u8]) -> Result<Self, ConfError> {
-        let raw: Value =
-            serde_json::from_slice(bytes).map_err(|e| ConfError::Decode(e.to_string()))?;
+        let raw: Value = serde_json::from_slice(bytes).map_err(|e| ConfError::Decode(e.to_string()))?;
         if !raw.is_object() {
-            return Err(ConfError::Decode(
-                "the network configuration must be a JSON object".into(),
-            ));
+            return Err(ConfError::Decode("the network configuration must be a JSON object".into()));
         }
         let version = match raw.get("cniVersion") {
             Some(Value::String(v)) => CniVersion::parse(v)?,
-            Some(other) => {
-                return Err(ConfError::Invalid(format!(
-                    "cniVersion must be a string, got {other}"
-                )))
-            }
+            Some(other) => return Err(ConfError::Invalid(format!("cniVersion must be a string, got {other}"))),
             None => return Err(ConfError::Invalid("cniVersion is missing".into())),
         };
         let c: RawNetConf = crate::error::typed(&raw, "")?;
@@ -167,25 +160,18 @@ impl NetConf {
         validate_ifname(&bridge).map_err(|why| ConfError::Invalid(format!("bridge {why}")))?;
         if let Some(mtu) = c.mtu {
             if !(68..=65535).contains(&mtu) {
-                return Err(ConfError::Invalid(format!(
-                    "mtu {mtu} is outside 68..65535"
-                )));
+                return Err(ConfError::Invalid(format!("mtu {mtu} is outside 68..65535")));
             }
         }
         let log_level = match &c.log_level {
             None => log_level::Level::Info,
-            Some(s) => log_level::parse(s).ok_or_else(|| {
-                ConfError::Invalid(format!(
-                    "logLevel {s:?} is not one of error, warn, info, debug"
-                ))
-            })?,
+            Some(s) => log_level::parse(s)
+                .ok_or_else(|| ConfError::Invalid(format!("logLevel {s:?} is not one of error, warn, info, debug")))?,
         };
         for (key, path) in [("logFile", &c.log_file), ("stateDir", &c.state_dir)] {
             if let Some(p) = path {
                 if !p.starts_with('/') || p.split('/').any(|part| part == "..") {
-                    return Err(ConfError::Invalid(format!(
-                        "{key} {p:?} must be an absolute path without '..'"
-                    )));
+                    return Err(ConfError::Invalid(format!("{key} {p:?} must be an absolute path without '..'")));
                 }
             }
         }
@@ -194,9 +180,7 @@ impl NetConf {
             Some(v) => match v.get("type") {
                 Some(Value::String(t)) if !t.is_empty() && !t.contains('/') => Some(t.clone()),
                 _ => {
-                    return Err(ConfError::Invalid(
-                        "ipam.type must name an IPAM plugin, e.g. \"weavice-ipam\"".into(),
-                    ))
+                    return Err(ConfError::Invalid("ipam.type must name an IPAM plugin, e.g. \"weavice-ipam\"".into()))
                 }
             },
         };
@@ -235,8 +219,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = parse(r#"{"cniVersion":"1.1.0","name":"n","type":"weavice","unknownKey":[1]}"#)
-            .unwrap();
+        let c = parse(r#"{"cniVersion":"1.1.0","name":"n","type":"weavice","unknownKey":[1]}"#).unwrap();
         assert_eq!(c.bridge, "wv0");
         assert!(c.is_gateway && c.ip_masq && !c.hairpin_mode);
         assert_eq!(c.pod_to_pod, PodToPod::Routed);
@@ -256,46 +239,19 @@ mod tests {
         let cases = [
             ("{not json", ErrorCode::Decode),
             ("[1]", ErrorCode::Decode),
-            (
-                r#"{"cniVersion":"9.9.9","name":"n","type":"weavice"}"#,
-                ErrorCode::IncompatibleVersion,
-            ),
-            (
-                r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","mtu":"big"}"#,
-                ErrorCode::InvalidConfig,
-            ),
-            (
-                r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","mtu":20}"#,
-                ErrorCode::InvalidConfig,
-            ),
-            (
-                r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","ipMasq":"yes"}"#,
-                ErrorCode::InvalidConfig,
-            ),
-            (
-                r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","podToPod":"tunnel"}"#,
-                ErrorCode::InvalidConfig,
-            ),
+            (r#"{"cniVersion":"9.9.9","name":"n","type":"weavice"}"#, ErrorCode::IncompatibleVersion),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","mtu":"big"}"#, ErrorCode::InvalidConfig),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","mtu":20}"#, ErrorCode::InvalidConfig),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","ipMasq":"yes"}"#, ErrorCode::InvalidConfig),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","podToPod":"tunnel"}"#, ErrorCode::InvalidConfig),
             (
                 r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","bridge":"a-very-long-bridge-name"}"#,
                 ErrorCode::InvalidConfig,
             ),
-            (
-                r#"{"cniVersion":"1.0.0","name":"../n","type":"weavice"}"#,
-                ErrorCode::InvalidConfig,
-            ),
-            (
-                r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","stateDir":"tmp"}"#,
-                ErrorCode::InvalidConfig,
-            ),
-            (
-                r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","logLevel":"loud"}"#,
-                ErrorCode::InvalidConfig,
-            ),
-            (
-                r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","ipam":{"type":"../x"}}"#,
-                ErrorCode::InvalidConfig,
-            ),
+            (r#"{"cniVersion":"1.0.0","name":"../n","type":"weavice"}"#, ErrorCode::InvalidConfig),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","stateDir":"tmp"}"#, ErrorCode::InvalidConfig),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","logLevel":"loud"}"#, ErrorCode::InvalidConfig),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","ipam":{"type":"../x"}}"#, ErrorCode::InvalidConfig),
             (r#"{"name":"n","type":"weavice"}"#, ErrorCode::InvalidConfig),
         ];
         for (input, code) in cases {

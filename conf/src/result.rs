@@ -68,8 +68,7 @@ impl CniResult {
     /// Reads a result of any supported version (a prevResult or a delegated
     /// IPAM reply); version-specific fields weavice does not use are dropped.
     pub fn from_value(v: &Value) -> Result<Self, ConfError> {
-        serde_json::from_value(v.clone())
-            .map_err(|e| ConfError::Invalid(format!("result does not parse: {e}")))
+        serde_json::from_value(v.clone()).map_err(|e| ConfError::Invalid(format!("result does not parse: {e}")))
     }
 
     /// The JSON a runtime expects for `version`.
@@ -98,14 +97,7 @@ impl CniResult {
             .map(|ip| {
                 let mut o = Map::new();
                 if version.ips_carry_version() {
-                    o.insert(
-                        "version".into(),
-                        json!(if ip.address.addr().is_ipv4() {
-                            "4"
-                        } else {
-                            "6"
-                        }),
-                    );
+                    o.insert("version".into(), json!(if ip.address.addr().is_ipv4() { "4" } else { "6" }));
                 }
                 o.insert("address".into(), json!(ip.address.to_string()));
                 if let Some(gw) = ip.gateway {
@@ -149,16 +141,9 @@ mod tests {
                     gateway: Some("10.22.0.1".parse().unwrap()),
                     interface: Some(0),
                 },
-                IpConfig {
-                    address: "fd00::5/128".parse().unwrap(),
-                    gateway: None,
-                    interface: Some(0),
-                },
+                IpConfig { address: "fd00::5/128".parse().unwrap(), gateway: None, interface: Some(0) },
             ],
-            routes: vec![Route {
-                dst: "0.0.0.0/0".parse().unwrap(),
-                gw: Some("10.22.0.1".parse().unwrap()),
-            }],
+            routes: vec![Route { dst: "0.0.0.0/0".parse().unwrap(), gw: Some("10.22.0.1".parse().unwrap()) }],
             dns: Dns::default(),
         }
     }

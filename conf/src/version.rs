@@ -50,10 +50,7 @@ mod tests {
 
     #[test]
     fn parses_every_supported_version_and_orders_them() {
-        let parsed: Vec<_> = SUPPORTED
-            .iter()
-            .map(|v| CniVersion::parse(v).unwrap())
-            .collect();
+        let parsed: Vec<_> = SUPPORTED.iter().map(|v| CniVersion::parse(v).unwrap()).collect();
         assert!(parsed.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(parsed.last().unwrap().to_string(), LATEST);
     }
@@ -61,10 +58,7 @@ mod tests {
     #[test]
     fn rejects_unknown_versions() {
         for v in ["0.2.0", "1.2.0", "", "1.0", "banana"] {
-            assert!(
-                matches!(CniVersion::parse(v), Err(ConfError::UnsupportedVersion(..))),
-                "{v}"
-            );
+            assert!(matches!(CniVersion::parse(v), Err(ConfError::UnsupportedVersion(..))), "{v}");
         }
     }
 }

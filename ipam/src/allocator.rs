@@ -27,13 +27,8 @@ fn addr(v: u128, v4: bool) -> IpAddr {
 }
 
 pub fn ip_config(range: &Range, ip: IpAddr) -> IpConfig {
-    let address =
-        IpNet::new(ip, range.subnet.prefix_len()).expect("prefix comes from a parsed subnet");
-    IpConfig {
-        address,
-        gateway: Some(range.gateway),
-        interface: None,
-    }
+    let address = IpNet::new(ip, range.subnet.prefix_len()).expect("prefix comes from a parsed subnet");
+    IpConfig { address, gateway: Some(range.gateway), interface: None }
 }
 
 fn find_range(set: &[Range], ip: IpAddr) -> Option<&Range> {
@@ -55,36 +50,21 @@ pub fn allocate_in_set(
             why: "outside every configured range".into(),
         })?;
         if ip == range.gateway {
-            return Err(IpamError::Unavailable {
-                ip: ip.to_string(),
-                why: "the gateway address".into(),
-            });
+            return Err(IpamError::Unavailable { ip: ip.to_string(), why: "the gateway address".into() });
         }
-        if !store
-            .reserve(ip, container_id, ifname)
-            .map_err(IpamError::io(format!("reserve {ip}")))?
-        {
-            let holder = store
-                .holder(ip)
-                .ok()
-                .flatten()
-                .map(|(id, ifn)| format!("{id}/{ifn}"))
-                .unwrap_or_default();
-            return Err(IpamError::Unavailable {
-                ip: ip.to_string(),
-                why: format!("already reserved by {holder}"),
-            });
+        if !store.reserve(ip, container_id, ifname).map_err(IpamError::io(format!("reserve {ip}")))? {
+            let holder = store.holder(ip).ok().flatten().map(|(id, ifn)| format!("{id}/{ifn}")).unwrap_or_default();
+            return Err(IpamError::Unavailable { ip: ip.to_string(), why: format!("already reserved by {holder}") });
         }
         return Ok(ip_config(range, ip));
     }
 
     let v4 = set[0].subnet.addr().is_ipv4();
     // Start just after the last reservation when it lies in this set.
-    let (mut ri, mut cur) = match store.last_reserved(set_idx).and_then(|l| {
-        set.iter()
-            .position(|r| r.contains(l))
-            .map(|i| (i, num(l) + 1))
-    }) {
+    let (mut ri, mut cur) = match store
+        .last_reserved(set_idx)
+        .and_then(|l| set.iter().position(|r| r.contains(l)).map(|i| (i, num(l) + 1)))
+    {
         Some(pos) => pos,
         None => (0, num(set[0].start)),
     };
@@ -99,26 +79,16 @@ pub fn allocate_in_set(
         if ip == set[ri].gateway {
             continue;
         }
-        if store
-            .reserve(ip, container_id, ifname)
-            .map_err(IpamError::io(format!("reserve {ip}")))?
-        {
-            store
-                .set_last_reserved(set_idx, ip)
-                .map_err(IpamError::io("write last_reserved_ip"))?;
+        if store.reserve(ip, container_id, ifname).map_err(IpamError::io(format!("reserve {ip}")))? {
+            store.set_last_reserved(set_idx, ip).map_err(IpamError::io("write last_reserved_ip"))?;
             return Ok(ip_config(&set[ri], ip));
         }
     }
-    let ranges: Vec<String> = set
-        .iter()
-        .map(|r| format!("{}-{}", r.start, r.end))
-        .collect();
+    let ranges: Vec<String> = set.iter().map(|r| format!("{}-{}", r.start, r.end)).collect();
     Err(IpamError::Exhausted(ranges.join(", ")))
 }
 
 /// The configuration of an address already reserved, for repeated ADD and CHECK.
 pub fn config_for(sets: &[Vec<Range>], ip: IpAddr) -> Option<IpConfig> {
-    sets.iter()
-        .find_map(|set| find_range(set, ip))
-        .map(|r| ip_config(r, ip))
+    sets.iter().find_map(|set| find_range(set, ip)).map(|r| ip_config(r, ip))
 }

@@ -7,17 +7,12 @@ use conf::{ConfError, ErrorCode};
 pub enum IpamError {
     #[error(transparent)]
     Conf(#[from] ConfError),
-    #[error(
-        "no free address left in {0}; widen the range or release stale reservations (weavice GC)"
-    )]
+    #[error("no free address left in {0}; widen the range or release stale reservations (weavice GC)")]
     Exhausted(String),
     #[error("requested address {ip} is {why}")]
     Unavailable { ip: String, why: String },
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error("reservation check failed: {0}")]

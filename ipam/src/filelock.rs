@@ -30,10 +30,7 @@ impl FileLock {
             .write(true)
             .mode(0o600)
             .open(path)
-            .map_err(|source| LockError::Open {
-                path: path.display().to_string(),
-                source,
-            })?;
+            .map_err(|source| LockError::Open { path: path.display().to_string(), source })?;
         let start = Instant::now();
         let mut pause = Duration::from_micros(50);
         loop {
@@ -42,19 +39,11 @@ impl FileLock {
                 return Ok(FileLock { _file: file });
             }
             let err = io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK)
-                && err.raw_os_error() != Some(libc::EINTR)
-            {
-                return Err(LockError::Open {
-                    path: path.display().to_string(),
-                    source: err,
-                });
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) && err.raw_os_error() != Some(libc::EINTR) {
+                return Err(LockError::Open { path: path.display().to_string(), source: err });
             }
             if start.elapsed() >= timeout {
-                return Err(LockError::Timeout {
-                    path: path.display().to_string(),
-                    waited: start.elapsed(),
-                });
+                return Err(LockError::Timeout { path: path.display().to_string(), waited: start.elapsed() });
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(5));

@@ -30,25 +30,16 @@ fn open(conf: &IpamConf, network: &str) -> Result<(DiskStore, FileLock), IpamErr
 
 /// Static addresses from the `ips` capability, `args.cni.ips` or CNI_ARGS `IP`,
 /// each either a bare address or a CIDR.
-pub fn parse_static_ips<'a>(
-    requests: impl IntoIterator<Item = &'a str>,
-) -> Result<Vec<IpAddr>, ConfError> {
+pub fn parse_static_ips<'a>(requests: impl IntoIterator<Item = &'a str>) -> Result<Vec<IpAddr>, ConfError> {
     let mut out: Vec<IpAddr> = Vec::new();
-    for s in requests
-        .into_iter()
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
+    for s in requests.into_iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
         let ip = s
             .split('/')
             .next()
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| ConfError::Invalid(format!("requested IP {s:?} is not an address")))?;
         if out.contains(&ip) {
-            return Err(ConfError::Invalid(format!(
-                "requested IP {ip} appears twice"
-            )));
+            return Err(ConfError::Invalid(format!("requested IP {ip} appears twice")));
         }
         out.push(ip);
     }
@@ -65,34 +56,19 @@ pub fn add(
     requested: &[IpAddr],
 ) -> Result<CniResult, IpamError> {
     let (store, _lock) = open(conf, network)?;
-    let held = store
-        .ips_of(container_id, ifname)
-        .map_err(IpamError::io("read attachment index"))?;
+    let held = store.ips_of(container_id, ifname).map_err(IpamError::io("read attachment index"))?;
     if !held.is_empty() {
-        let ips = held
-            .iter()
-            .filter_map(|ip| allocator::config_for(&conf.range_sets, *ip))
-            .collect();
-        return Ok(CniResult {
-            ips,
-            routes: conf.routes.clone(),
-            ..Default::default()
-        });
+        let ips = held.iter().filter_map(|ip| allocator::config_for(&conf.range_sets, *ip)).collect();
+        return Ok(CniResult { ips, routes: conf.routes.clone(), ..Default::default() });
     }
     for ip in requested {
         if !conf.range_sets.iter().flatten().any(|r| r.contains(*ip)) {
-            return Err(IpamError::Unavailable {
-                ip: ip.to_string(),
-                why: "outside every configured range".into(),
-            });
+            return Err(IpamError::Unavailable { ip: ip.to_string(), why: "outside every configured range".into() });
         }
     }
     let mut ips = Vec::new();
     for (idx, set) in conf.range_sets.iter().enumerate() {
-        let want = requested
-            .iter()
-            .copied()
-            .find(|ip| set.iter().any(|r| r.contains(*ip)));
+        let want = requested.iter().copied().find(|ip| set.iter().any(|r| r.contains(*ip)));
         match allocator::allocate_in_set(&store, idx, set, container_id, ifname, want) {
             Ok(c) => ips.push(c),
             Err(e) => {
@@ -110,47 +86,24 @@ pub fn add(
         }
         return Err(IpamError::io("write attachment index")(e));
     }
-    Ok(CniResult {
-        ips,
-        routes: conf.routes.clone(),
-        ..Default::default()
-    })
+    Ok(CniResult { ips, routes: conf.routes.clone(), ..Default::default() })
 }
 
 /// Releases the attachment's addresses; absent reservations are not an error.
-pub fn del(
-    conf: &IpamConf,
-    network: &str,
-    container_id: &str,
-    ifname: &str,
-) -> Result<Vec<IpAddr>, IpamError> {
+pub fn del(conf: &IpamConf, network: &str, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
     let (store, _lock) = open(conf, network)?;
-    store
-        .release_attachment(container_id, ifname)
-        .map_err(IpamError::io("release attachment"))
+    store.release_attachment(container_id, ifname).map_err(IpamError::io("release attachment"))
 }
 
 /// Confirms the attachment still holds every address in its index.
-pub fn check(
-    conf: &IpamConf,
-    network: &str,
-    container_id: &str,
-    ifname: &str,
-) -> Result<Vec<IpAddr>, IpamError> {
+pub fn check(conf: &IpamConf, network: &str, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
     let (store, _lock) = open(conf, network)?;
-    let ips = store
-        .ips_of(container_id, ifname)
-        .map_err(IpamError::io("read attachment index"))?;
+    let ips = store.ips_of(container_id, ifname).map_err(IpamError::io("read attachment index"))?;
     if ips.is_empty() {
-        return Err(IpamError::Check(format!(
-            "no reservation for {container_id}/{ifname} in network {network}"
-        )));
+        return Err(IpamError::Check(format!("no reservation for {container_id}/{ifname} in network {network}")));
     }
     for ip in &ips {
-        match store
-            .holder(*ip)
-            .map_err(IpamError::io("read reservation"))?
-        {
+        match store.holder(*ip).map_err(IpamError::io("read reservation"))? {
             Some((id, ifn)) if id == container_id && ifn == ifname => {}
             other => {
                 return Err(IpamError::Check(format!(
@@ -163,27 +116,19 @@ pub fn check(
 }
 
 /// Releases every reservation whose attachment is not in `keep`.
-pub fn gc(
-    conf: &IpamConf,
-    network: &str,
-    keep: &[AttachmentKey],
-) -> Result<Vec<Reservation>, IpamError> {
+pub fn gc(conf: &IpamConf, network: &str, keep: &[AttachmentKey]) -> Result<Vec<Reservation>, IpamError> {
     let (store, _lock) = open(conf, network)?;
     let kept = |id: &str, ifn: &str| keep.iter().any(|k| k.container_id == id && k.ifname == ifn);
     let mut released = Vec::new();
     for r in store.all().map_err(IpamError::io("list reservations"))? {
         if !kept(&r.container_id, &r.ifname) {
-            store
-                .release_ip(r.ip, &r.container_id, &r.ifname)
-                .map_err(IpamError::io("release"))?;
+            store.release_ip(r.ip, &r.container_id, &r.ifname).map_err(IpamError::io("release"))?;
             released.push(r);
         }
     }
     for (id, ifn) in store.indexed().map_err(IpamError::io("list attachments"))? {
         if !kept(&id, &ifn) {
-            store
-                .release_attachment(&id, &ifn)
-                .map_err(IpamError::io("release attachment"))?;
+            store.release_attachment(&id, &ifn).map_err(IpamError::io("release attachment"))?;
         }
     }
     Ok(released)
@@ -197,13 +142,10 @@ pub fn status(conf: &IpamConf, network: &str) -> Result<(), IpamError> {
         let free = set.iter().any(|r| {
             let size = match (r.start, r.end) {
                 (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(b) - u32::from(a)) as u128 + 1,
-                (IpAddr::V6(a), IpAddr::V6(b)) => u128::from(b)
-                    .saturating_sub(u128::from(a))
-                    .saturating_add(1),
+                (IpAddr::V6(a), IpAddr::V6(b)) => u128::from(b).saturating_sub(u128::from(a)).saturating_add(1),
                 _ => 0,
             };
-            let used = held.iter().filter(|h| r.contains(h.ip)).count() as u128
-                + u128::from(r.contains(r.gateway));
+            let used = held.iter().filter(|h| r.contains(h.ip)).count() as u128 + u128::from(r.contains(r.gateway));
             used < size
         });
         if !free {
@@ -222,16 +164,12 @@ mod tests {
     fn conf(tag: &str, ranges: serde_json::Value) -> IpamConf {
         let dir = std::env::temp_dir().join(format!("wv-ipam-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        IpamConf::from_value(&json!({"type": PLUGIN_TYPE, "ranges": ranges, "dataDir": dir}))
-            .unwrap()
+        IpamConf::from_value(&json!({"type": PLUGIN_TYPE, "ranges": ranges, "dataDir": dir})).unwrap()
     }
 
     #[test]
     fn dual_stack_round_robin_and_release() {
-        let c = conf(
-            "rr",
-            json!([[{"subnet": "10.9.0.0/29"}], [{"subnet": "fd09::/120"}]]),
-        );
+        let c = conf("rr", json!([[{"subnet": "10.9.0.0/29"}], [{"subnet": "fd09::/120"}]]));
         let a = add(&c, "n", "a", "eth0", &[]).unwrap();
         assert_eq!(a.ips.len(), 2);
         assert_eq!(a.ips[0].address.to_string(), "10.9.0.2/29");
@@ -253,27 +191,13 @@ mod tests {
 
     #[test]
     fn exhaustion_is_reported_and_leaves_nothing_behind() {
-        let c = conf(
-            "full",
-            json!([[{"subnet": "10.9.1.0/30"}], [{"subnet": "fd09::/126"}]]),
-        );
+        let c = conf("full", json!([[{"subnet": "10.9.1.0/30"}], [{"subnet": "fd09::/126"}]]));
         add(&c, "n", "a", "eth0", &[]).unwrap(); // /30 has .1 (gateway) and .2
         let e = add(&c, "n", "b", "eth0", &[]).unwrap_err();
         assert!(matches!(e, IpamError::Exhausted(_)), "{e}");
         assert!(matches!(status(&c, "n"), Err(IpamError::Exhausted(_))));
         // b's IPv6 address was not reserved either
-        assert_eq!(
-            gc(
-                &c,
-                "n",
-                &[AttachmentKey {
-                    container_id: "a".into(),
-                    ifname: "eth0".into()
-                }]
-            )
-            .unwrap(),
-            vec![]
-        );
+        assert_eq!(gc(&c, "n", &[AttachmentKey { container_id: "a".into(), ifname: "eth0".into() }]).unwrap(), vec![]);
         std::fs::remove_dir_all(&c.data_dir).unwrap();
     }
 
@@ -281,26 +205,12 @@ mod tests {
     fn static_ips_and_conflicts() {
         let c = conf("static", json!([[{"subnet": "10.9.2.0/24"}]]));
         let ip: IpAddr = "10.9.2.50".parse().unwrap();
-        assert_eq!(
-            add(&c, "n", "a", "eth0", &[ip]).unwrap().ips[0]
-                .address
-                .addr(),
-            ip
-        );
-        assert!(matches!(
-            add(&c, "n", "b", "eth0", &[ip]),
-            Err(IpamError::Unavailable { .. })
-        ));
+        assert_eq!(add(&c, "n", "a", "eth0", &[ip]).unwrap().ips[0].address.addr(), ip);
+        assert!(matches!(add(&c, "n", "b", "eth0", &[ip]), Err(IpamError::Unavailable { .. })));
         let outside: IpAddr = "10.8.0.1".parse().unwrap();
-        assert!(matches!(
-            add(&c, "n", "b", "eth0", &[outside]),
-            Err(IpamError::Unavailable { .. })
-        ));
+        assert!(matches!(add(&c, "n", "b", "eth0", &[outside]), Err(IpamError::Unavailable { .. })));
         let gw: IpAddr = "10.9.2.1".parse().unwrap();
-        assert!(matches!(
-            add(&c, "n", "b", "eth0", &[gw]),
-            Err(IpamError::Unavailable { .. })
-        ));
+        assert!(matches!(add(&c, "n", "b", "eth0", &[gw]), Err(IpamError::Unavailable { .. })));
         std::fs::remove_dir_all(&c.data_dir).unwrap();
     }
 
@@ -310,15 +220,8 @@ mod tests {
         for id in ["a", "b", "c"] {
             add(&c, "n", id, "eth0", &[]).unwrap();
         }
-        let keep = [AttachmentKey {
-            container_id: "b".into(),
-            ifname: "eth0".into(),
-        }];
-        let released: Vec<String> = gc(&c, "n", &keep)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.container_id)
-            .collect();
+        let keep = [AttachmentKey { container_id: "b".into(), ifname: "eth0".into() }];
+        let released: Vec<String> = gc(&c, "n", &keep).unwrap().into_iter().map(|r| r.container_id).collect();
         assert_eq!(released, ["a", "c"]);
         assert!(check(&c, "n", "b", "eth0").is_ok());
         assert!(check(&c, "n", "a", "eth0").is_err());
@@ -327,10 +230,7 @@ mod tests {
 
     #[test]
     fn parses_static_requests() {
-        assert_eq!(
-            parse_static_ips(["10.0.0.5/24", "fd00::5"]).unwrap().len(),
-            2
-        );
+        assert_eq!(parse_static_ips(["10.0.0.5/24", "fd00::5"]).unwrap().len(), 2);
         assert!(parse_static_ips(["nope"]).is_err());
         assert!(parse_static_ips(["10.0.0.5", "10.0.0.5/24"]).is_err());
     }

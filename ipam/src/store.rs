@@ -29,12 +29,7 @@ fn mkdirs(p: &Path) -> io::Result<()> {
 }
 
 fn write_new(path: &Path, body: &str) -> io::Result<bool> {
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(mut f) => f.write_all(body.as_bytes()).map(|_| true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
@@ -65,10 +60,7 @@ impl DiskStore {
 
     /// Claims `ip` for the attachment; false if someone holds it.
     pub fn reserve(&self, ip: IpAddr, container_id: &str, ifname: &str) -> io::Result<bool> {
-        write_new(
-            &self.dir.join(ip.to_string()),
-            &format!("{container_id}\r\n{ifname}"),
-        )
+        write_new(&self.dir.join(ip.to_string()), &format!("{container_id}\r\n{ifname}"))
     }
 
     pub fn holder(&self, ip: IpAddr) -> io::Result<Option<(String, String)>> {
@@ -76,10 +68,7 @@ impl DiskStore {
             Ok(s) => {
                 let mut parts = s.splitn(2, "\r\n");
                 let id = parts.next().unwrap_or_default().trim().to_string();
-                Ok(Some((
-                    id,
-                    parts.next().unwrap_or_default().trim().to_string(),
-                )))
+                Ok(Some((id, parts.next().unwrap_or_default().trim().to_string())))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -89,9 +78,7 @@ impl DiskStore {
     /// Frees `ip` only if this attachment holds it.
     pub fn release_ip(&self, ip: IpAddr, container_id: &str, ifname: &str) -> io::Result<()> {
         match self.holder(ip)? {
-            Some((id, ifn)) if id == container_id && ifn == ifname => {
-                remove_if_present(&self.dir.join(ip.to_string()))
-            }
+            Some((id, ifn)) if id == container_id && ifn == ifname => remove_if_present(&self.dir.join(ip.to_string())),
             _ => Ok(()),
         }
     }
@@ -128,17 +115,18 @@ impl DiskStore {
     }
 
     pub fn last_reserved(&self, set: usize) -> Option<IpAddr> {
-        fs::read_to_string(self.dir.join(format!("last_reserved_ip.{set}")))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        fs::read_to_string(self.dir.join(format!("last_reserved_ip.{set}"))).ok()?.trim().parse().ok()
     }
 
     /// Overwrites the cursor in place, padded to a fixed width: truncating a
     /// file costs about 0.4 ms on ext4 here, an in-place write 10 us.
     pub fn set_last_reserved(&self, set: usize, ip: IpAddr) -> io::Result<()> {
-        let f = OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(self.dir.join(format!("last_reserved_ip.{set}")))?;
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.dir.join(format!("last_reserved_ip.{set}")))?;
         f.write_all_at(format!("{ip:<40}").as_bytes(), 0)
     }
 
@@ -147,19 +135,11 @@ impl DiskStore {
         let mut out = BTreeSet::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
-            let Some(ip) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<IpAddr>().ok())
-            else {
+            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<IpAddr>().ok()) else {
                 continue;
             };
             if let Some((container_id, ifname)) = self.holder(ip)? {
-                out.insert(Reservation {
-                    ip,
-                    container_id,
-                    ifname,
-                });
+                out.insert(Reservation { ip, container_id, ifname });
             }
         }
         Ok(out)
@@ -195,10 +175,7 @@ mod tests {
     pub(crate) fn temp_store(tag: &str) -> (DiskStore, PathBuf) {
         let root = std::env::temp_dir().join(format!("wv-store-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
-        (
-            DiskStore::open(root.to_str().unwrap(), "net").unwrap(),
-            root,
-        )
+        (DiskStore::open(root.to_str().unwrap(), "net").unwrap(), root)
     }
 
     #[test]
@@ -223,10 +200,7 @@ mod tests {
         }
         s.write_index("a", "eth0", &ips).unwrap();
         assert_eq!(s.ips_of("a", "eth0").unwrap(), ips);
-        assert_eq!(
-            s.indexed().unwrap(),
-            vec![("a".to_string(), "eth0".to_string())]
-        );
+        assert_eq!(s.indexed().unwrap(), vec![("a".to_string(), "eth0".to_string())]);
         assert_eq!(s.release_attachment("a", "eth0").unwrap(), ips);
         assert!(s.all().unwrap().is_empty());
         assert!(s.indexed().unwrap().is_empty());

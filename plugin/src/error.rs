@@ -12,13 +12,8 @@ pub enum PluginError {
     #[error("network namespace {path}: {why}")]
     Netns { path: String, why: String },
     #[error("{op}: {source}")]
-    Netlink {
-        op: String,
-        source: crate::link::socket::NlError,
-    },
-    #[error(
-        "interface {ifname} already exists in {netns}; each attachment needs its own CNI_IFNAME"
-    )]
+    Netlink { op: String, source: crate::link::socket::NlError },
+    #[error("interface {ifname} already exists in {netns}; each attachment needs its own CNI_IFNAME")]
     InterfaceExists { ifname: String, netns: String },
     #[error("sysctl {key}: {source}")]
     Sysctl { key: String, source: std::io::Error },
@@ -27,24 +22,13 @@ pub enum PluginError {
     #[error("{0}")]
     Kernel(String),
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
     #[error("state {path}: {why}")]
     State { path: String, why: String },
     #[error("IPAM plugin {plugin}: {msg}")]
-    Delegate {
-        plugin: String,
-        msg: String,
-        code: Option<u32>,
-    },
+    Delegate { plugin: String, msg: String, code: Option<u32> },
     #[error("no attachment {container_id}/{ifname} in network {network}: it was never added, or was deleted")]
-    UnknownAttachment {
-        network: String,
-        container_id: String,
-        ifname: String,
-    },
+    UnknownAttachment { network: String, container_id: String, ifname: String },
     #[error("CHECK: {0}")]
     Check(String),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
@@ -79,11 +63,7 @@ impl PluginError {
             PluginError::Delegate { code: None, .. } => ErrorCode::Delegate,
             PluginError::UnknownAttachment { .. } => ErrorCode::UnknownContainer,
             PluginError::Check(_) => ErrorCode::CheckFailed,
-            PluginError::Multiple(errs) => {
-                return errs
-                    .first()
-                    .map_or(ErrorCode::Kernel.code(), PluginError::code)
-            }
+            PluginError::Multiple(errs) => return errs.first().map_or(ErrorCode::Kernel.code(), PluginError::code),
         };
         code.code()
     }
@@ -94,10 +74,7 @@ impl PluginError {
             PluginError::Conf(e) => e.code().code(),
             PluginError::Ipam(IpamError::Conf(e)) => e.code().code(),
             PluginError::Ipam(e) => e.status_code().code(),
-            PluginError::Delegate {
-                code: Some(c @ (50 | 51)),
-                ..
-            } => *c,
+            PluginError::Delegate { code: Some(c @ (50 | 51)), .. } => *c,
             _ => ErrorCode::PluginNotAvailable.code(),
         }
     }

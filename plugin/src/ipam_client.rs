@@ -20,9 +20,7 @@ impl Ipam {
         Ok(Some(if kind == ipam::PLUGIN_TYPE {
             Ipam::InProcess(IpamConf::from_value(value)?)
         } else {
-            Ipam::Exec {
-                plugin: kind.clone(),
-            }
+            Ipam::Exec { plugin: kind.clone() }
         }))
     }
 
@@ -36,27 +34,19 @@ impl Ipam {
     pub fn add(&self, net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
         match self {
             Ipam::InProcess(c) => {
-                let mut requests: Vec<&str> =
-                    net.runtime_config.ips.iter().map(String::as_str).collect();
+                let mut requests: Vec<&str> = net.runtime_config.ips.iter().map(String::as_str).collect();
                 requests.extend(net.args.cni.ips.iter().map(String::as_str));
                 requests.extend(args.args.get("IP").map(String::as_str));
                 let wanted = ipam::parse_static_ips(requests)?;
-                Ok(ipam::add(
-                    c,
-                    &net.name,
-                    &args.container_id,
-                    &args.ifname,
-                    &wanted,
-                )?)
+                Ok(ipam::add(c, &net.name, &args.container_id, &args.ifname, &wanted)?)
             }
             Ipam::Exec { plugin } => {
                 let out = exec(plugin, Command::Add, net, args)?;
-                let v: serde_json::Value =
-                    serde_json::from_slice(&out).map_err(|e| PluginError::Delegate {
-                        plugin: plugin.clone(),
-                        msg: format!("result is not JSON: {e}"),
-                        code: None,
-                    })?;
+                let v: serde_json::Value = serde_json::from_slice(&out).map_err(|e| PluginError::Delegate {
+                    plugin: plugin.clone(),
+                    msg: format!("result is not JSON: {e}"),
+                    code: None,
+                })?;
                 CniResult::from_value(&v).map_err(|e| PluginError::Delegate {
                     plugin: plugin.clone(),
                     msg: e.to_string(),
@@ -68,18 +58,18 @@ impl Ipam {
 
     pub fn del(&self, net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         match self {
-            Ipam::InProcess(c) => ipam::del(c, &net.name, &args.container_id, &args.ifname)
-                .map(drop)
-                .map_err(Into::into),
+            Ipam::InProcess(c) => {
+                ipam::del(c, &net.name, &args.container_id, &args.ifname).map(drop).map_err(Into::into)
+            }
             Ipam::Exec { plugin } => exec(plugin, Command::Del, net, args).map(drop),
         }
     }
 
     pub fn check(&self, net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         match self {
-            Ipam::InProcess(c) => ipam::check(c, &net.name, &args.container_id, &args.ifname)
-                .map(drop)
-                .map_err(Into::into),
+            Ipam::InProcess(c) => {
+                ipam::check(c, &net.name, &args.container_id, &args.ifname).map(drop).map_err(Into::into)
+            }
             Ipam::Exec { plugin } => exec(plugin, Command::Check, net, args).map(drop),
         }
     }
@@ -103,29 +93,14 @@ impl Ipam {
 }
 
 fn find(plugin: &str, path: &[String]) -> Option<PathBuf> {
-    path.iter()
-        .map(|d| PathBuf::from(d).join(plugin))
-        .find(|p| p.is_file())
+    path.iter().map(|d| PathBuf::from(d).join(plugin)).find(|p| p.is_file())
 }
 
 /// Runs the delegated plugin with our own config and environment, as the spec says.
-fn exec(
-    plugin: &str,
-    command: Command,
-    net: &NetConf,
-    args: &CmdArgs,
-) -> Result<Vec<u8>, PluginError> {
-    let fail = |msg: String, code| PluginError::Delegate {
-        plugin: plugin.to_string(),
-        msg,
-        code,
-    };
-    let bin = find(plugin, &args.path).ok_or_else(|| {
-        fail(
-            format!("not found in CNI_PATH {:?}", args.path.join(":")),
-            None,
-        )
-    })?;
+fn exec(plugin: &str, command: Command, net: &NetConf, args: &CmdArgs) -> Result<Vec<u8>, PluginError> {
+    let fail = |msg: String, code| PluginError::Delegate { plugin: plugin.to_string(), msg, code };
+    let bin = find(plugin, &args.path)
+        .ok_or_else(|| fail(format!("not found in CNI_PATH {:?}", args.path.join(":")), None))?;
     let mut child = Process::new(&bin)
         .env("CNI_COMMAND", command.as_str())
         .stdin(Stdio::piped())
@@ -136,23 +111,13 @@ fn exec(
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(&serde_json::to_vec(&net.raw).unwrap_or_default());
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| fail(e.to_string(), None))?;
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string(), None))?;
     if out.status.success() {
         return Ok(out.stdout);
     }
     let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let msg = err
-        .get("msg")
-        .and_then(|m| m.as_str())
-        .unwrap_or("failed without an error message");
+    let msg = err.get("msg").and_then(|m| m.as_str()).unwrap_or("failed without an error message");
     let details = err.get("details").and_then(|m| m.as_str()).unwrap_or("");
     let code = err.get("code").and_then(|c| c.as_u64()).map(|c| c as u32);
-    Err(fail(
-        format!("{} {msg} {details}", command.as_str())
-            .trim_end()
-            .to_string(),
-        code,
-    ))
+    Err(fail(format!("{} {msg} {details}", command.as_str()).trim_end().to_string(), code))
 }

@@ -22,13 +22,7 @@ pub fn init(level: Level, file: Option<&str>, tag: String) {
         if let Some(dir) = std::path::Path::new(p).parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(p)
-            .ok()
-            .map(std::sync::Mutex::new)
+        OpenOptions::new().create(true).append(true).mode(0o600).open(p).ok().map(std::sync::Mutex::new)
     });
     let _ = SINK.set(Sink { level, file, tag });
 }
@@ -38,9 +32,7 @@ pub fn log(level: Level, msg: std::fmt::Arguments) {
     if level > sink.map_or(Level::Error, |s| s.level) {
         return;
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let tag = sink.map_or("", |s| s.tag.as_str());
     let line = format!(
         "{}.{:06} {:?} weavice[{}] {tag} {msg}\n",

@@ -8,6 +8,7 @@ mod ipam_client;
 mod link;
 mod logger;
 mod netns;
+mod network;
 mod retire;
 mod state;
 mod sysctl;
@@ -28,9 +29,8 @@ enum After {
 fn main() -> ExitCode {
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    let command = std::env::var("CNI_COMMAND")
-        .map_err(|_| ConfError::MissingEnv("CNI_COMMAND"))
-        .and_then(|c| Command::parse(&c));
+    let command =
+        std::env::var("CNI_COMMAND").map_err(|_| ConfError::MissingEnv("CNI_COMMAND")).and_then(|c| Command::parse(&c));
     let outcome = match command {
         Ok(command) => run(command, &stdin).map_err(|e| (Some(command), e)),
         Err(e) => Err((None, e.into())),
@@ -52,26 +52,10 @@ fn main() -> ExitCode {
             let version = conf::netconf::peek_version(&stdin)
                 .filter(|v| SUPPORTED.contains(&v.as_str()))
                 .unwrap_or_else(|| LATEST.to_string());
-            let code = if command == Some(Command::Status) {
-                e.status_code()
-            } else {
-                e.code()
-            };
-            let err = CniError {
-                cni_version: version,
-                code,
-                msg: e.to_string(),
-                details: String::new(),
-            };
-            error!(
-                "{} failed (code {code}): {e}",
-                command.map_or("?", Command::as_str)
-            );
-            let _ = writeln!(
-                stdout,
-                "{}",
-                serde_json::to_string(&err).unwrap_or_default()
-            );
+            let code = if command == Some(Command::Status) { e.status_code() } else { e.code() };
+            let err = CniError { cni_version: version, code, msg: e.to_string(), details: String::new() };
+            error!("{} failed (code {code}): {e}", command.map_or("?", Command::as_str));
+            let _ = writeln!(stdout, "{}", serde_json::to_string(&err).unwrap_or_default());
             ExitCode::FAILURE
         }
     }
@@ -82,18 +66,11 @@ fn run(command: Command, stdin: &[u8]) -> Result<(Option<Value>, After), PluginE
         let version = conf::netconf::peek_version(stdin)
             .filter(|v| SUPPORTED.contains(&v.as_str()))
             .unwrap_or_else(|| LATEST.to_string());
-        return Ok((
-            Some(json!({"cniVersion": version, "supportedVersions": SUPPORTED})),
-            After::Nothing,
-        ));
+        return Ok((Some(json!({"cniVersion": version, "supportedVersions": SUPPORTED})), After::Nothing));
     }
     let net = NetConf::parse(stdin)?;
     let args = CmdArgs::from_env(command, |k| std::env::var(k).ok())?;
-    logger::init(
-        net.log_level,
-        net.log_file.as_deref(),
-        format!("{} {}", command.as_str(), net.name),
-    );
+    logger::init(net.log_level, net.log_file.as_deref(), format!("{} {}", command.as_str(), net.name));
     let version = net.cni_version;
     Ok(match command {
         Command::Add => (Some(cmd::add::run(&net, &args)?.to_value(version)), After::Nothing),

@@ -14,16 +14,9 @@ impl NetNs {
     pub fn open(path: &str) -> Result<Self, PluginError> {
         let file = File::open(path).map_err(|e| PluginError::Netns {
             path: path.to_string(),
-            why: if e.kind() == std::io::ErrorKind::NotFound {
-                "does not exist".into()
-            } else {
-                e.to_string()
-            },
+            why: if e.kind() == std::io::ErrorKind::NotFound { "does not exist".into() } else { e.to_string() },
         })?;
-        Ok(NetNs {
-            file,
-            path: path.to_string(),
-        })
+        Ok(NetNs { file, path: path.to_string() })
     }
 
     /// The namespace this thread is in now.
@@ -44,10 +37,7 @@ impl NetNs {
             } else {
                 e.to_string()
             };
-            return Err(PluginError::Netns {
-                path: self.path.clone(),
-                why,
-            });
+            return Err(PluginError::Netns { path: self.path.clone(), why });
         }
         Ok(())
     }

@@ -36,7 +36,11 @@ pub struct Attachment {
 /// by name and cleared by GC.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(PluginError::io(format!("create {}", dir.display())))?;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(PluginError::io(format!("create {}", dir.display())))?;
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -52,43 +56,24 @@ fn network_dir(state_dir: &str, network: &str) -> PathBuf {
 }
 
 pub fn path(state_dir: &str, network: &str, container_id: &str, ifname: &str) -> PathBuf {
-    network_dir(state_dir, network)
-        .join(ifname)
-        .join(format!("{container_id}.json"))
+    network_dir(state_dir, network).join(ifname).join(format!("{container_id}.json"))
 }
 
 impl Attachment {
     pub fn save(&self, state_dir: &str) -> Result<(), PluginError> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| PluginError::State {
-            path: state_dir.into(),
-            why: e.to_string(),
-        })?;
-        write_private(
-            &path(state_dir, &self.network, &self.container_id, &self.ifname),
-            &bytes,
-        )
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| PluginError::State { path: state_dir.into(), why: e.to_string() })?;
+        write_private(&path(state_dir, &self.network, &self.container_id, &self.ifname), &bytes)
     }
 
-    pub fn load(
-        state_dir: &str,
-        network: &str,
-        container_id: &str,
-        ifname: &str,
-    ) -> Result<Option<Self>, PluginError> {
+    pub fn load(state_dir: &str, network: &str, container_id: &str, ifname: &str) -> Result<Option<Self>, PluginError> {
         read(&path(state_dir, network, container_id, ifname))
     }
 
-    pub fn remove(
-        state_dir: &str,
-        network: &str,
-        container_id: &str,
-        ifname: &str,
-    ) -> Result<(), PluginError> {
+    pub fn remove(state_dir: &str, network: &str, container_id: &str, ifname: &str) -> Result<(), PluginError> {
         let p = path(state_dir, network, container_id, ifname);
         match fs::remove_file(&p) {
-            Err(e) if e.kind() != ErrorKind::NotFound => {
-                Err(PluginError::io(format!("remove {}", p.display()))(e))
-            }
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(PluginError::io(format!("remove {}", p.display()))(e)),
             _ => Ok(()),
         }
     }
@@ -115,12 +100,10 @@ impl Attachment {
 
 fn read(p: &Path) -> Result<Option<Attachment>, PluginError> {
     match fs::read(p) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| PluginError::State {
-                path: p.display().to_string(),
-                why: format!("unreadable ({e}); remove it and run GC"),
-            }),
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| PluginError::State {
+            path: p.display().to_string(),
+            why: format!("unreadable ({e}); remove it and run GC"),
+        }),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(PluginError::io(format!("read {}", p.display()))(e)),
     }

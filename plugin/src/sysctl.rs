@@ -9,18 +9,17 @@ pub fn set(key: &str, value: &str) -> Result<(), PluginError> {
 
 /// Per-interface keys; interface names may hold dots, so these are not parsed from a key.
 pub fn set_if(family: &str, ifname: &str, knob: &str, value: &str) -> Result<(), PluginError> {
-    write(
-        &format!("/proc/sys/net/{family}/conf/{ifname}/{knob}"),
-        &format!("net.{family}.conf.{ifname}.{knob}"),
-        value,
-    )
+    write(&format!("/proc/sys/net/{family}/conf/{ifname}/{knob}"), &format!("net.{family}.conf.{ifname}.{knob}"), value)
+}
+
+/// For an interface just created: no read first, its defaults are known to differ.
+pub fn write_if(family: &str, ifname: &str, knob: &str, value: &str) -> Result<(), PluginError> {
+    let path = format!("/proc/sys/net/{family}/conf/{ifname}/{knob}");
+    fs::write(&path, value).map_err(|source| PluginError::Sysctl { key: format!("net.{family}.conf.{ifname}.{knob}"), source })
 }
 
 fn write(path: &str, key: &str, value: &str) -> Result<(), PluginError> {
-    let err = |source| PluginError::Sysctl {
-        key: key.to_string(),
-        source,
-    };
+    let err = |source| PluginError::Sysctl { key: key.to_string(), source };
     if fs::read_to_string(path).map_err(err)?.trim() == value {
         return Ok(());
     }

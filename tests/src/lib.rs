@@ -23,10 +23,7 @@ fn unique(tag: &str) -> String {
 
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("run {cmd}: {e}"));
     assert!(
         out.status.success(),
         "{cmd} {args:?} failed: {}{}",
@@ -64,11 +61,7 @@ impl Netns {
 
     /// `ip netns exec NAME cmd args...`
     pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, cmd])
-            .args(args)
-            .output()
-            .expect("run ip netns exec")
+        Command::new("ip").args(["netns", "exec", &self.name, cmd]).args(args).output().expect("run ip netns exec")
     }
 
     pub fn ip(&self, args: &[&str]) -> String {
@@ -93,11 +86,7 @@ impl Netns {
             let fd = fs::File::open(&path).expect("open netns");
             use std::os::unix::io::AsRawFd;
             // SAFETY: setns on our own descriptor affects only this thread.
-            assert_eq!(
-                unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
-                0,
-                "setns {path}"
-            );
+            assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns {path}");
             f()
         })
         .join()
@@ -107,9 +96,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
 
@@ -144,21 +131,13 @@ pub fn bin_dir() -> PathBuf {
 
 pub fn bin(name: &str) -> String {
     let p = bin_dir().join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run hack/test.sh (or cargo build --release) first",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run hack/test.sh (or cargo build --release) first", p.display());
     p.to_string_lossy().into_owned()
 }
 
 pub fn cnitool() -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/cnitool");
-    assert!(
-        p.exists(),
-        "{} is missing: run hack/build-cnitool.sh",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run hack/build-cnitool.sh", p.display());
     p.to_string_lossy().into_owned()
 }
 
@@ -186,10 +165,7 @@ pub struct Reply {
 
 impl Node {
     pub fn new(tag: &str) -> Self {
-        Node {
-            ns: Netns::new(tag),
-            dir: TempDir::new(tag),
-        }
+        Node { ns: Netns::new(tag), dir: TempDir::new(tag) }
     }
 
     /// A weavice plugin config with this node's state, log and IPAM dirs.
@@ -225,12 +201,7 @@ impl Node {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn plugin");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin)
-            .expect("write stdin");
+        child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
         let out = child.wait_with_output().expect("wait plugin");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         Reply {
@@ -243,12 +214,7 @@ impl Node {
 
     /// One CNI verb of weavice for (container ID, pod namespace path, ifname).
     pub fn cni(&self, verb: &str, conf: &Value, id: &str, netns: &str, ifname: &str) -> Reply {
-        let env = [
-            ("CNI_COMMAND", verb),
-            ("CNI_CONTAINERID", id),
-            ("CNI_NETNS", netns),
-            ("CNI_IFNAME", ifname),
-        ];
+        let env = [("CNI_COMMAND", verb), ("CNI_CONTAINERID", id), ("CNI_NETNS", netns), ("CNI_IFNAME", ifname)];
         self.invoke("weavice", &env, conf.to_string().as_bytes())
     }
 
@@ -257,35 +223,18 @@ impl Node {
         let dir = self.dir.path("net.d");
         fs::create_dir_all(&dir).expect("mkdir net.d");
         let list = json!({"cniVersion": version, "name": name, "plugins": plugins});
-        fs::write(
-            format!("{dir}/10-{name}.conflist"),
-            serde_json::to_vec_pretty(&list).unwrap(),
-        )
-        .expect("write conflist");
+        fs::write(format!("{dir}/10-{name}.conflist"), serde_json::to_vec_pretty(&list).unwrap())
+            .expect("write conflist");
         dir
     }
 
     /// cnitool VERB NETWORK NETNS inside the node namespace.
-    pub fn cnitool(
-        &self,
-        verb: &str,
-        network: &str,
-        pod: &Netns,
-        extra_env: &[(&str, &str)],
-    ) -> Output {
+    pub fn cnitool(&self, verb: &str, network: &str, pod: &Netns, extra_env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns",
-            "exec",
-            &self.ns.name,
-            &cnitool(),
-            verb,
-            network,
-            &pod.path(),
-        ])
-        .env("NETCONFPATH", self.dir.path("net.d"))
-        .env("CNI_PATH", cni_path())
-        .env("CNI_CACHE_DIR", self.dir.path("cache"));
+        cmd.args(["netns", "exec", &self.ns.name, &cnitool(), verb, network, &pod.path()])
+            .env("NETCONFPATH", self.dir.path("net.d"))
+            .env("CNI_PATH", cni_path())
+            .env("CNI_CACHE_DIR", self.dir.path("cache"));
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -321,11 +270,7 @@ pub fn ping(from: &Netns, to: &str) -> Option<u32> {
         let out = from.exec("ping", &["-c", "1", "-W", "1", to]);
         if out.status.success() {
             let s = String::from_utf8_lossy(&out.stdout);
-            return s
-                .split("ttl=")
-                .nth(1)
-                .and_then(|t| t.split_whitespace().next())
-                .and_then(|t| t.parse().ok());
+            return s.split("ttl=").nth(1).and_then(|t| t.split_whitespace().next()).and_then(|t| t.parse().ok());
         }
     }
     None
@@ -335,14 +280,8 @@ pub fn ping(from: &Netns, to: &str) -> Option<u32> {
 /// the receiver in `at` saw (None if nothing arrived).
 pub fn udp_source_seen(from: &Netns, at: &Netns, to: SocketAddr) -> Option<SocketAddr> {
     let listener = at.run(move || UdpSocket::bind(to).expect("bind listener"));
-    listener
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .ok()?;
-    let bind_any: SocketAddr = if to.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
-    } else {
-        "[::]:0".parse().unwrap()
-    };
+    listener.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let bind_any: SocketAddr = if to.is_ipv4() { "0.0.0.0:0".parse().unwrap() } else { "[::]:0".parse().unwrap() };
     from.run(move || {
         let s = UdpSocket::bind(bind_any).expect("bind sender");
         s.send_to(b"weavice", to).expect("send");
@@ -355,23 +294,7 @@ pub fn udp_source_seen(from: &Netns, at: &Netns, to: SocketAddr) -> Option<Socke
 /// 2001:db8:113::1/64 on the node, .2 and ::2 outside (TEST-NET ranges).
 pub fn attach_outside(node: &Netns, outside: &Netns) {
     let (n, o) = ("wvt-out-n", "wvt-out-o");
-    sh(
-        "ip",
-        &[
-            "-n",
-            &node.name,
-            "link",
-            "add",
-            n,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            o,
-            "netns",
-            &outside.name,
-        ],
-    );
+    sh("ip", &["-n", &node.name, "link", "add", n, "type", "veth", "peer", "name", o, "netns", &outside.name]);
     node.ip(&["addr", "add", "203.0.113.1/24", "dev", n]);
     node.ip(&["addr", "add", "2001:db8:113::1/64", "dev", n, "nodad"]);
     node.ip(&["link", "set", n, "up"]);

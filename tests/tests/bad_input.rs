@@ -6,10 +6,8 @@ use weavice_tests::*;
 
 /// Everything a failed call could have left: links, addresses, files.
 fn footprint(node: &Node, pod: &Netns) -> (Vec<String>, String, Vec<String>) {
-    let mut files: Vec<String> = walk(&node.dir.0)
-        .into_iter()
-        .filter(|f| !f.ends_with("weavice.log") && !f.ends_with("/lock"))
-        .collect();
+    let mut files: Vec<String> =
+        walk(&node.dir.0).into_iter().filter(|f| !f.ends_with("weavice.log") && !f.ends_with("/lock")).collect();
     files.sort();
     (node.ns.links(), pod.ip(&["-o", "addr"]), files)
 }
@@ -43,24 +41,13 @@ fn bad_input_gets_a_cni_error_and_leaves_no_state() {
     let tiny_ipam = json!({"ipam": {"type": "weavice-ipam", "dataDir": node.dir.path("ipam"), "ranges": [[{"subnet": "10.89.0.0/30"}]]}});
     // fill the /30 (one usable address) so the next ADD finds it exhausted
     let holder = Netns::new("hold");
-    let first = node.cni(
-        "ADD",
-        &serde_json::from_str(&with(tiny_ipam.clone())).unwrap(),
-        "holder",
-        &holder.path(),
-        "eth0",
-    );
+    let first =
+        node.cni("ADD", &serde_json::from_str(&with(tiny_ipam.clone())).unwrap(), "holder", &holder.path(), "eth0");
     assert!(first.ok, "{}", first.stdout);
-    pod.ip(&[
-        "link", "add", "taken0", "type", "veth", "peer", "name", "taken1",
-    ]);
+    pod.ip(&["link", "add", "taken0", "type", "veth", "peer", "name", "taken1"]);
 
     let netns = pod.path();
-    let env = |cmd: &'static str,
-               id: &'static str,
-               ns: String,
-               ifname: &'static str|
-     -> Vec<(&'static str, String)> {
+    let env = |cmd: &'static str, id: &'static str, ns: String, ifname: &'static str| -> Vec<(&'static str, String)> {
         let mut e = vec![];
         if !cmd.is_empty() {
             e.push(("CNI_COMMAND", cmd.to_string()));
@@ -75,13 +62,7 @@ fn bad_input_gets_a_cni_error_and_leaves_no_state() {
         e
     };
     let cases: Vec<(&str, Vec<(&str, String)>, String, u64, &str)> = vec![
-        (
-            "malformed JSON",
-            env("ADD", "c1", netns.clone(), "eth0"),
-            "{\"cniVersion\": ".into(),
-            6,
-            "decode",
-        ),
+        ("malformed JSON", env("ADD", "c1", netns.clone(), "eth0"), "{\"cniVersion\": ".into(), 6, "decode"),
         (
             "unknown cniVersion",
             env("ADD", "c1", netns.clone(), "eth0"),
@@ -89,41 +70,11 @@ fn bad_input_gets_a_cni_error_and_leaves_no_state() {
             1,
             "0.9.9",
         ),
-        (
-            "missing CNI_COMMAND",
-            env("", "c1", netns.clone(), "eth0"),
-            with(json!({})),
-            4,
-            "CNI_COMMAND",
-        ),
-        (
-            "unknown CNI_COMMAND",
-            env("FROB", "c1", netns.clone(), "eth0"),
-            with(json!({})),
-            4,
-            "FROB",
-        ),
-        (
-            "missing CNI_CONTAINERID",
-            env("ADD", "", netns.clone(), "eth0"),
-            with(json!({})),
-            4,
-            "CNI_CONTAINERID",
-        ),
-        (
-            "missing CNI_IFNAME",
-            env("ADD", "c1", netns.clone(), ""),
-            with(json!({})),
-            4,
-            "CNI_IFNAME",
-        ),
-        (
-            "missing CNI_NETNS",
-            env("ADD", "c1", String::new(), "eth0"),
-            with(json!({})),
-            4,
-            "CNI_NETNS",
-        ),
+        ("missing CNI_COMMAND", env("", "c1", netns.clone(), "eth0"), with(json!({})), 4, "CNI_COMMAND"),
+        ("unknown CNI_COMMAND", env("FROB", "c1", netns.clone(), "eth0"), with(json!({})), 4, "FROB"),
+        ("missing CNI_CONTAINERID", env("ADD", "", netns.clone(), "eth0"), with(json!({})), 4, "CNI_CONTAINERID"),
+        ("missing CNI_IFNAME", env("ADD", "c1", netns.clone(), ""), with(json!({})), 4, "CNI_IFNAME"),
+        ("missing CNI_NETNS", env("ADD", "c1", String::new(), "eth0"), with(json!({})), 4, "CNI_NETNS"),
         (
             "container ID outside the spec's set",
             env("ADD", "../../etc", netns.clone(), "eth0"),
@@ -131,20 +82,8 @@ fn bad_input_gets_a_cni_error_and_leaves_no_state() {
             4,
             "CNI_CONTAINERID",
         ),
-        (
-            "interface name too long",
-            env("ADD", "c1", netns.clone(), "eth0123456789abc"),
-            with(json!({})),
-            4,
-            "15",
-        ),
-        (
-            "interface name with a slash",
-            env("ADD", "c1", netns.clone(), "eth/0"),
-            with(json!({})),
-            4,
-            "'/'",
-        ),
+        ("interface name too long", env("ADD", "c1", netns.clone(), "eth0123456789abc"), with(json!({})), 4, "15"),
+        ("interface name with a slash", env("ADD", "c1", netns.clone(), "eth/0"), with(json!({})), 4, "'/'"),
         (
             "netns that does not exist",
             env("ADD", "c1", "/run/netns/wvt-no-such-ns".into(), "eth0"),
@@ -162,26 +101,12 @@ fn bad_input_gets_a_cni_error_and_leaves_no_state() {
         (
             "subnet that does not parse",
             env("ADD", "c1", netns.clone(), "eth0"),
-            with(
-                json!({"ipam": {"type": "weavice-ipam", "ranges": [[{"subnet": "10.1.2.0/99"}]]}}),
-            ),
+            with(json!({"ipam": {"type": "weavice-ipam", "ranges": [[{"subnet": "10.1.2.0/99"}]]}})),
             7,
             "10.1.2.0/99",
         ),
-        (
-            "wrong type for a key",
-            env("ADD", "c1", netns.clone(), "eth0"),
-            with(json!({"mtu": "1500"})),
-            7,
-            "mtu",
-        ),
-        (
-            "unknown podToPod",
-            env("ADD", "c1", netns.clone(), "eth0"),
-            with(json!({"podToPod": "tunnel"})),
-            7,
-            "tunnel",
-        ),
+        ("wrong type for a key", env("ADD", "c1", netns.clone(), "eth0"), with(json!({"mtu": "1500"})), 7, "mtu"),
+        ("unknown podToPod", env("ADD", "c1", netns.clone(), "eth0"), with(json!({"podToPod": "tunnel"})), 7, "tunnel"),
         (
             "bad MAC",
             env("ADD", "c1", netns.clone(), "eth0"),
@@ -189,13 +114,7 @@ fn bad_input_gets_a_cni_error_and_leaves_no_state() {
             7,
             "MAC",
         ),
-        (
-            "exhausted range",
-            env("ADD", "c1", netns.clone(), "eth0"),
-            with(tiny_ipam.clone()),
-            102,
-            "no free address",
-        ),
+        ("exhausted range", env("ADD", "c1", netns.clone(), "eth0"), with(tiny_ipam.clone()), 102, "no free address"),
         (
             "interface already in the container",
             env("ADD", "c1", netns.clone(), "taken0"),
@@ -227,15 +146,8 @@ fn bad_input_gets_a_cni_error_and_leaves_no_state() {
         assert_eq!(r.json["code"], code, "{what}: {}", r.stdout);
         assert!(r.json["cniVersion"].is_string(), "{what}: {}", r.stdout);
         let msg = r.json["msg"].as_str().unwrap_or_default();
-        assert!(
-            msg.contains(needle),
-            "{what}: message {msg:?} should mention {needle:?}"
-        );
-        assert_eq!(
-            footprint(&node, &pod),
-            before,
-            "{what}: left something behind"
-        );
+        assert!(msg.contains(needle), "{what}: message {msg:?} should mention {needle:?}");
+        assert_eq!(footprint(&node, &pod), before, "{what}: left something behind");
     }
 }
 
@@ -245,17 +157,10 @@ fn version_reports_every_supported_version() {
         return;
     }
     let node = Node::new("ver");
-    let r = node.invoke(
-        "weavice",
-        &[("CNI_COMMAND", "VERSION")],
-        br#"{"cniVersion":"0.4.0"}"#,
-    );
+    let r = node.invoke("weavice", &[("CNI_COMMAND", "VERSION")], br#"{"cniVersion":"0.4.0"}"#);
     assert!(r.ok);
     assert_eq!(r.json["cniVersion"], "0.4.0");
-    assert_eq!(
-        r.json["supportedVersions"],
-        json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
-    );
+    assert_eq!(r.json["supportedVersions"], json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
     let ipam = node.invoke("weavice-ipam", &[("CNI_COMMAND", "VERSION")], b"{}");
     assert!(ipam.ok && ipam.json["supportedVersions"].as_array().unwrap().len() == 5);
 }
@@ -266,10 +171,7 @@ fn results_take_the_shape_of_the_requested_version() {
         return;
     }
     let node = Node::new("shape");
-    for (i, version) in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
-        .iter()
-        .enumerate()
-    {
+    for (i, version) in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"].iter().enumerate() {
         let pod = Netns::new("sp");
         let conf = node.conf(version, "shapenet", json!({}));
         let id = format!("shape{i}");
@@ -277,30 +179,13 @@ fn results_take_the_shape_of_the_requested_version() {
         assert!(r.ok, "{version}: {}", r.stdout);
         assert_eq!(r.json["cniVersion"], *version);
         let ip = &r.json["ips"][0];
-        assert_eq!(
-            ip.get("version").is_some(),
-            version.starts_with("0."),
-            "{version}: {ip}"
-        );
-        assert_eq!(
-            r.json["interfaces"][2].get("mtu").is_some(),
-            *version == "1.1.0",
-            "{version}"
-        );
+        assert_eq!(ip.get("version").is_some(), version.starts_with("0."), "{version}: {ip}");
+        assert_eq!(r.json["interfaces"][2].get("mtu").is_some(), *version == "1.1.0", "{version}");
         assert_eq!(r.json["interfaces"][2]["sandbox"], pod.path());
         assert_eq!(ip["interface"], 2);
         for verb in ["GC", "STATUS"] {
-            let r = node.invoke(
-                "weavice",
-                &[("CNI_COMMAND", verb)],
-                conf.to_string().as_bytes(),
-            );
-            assert_eq!(
-                r.ok,
-                *version == "1.1.0",
-                "{verb} at {version}: {}",
-                r.stdout
-            );
+            let r = node.invoke("weavice", &[("CNI_COMMAND", verb)], conf.to_string().as_bytes());
+            assert_eq!(r.ok, *version == "1.1.0", "{verb} at {version}: {}", r.stdout);
             if *version != "1.1.0" {
                 assert_eq!(r.json["code"], 1, "{verb} at {version}");
             }
@@ -316,13 +201,7 @@ fn status_says_not_available_when_the_range_is_full() {
     }
     let node = Node::new("status");
     let conf = node.conf("1.1.0", "statusnet", json!({"ipam": {"type": "weavice-ipam", "dataDir": node.dir.path("ipam"), "ranges": [[{"subnet": "10.90.0.0/30"}]]}}));
-    let status = || {
-        node.invoke(
-            "weavice",
-            &[("CNI_COMMAND", "STATUS")],
-            conf.to_string().as_bytes(),
-        )
-    };
+    let status = || node.invoke("weavice", &[("CNI_COMMAND", "STATUS")], conf.to_string().as_bytes());
     assert!(status().ok);
     let pod = Netns::new("stp");
     assert!(node.cni("ADD", &conf, "st1", &pod.path(), "eth0").ok);

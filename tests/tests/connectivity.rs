@@ -57,11 +57,7 @@ fn cnitool_pods_ping_each_other_and_the_gateway_over_v4_and_v6() {
     let (a, b) = (Netns::new("pa"), Netns::new("pb"));
     let add = |pod: &Netns| {
         let out = node.cnitool("add", "podnet", pod, &[]);
-        assert!(
-            out.status.success(),
-            "cnitool add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "cnitool add: {}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<Value>(&out.stdout).expect("result JSON")
     };
     let (ra, rb) = (add(&a), add(&b));
@@ -74,19 +70,11 @@ fn cnitool_pods_ping_each_other_and_the_gateway_over_v4_and_v6() {
     assert_eq!(ping(&a, "fd88::1"), Some(64), "v6 gateway");
 
     let check = node.cnitool("check", "podnet", &a, &[]);
-    assert!(
-        check.status.success(),
-        "cnitool check: {}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert!(check.status.success(), "cnitool check: {}", String::from_utf8_lossy(&check.stderr));
 
     for pod in [&a, &b] {
         let out = node.cnitool("del", "podnet", pod, &[]);
-        assert!(
-            out.status.success(),
-            "cnitool del: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "cnitool del: {}", String::from_utf8_lossy(&out.stderr));
     }
     assert_eq!(wait_links(&node.ns, &["lo", "wv0"]), ["lo", "wv0"]);
     assert!(reservations(&node, "podnet").is_empty());
@@ -106,8 +94,8 @@ fn masquerade_makes_the_outside_see_the_node_address() {
     let r = node.cni("ADD", &conf, "masq1", &pod.path(), "eth0");
     assert!(r.ok, "{}", r.stdout);
 
-    let seen = udp_source_seen(&pod, &outside, "203.0.113.2:7001".parse().unwrap())
-        .expect("datagram reached the outside");
+    let seen =
+        udp_source_seen(&pod, &outside, "203.0.113.2:7001".parse().unwrap()).expect("datagram reached the outside");
     assert_eq!(seen.ip().to_string(), "203.0.113.1");
     let seen6 = udp_source_seen(&pod, &outside, "[2001:db8:113::2]:7001".parse().unwrap())
         .expect("v6 datagram reached the outside");
@@ -137,8 +125,7 @@ fn without_ip_masq_the_outside_sees_the_pod_address() {
     let conf = node.conf("1.1.0", "plain", json!({"ipMasq": false}));
     let r = node.cni("ADD", &conf, "plain1", &pod.path(), "eth0");
     assert!(r.ok, "{}", r.stdout);
-    let seen = udp_source_seen(&pod, &outside, "203.0.113.2:7002".parse().unwrap())
-        .expect("datagram arrives");
+    let seen = udp_source_seen(&pod, &outside, "203.0.113.2:7002".parse().unwrap()).expect("datagram arrives");
     assert_eq!(seen.ip().to_string(), ip_of(&r.json, true));
     assert!(node.cni("DEL", &conf, "plain1", &pod.path(), "eth0").ok);
 }
@@ -149,39 +136,16 @@ fn bridged_mode_switches_pods_at_l2() {
         return;
     }
     let node = Node::new("l2");
-    let conf = node.conf(
-        "1.1.0",
-        "l2net",
-        json!({"podToPod": "bridged", "bridge": "wvl2", "hairpinMode": true}),
-    );
+    let conf = node.conf("1.1.0", "l2net", json!({"podToPod": "bridged", "bridge": "wvl2", "hairpinMode": true}));
     let (a, b) = (Netns::new("la"), Netns::new("lb"));
     let ra = node.cni("ADD", &conf, "l2a", &a.path(), "eth0");
     let rb = node.cni("ADD", &conf, "l2b", &b.path(), "eth0");
     assert!(ra.ok && rb.ok, "{} {}", ra.stdout, rb.stdout);
-    assert!(
-        ra.json["ips"][0]["address"]
-            .as_str()
-            .unwrap()
-            .ends_with("/24"),
-        "{}",
-        ra.stdout
-    );
-    assert_eq!(
-        ping(&a, &ip_of(&rb.json, true)),
-        Some(64),
-        "same L2 segment: no hop"
-    );
+    assert!(ra.json["ips"][0]["address"].as_str().unwrap().ends_with("/24"), "{}", ra.stdout);
+    assert_eq!(ping(&a, &ip_of(&rb.json, true)), Some(64), "same L2 segment: no hop");
     assert_eq!(ping(&a, &ip_of(&rb.json, false)), Some(64));
-    let port = node.ns.ip(&[
-        "-d",
-        "link",
-        "show",
-        ra.json["interfaces"][1]["name"].as_str().unwrap(),
-    ]);
-    assert!(
-        port.contains("hairpin on") && port.contains("isolated off"),
-        "{port}"
-    );
+    let port = node.ns.ip(&["-d", "link", "show", ra.json["interfaces"][1]["name"].as_str().unwrap()]);
+    assert!(port.contains("hairpin on") && port.contains("isolated off"), "{port}");
     for (id, p) in [("l2a", &a), ("l2b", &b)] {
         assert!(node.cni("DEL", &conf, id, &p.path(), "eth0").ok);
     }
@@ -197,10 +161,7 @@ fn del_is_idempotent_and_check_reports_what_is_missing() {
     let pod = Netns::new("dp");
     let add = node.cni("ADD", &conf, "del1", &pod.path(), "eth0");
     assert!(add.ok, "{}", add.stdout);
-    let host_veth = add.json["interfaces"][1]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let host_veth = add.json["interfaces"][1]["name"].as_str().unwrap().to_string();
     let mut with_prev = conf.clone();
     merge(&mut with_prev, json!({"prevResult": add.json}));
     let ok = node.cni("CHECK", &with_prev, "del1", &pod.path(), "eth0");
@@ -210,45 +171,20 @@ fn del_is_idempotent_and_check_reports_what_is_missing() {
     let bad = node.cni("CHECK", &with_prev, "del1", &pod.path(), "eth0");
     assert!(!bad.ok);
     assert_eq!(bad.json["code"], 106);
-    assert!(
-        bad.json["msg"]
-            .as_str()
-            .unwrap()
-            .contains("route 0.0.0.0/0 via 10.88.0.1"),
-        "{}",
-        bad.stdout
-    );
+    assert!(bad.json["msg"].as_str().unwrap().contains("route 0.0.0.0/0 via 10.88.0.1"), "{}", bad.stdout);
 
     node.ns.exec("nft", &["flush", "ruleset"]);
     let bad = node.cni("CHECK", &with_prev, "del1", &pod.path(), "eth0");
-    assert!(
-        bad.json["msg"]
-            .as_str()
-            .unwrap()
-            .contains("masquerade rule"),
-        "{}",
-        bad.stdout
-    );
+    assert!(bad.json["msg"].as_str().unwrap().contains("masquerade rule"), "{}", bad.stdout);
 
     // DEL without prevResult, twice, then with an empty netns (containerd's second DEL)
     for netns in [pod.path(), pod.path(), String::new()] {
         let r = node.cni("DEL", &conf, "del1", &netns, "eth0");
-        assert!(
-            r.ok && r.stdout.is_empty(),
-            "DEL netns={netns:?}: {} {}",
-            r.stdout,
-            r.stderr
-        );
+        assert!(r.ok && r.stdout.is_empty(), "DEL netns={netns:?}: {} {}", r.stdout, r.stderr);
     }
-    assert_eq!(
-        wait_links(&node.ns, &["lo", "wv0"]),
-        ["lo", "wv0"],
-        "{host_veth} removed"
-    );
+    assert_eq!(wait_links(&node.ns, &["lo", "wv0"]), ["lo", "wv0"], "{host_veth} removed");
     assert!(reservations(&node, "delnet").is_empty());
-    assert!(
-        !std::path::Path::new(&node.dir.path("state/attachments/delnet/eth0/del1.json")).exists()
-    );
+    assert!(!std::path::Path::new(&node.dir.path("state/attachments/delnet/eth0/del1.json")).exists());
     let unknown = node.cni("CHECK", &conf, "del1", &pod.path(), "eth0");
     assert_eq!(unknown.json["code"], 3, "{}", unknown.stdout);
 }
@@ -277,18 +213,14 @@ fn fifty_parallel_adds_and_dels_leave_nothing_behind() {
     }
     let node = std::sync::Arc::new(Node::new("par"));
     let conf = std::sync::Arc::new(node.conf("1.1.0", "parnet", json!({})));
-    let pods: Vec<std::sync::Arc<Netns>> = (0..50)
-        .map(|i| std::sync::Arc::new(Netns::new(&format!("p{i}"))))
-        .collect();
+    let pods: Vec<std::sync::Arc<Netns>> = (0..50).map(|i| std::sync::Arc::new(Netns::new(&format!("p{i}")))).collect();
     let run_all = |verb: &'static str| -> Vec<Reply> {
         let handles: Vec<_> = pods
             .iter()
             .enumerate()
             .map(|(i, pod)| {
                 let (node, conf, pod) = (node.clone(), conf.clone(), pod.clone());
-                std::thread::spawn(move || {
-                    node.cni(verb, &conf, &format!("par{i}"), &pod.path(), "eth0")
-                })
+                std::thread::spawn(move || node.cni(verb, &conf, &format!("par{i}"), &pod.path(), "eth0"))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -303,11 +235,7 @@ fn fifty_parallel_adds_and_dels_leave_nothing_behind() {
     v4.dedup();
     v6.sort();
     v6.dedup();
-    assert_eq!(
-        (v4.len(), v6.len()),
-        (50, 50),
-        "no address handed out twice"
-    );
+    assert_eq!((v4.len(), v6.len()), (50, 50), "no address handed out twice");
     assert_eq!(reservations(&node, "parnet").len(), 100);
     assert_eq!(node.ns.links().len(), 52, "lo, wv0 and 50 host veths");
     let rules = node.ns.exec("nft", &["list", "ruleset"]).stdout;
@@ -316,24 +244,11 @@ fn fifty_parallel_adds_and_dels_leave_nothing_behind() {
     for r in run_all("DEL") {
         assert!(r.ok, "{} {}", r.stdout, r.stderr);
     }
-    assert_eq!(
-        wait_links(&node.ns, &["lo", "wv0"]),
-        ["lo", "wv0"],
-        "no leaked link"
-    );
-    assert!(
-        reservations(&node, "parnet").is_empty(),
-        "no leaked reservation"
-    );
-    let states = std::fs::read_dir(node.dir.path("state/attachments/parnet/eth0"))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    assert_eq!(wait_links(&node.ns, &["lo", "wv0"]), ["lo", "wv0"], "no leaked link");
+    assert!(reservations(&node, "parnet").is_empty(), "no leaked reservation");
+    let states = std::fs::read_dir(node.dir.path("state/attachments/parnet/eth0")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(states, 0, "no leaked state");
-    assert_eq!(
-        node.ns.exec("nft", &["list", "ruleset"]).stdout,
-        rules,
-        "per-network rules only, nothing per pod"
-    );
+    assert_eq!(node.ns.exec("nft", &["list", "ruleset"]).stdout, rules, "per-network rules only, nothing per pod");
 }
 
 #[test]
@@ -345,40 +260,40 @@ fn gc_releases_attachments_that_are_not_listed() {
     let conf = node.conf("1.1.0", "gcnet", json!({}));
     let pods: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("g{i}"))).collect();
     for (i, p) in pods.iter().enumerate() {
-        assert!(
-            node.cni("ADD", &conf, &format!("gc{i}"), &p.path(), "eth0")
-                .ok
-        );
+        assert!(node.cni("ADD", &conf, &format!("gc{i}"), &p.path(), "eth0").ok);
     }
     let mut gc = conf.clone();
-    merge(
-        &mut gc,
-        json!({"cni.dev/valid-attachments": [{"containerID": "gc1", "ifname": "eth0"}]}),
-    );
-    let r = node.invoke(
-        "weavice",
-        &[("CNI_COMMAND", "GC")],
-        gc.to_string().as_bytes(),
-    );
+    merge(&mut gc, json!({"cni.dev/valid-attachments": [{"containerID": "gc1", "ifname": "eth0"}]}));
+    let r = node.invoke("weavice", &[("CNI_COMMAND", "GC")], gc.to_string().as_bytes());
     assert!(r.ok, "{} {}", r.stdout, r.stderr);
     assert_eq!(node.ns.links().len(), 3, "lo, wv0 and gc1's veth");
     assert_eq!(reservations(&node, "gcnet").len(), 2, "gc1's two addresses");
-    assert_eq!(
-        ping(&pods[1], "10.88.0.1"),
-        Some(64),
-        "the listed pod still works"
-    );
+    assert_eq!(ping(&pods[1], "10.88.0.1"), Some(64), "the listed pod still works");
     // the older key spelling works too
     let mut gc_old = conf.clone();
     merge(&mut gc_old, json!({"cni.dev/attachments": []}));
-    assert!(
-        node.invoke(
-            "weavice",
-            &[("CNI_COMMAND", "GC")],
-            gc_old.to_string().as_bytes()
-        )
-        .ok
-    );
+    assert!(node.invoke("weavice", &[("CNI_COMMAND", "GC")], gc_old.to_string().as_bytes()).ok);
     assert!(reservations(&node, "gcnet").is_empty());
     assert_eq!(node.ns.links(), ["lo", "wv0"]);
+}
+
+#[test]
+fn a_bridge_deleted_by_hand_is_rebuilt_by_the_next_add() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("rebuild");
+    let conf = node.conf("1.1.0", "rebuildnet", json!({"bridge": "wvrb"}));
+    let (a, b) = (Netns::new("rba"), Netns::new("rbb"));
+    assert!(node.cni("ADD", &conf, "rb1", &a.path(), "eth0").ok);
+    node.ns.ip(&["addr", "flush", "dev", "wvrb"]);
+    let check = node.cni("CHECK", &conf, "rb1", &a.path(), "eth0");
+    assert!(check.json["msg"].as_str().unwrap_or_default().contains("gateway 10.88.0.1/24 on bridge wvrb"), "{}", check.stdout);
+    node.ns.ip(&["link", "del", "wvrb"]);
+    // the network marker still names the old bridge; ADD must notice and rebuild
+    let r = node.cni("ADD", &conf, "rb2", &b.path(), "eth0");
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    assert_eq!(ping(&b, "10.88.0.1"), Some(64));
+    assert_eq!(ping(&b, "fd88::1"), Some(64));
+    assert!(node.log().contains("setting network rebuildnet up again"));
 }

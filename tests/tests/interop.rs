@@ -6,11 +6,7 @@ use weavice_tests::*;
 
 fn cnitool_add(node: &Node, net: &str, pod: &Netns) -> Value {
     let out = node.cnitool("add", net, pod, &[]);
-    assert!(
-        out.status.success(),
-        "cnitool add {net}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "cnitool add {net}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("result JSON")
 }
 
@@ -27,16 +23,7 @@ fn v4(result: &Value) -> String {
 
 fn files_in(dir: &str) -> usize {
     std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .parse::<std::net::IpAddr>()
-                        .is_ok()
-                })
-                .count()
-        })
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().parse::<std::net::IpAddr>().is_ok()).count())
         .unwrap_or(0)
 }
 
@@ -53,31 +40,17 @@ fn weavice_ipam_serves_the_reference_bridge_plugin() {
     });
     node.write_conflist("refbr", "1.0.0", vec![bridge]);
     let (a, b) = (Netns::new("ra"), Netns::new("rb"));
-    let (ra, rb) = (
-        cnitool_add(&node, "refbr", &a),
-        cnitool_add(&node, "refbr", &b),
-    );
+    let (ra, rb) = (cnitool_add(&node, "refbr", &a), cnitool_add(&node, "refbr", &b));
     assert_eq!(v4(&ra), "10.91.0.2");
     assert_eq!(v4(&rb), "10.91.0.3");
-    assert!(
-        ping(&a, &v4(&rb)).is_some(),
-        "pods on the reference bridge reach each other"
-    );
+    assert!(ping(&a, &v4(&rb)).is_some(), "pods on the reference bridge reach each other");
     assert_eq!(files_in(&format!("{data}/refbr")), 2);
     let check = node.cnitool("check", "refbr", &a, &[]);
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     for p in [&a, &b] {
         assert!(node.cnitool("del", "refbr", p, &[]).status.success());
     }
-    assert_eq!(
-        files_in(&format!("{data}/refbr")),
-        0,
-        "reservations released"
-    );
+    assert_eq!(files_in(&format!("{data}/refbr")), 0, "reservations released");
 }
 
 #[test]
@@ -94,30 +67,15 @@ fn reference_host_local_serves_weavice() {
     );
     node.write_conflist("hlnet", "1.0.0", vec![plugin]);
     let (a, b) = (Netns::new("ha"), Netns::new("hb"));
-    let (ra, rb) = (
-        cnitool_add(&node, "hlnet", &a),
-        cnitool_add(&node, "hlnet", &b),
-    );
+    let (ra, rb) = (cnitool_add(&node, "hlnet", &a), cnitool_add(&node, "hlnet", &b));
     assert_eq!(v4(&ra), "10.92.0.2");
     assert_eq!(ping(&a, &v4(&rb)), Some(63));
     assert_eq!(files_in(&format!("{data}/hlnet")), 4);
     let check = node.cnitool("check", "hlnet", &a, &[]);
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     for p in [&a, &b] {
         let out = node.cnitool("del", "hlnet", p, &[]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    assert_eq!(
-        files_in(&format!("{data}/hlnet")),
-        0,
-        "host-local released its files"
-    );
+    assert_eq!(files_in(&format!("{data}/hlnet")), 0, "host-local released its files");
 }

@@ -19,17 +19,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err((command, e)) => {
-            let code = if command == Some(Command::Status) {
-                e.status_code()
-            } else {
-                e.code()
-            };
+            let code = if command == Some(Command::Status) { e.status_code() } else { e.code() };
             let err = CniError::new(&version, code, e.to_string(), "");
-            let _ = writeln!(
-                std::io::stdout(),
-                "{}",
-                serde_json::to_string(&err).unwrap_or_default()
-            );
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string(&err).unwrap_or_default());
             eprintln!("weavice-ipam: {e}");
             ExitCode::FAILURE
         }
@@ -44,9 +36,7 @@ fn run(stdin: &[u8]) -> Result<Option<serde_json::Value>, Failure> {
         .and_then(|c| Command::parse(&c))
         .map_err(|e| (None, e.into()))?;
     if command == Command::Version {
-        return Ok(Some(
-            json!({"cniVersion": LATEST, "supportedVersions": conf::version::SUPPORTED}),
-        ));
+        return Ok(Some(json!({"cniVersion": LATEST, "supportedVersions": conf::version::SUPPORTED})));
     }
     verb(command, stdin).map_err(|e| (Some(command), e))
 }
@@ -54,26 +44,18 @@ fn run(stdin: &[u8]) -> Result<Option<serde_json::Value>, Failure> {
 fn verb(command: Command, stdin: &[u8]) -> Result<Option<serde_json::Value>, IpamError> {
     let args = CmdArgs::from_env(command, |k| std::env::var(k).ok())?;
     let net = NetConf::parse(stdin)?;
-    let ipam_value = net
-        .ipam
-        .as_ref()
-        .ok_or_else(|| ConfError::Invalid("the ipam section is missing".into()))?;
+    let ipam_value = net.ipam.as_ref().ok_or_else(|| ConfError::Invalid("the ipam section is missing".into()))?;
     let ipam = IpamConf::from_value(ipam_value)?;
     let needs = |verb, needs, min: CniVersion| {
         if net.cni_version < min {
-            Err(ConfError::VerbNeedsVersion {
-                verb,
-                version: net.cni_version.to_string(),
-                needs,
-            })
+            Err(ConfError::VerbNeedsVersion { verb, version: net.cni_version.to_string(), needs })
         } else {
             Ok(())
         }
     };
     match command {
         Command::Add => {
-            let mut requests: Vec<&str> =
-                net.runtime_config.ips.iter().map(String::as_str).collect();
+            let mut requests: Vec<&str> = net.runtime_config.ips.iter().map(String::as_str).collect();
             requests.extend(net.args.cni.ips.iter().map(String::as_str));
             requests.extend(args.args.get("IP").map(String::as_str));
             let wanted = ipam::parse_static_ips(requests)?;

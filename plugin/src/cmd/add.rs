@@ -3,9 +3,9 @@
 
 use super::{requested_mac, Node};
 use crate::error::PluginError;
-use crate::firewall::{self, NetworkRules};
 use crate::ipam_client::Ipam;
-use crate::link::{self, addr, bridge, route, route::RouteSpec, veth};
+use crate::link::{self, addr, route, route::RouteSpec, veth};
+use crate::network;
 use crate::netns::NetNs;
 use crate::state::Attachment;
 use crate::{info, sysctl, warn};
@@ -23,14 +23,12 @@ struct Made {
 pub fn run(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
     let ipam = Ipam::from_conf(net)?.ok_or_else(|| {
         ConfError::Invalid(
-            "ipam is missing: weavice needs an IPAM plugin, e.g. {\"type\": \"weavice-ipam\", ...}"
-                .into(),
+            "ipam is missing: weavice needs an IPAM plugin, e.g. {\"type\": \"weavice-ipam\", ...}".into(),
         )
     })?;
     if net.pod_to_pod == PodToPod::Routed && !net.is_gateway {
         return Err(ConfError::Invalid(
-            "podToPod \"routed\" needs isGateway true (pods route through the bridge address)"
-                .into(),
+            "podToPod \"routed\" needs isGateway true (pods route through the bridge address)".into(),
         )
         .into());
     }
@@ -39,20 +37,14 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
     let mut node = Node::connect()?;
     let mut pod = node.connect_in(&pod_ns)?;
     if link::get(&mut pod, &args.ifname)?.is_some() {
-        return Err(PluginError::InterfaceExists {
-            ifname: args.ifname.clone(),
-            netns: args.netns.clone(),
-        });
+        return Err(PluginError::InterfaceExists { ifname: args.ifname.clone(), netns: args.netns.clone() });
     }
 
     let mut made = Made::default();
     match build(net, args, &ipam, &mut node, &pod_ns, &mut pod, mac, &mut made) {
         Ok(r) => Ok(r),
         Err(e) => {
-            warn!(
-                "ADD {}/{} failed, rolling back: {e}",
-                args.container_id, args.ifname
-            );
+            warn!("ADD {}/{} failed, rolling back: {e}", args.container_id, args.ifname);
             rollback(net, args, &ipam, &mut node, made);
             Err(e)
         }
@@ -71,86 +63,60 @@ fn build(
     made: &mut Made,
 ) -> Result<CniResult, PluginError> {
     let routed = net.pod_to_pod == PodToPod::Routed;
-    let br = bridge::ensure(&mut node.netlink, &net.bridge, net.mtu)?;
-
     let ipr = ipam.add(net, args)?;
     made.ipam = true;
     if ipr.ips.is_empty() {
-        return Err(PluginError::Delegate {
-            plugin: ipam.kind().into(),
-            msg: "returned no IP addresses".into(),
-            code: None,
-        });
+        return Err(PluginError::Delegate { plugin: ipam.kind().into(), msg: "returned no IP addresses".into(), code: None });
     }
-    let (has_v4, has_v6) = (
-        ipr.ips.iter().any(|i| i.address.addr().is_ipv4()),
-        ipr.ips.iter().any(|i| i.address.addr().is_ipv6()),
-    );
-
-    // Node side: gateway addresses on the bridge (first ADD wins), forwarding.
     if net.is_gateway {
         for ip in &ipr.ips {
-            let gw = gateway_of(ip)?;
-            addr::add(
-                &mut node.netlink,
-                br.index,
-                IpNet::new(gw, ip.address.prefix_len()).expect("prefix from IPAM"),
-                true,
-            )
-            ?;
+            gateway_of(ip)?;
         }
     }
-    if has_v4 {
-        sysctl::set("net.ipv4.ip_forward", "1")?;
-        if routed {
-            // the node forwards pod-to-pod out the port it came in: no redirects
-            sysctl::set_if("ipv4", &net.bridge, "send_redirects", "0")?;
-        }
-    }
-    if has_v6 {
-        sysctl::set("net.ipv6.conf.all.forwarding", "1")?;
-    }
+    let has_v6 = ipr.ips.iter().any(|i| i.address.addr().is_ipv6());
+    let ranges: Vec<IpNet> = ipr.ips.iter().map(|i| i.address.trunc()).collect();
+    let gateways: Vec<IpAddr> = ipr.ips.iter().filter_map(|i| i.gateway).collect();
+    let want = network::Wanted::new(net, &ranges, &gateways);
+    let mut ready = network::ensure(&mut node.netlink, &net.state_dir, &net.name, &want, false)?;
 
     let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
-    veth::create(
-        &mut node.netlink,
-        &veth::VethSpec {
-            host: &host_name,
-            peer: &args.ifname,
-            peer_netns_fd: pod_ns.fd(),
-            bridge_index: br.index,
-            mtu: net.mtu,
-            peer_mac: mac,
-        },
-    )
-    ?;
+    let spec = |bridge_index| veth::VethSpec {
+        host: &host_name,
+        peer: &args.ifname,
+        peer_netns_fd: pod_ns.fd(),
+        bridge_index,
+        mtu: net.mtu,
+        peer_mac: mac.clone().unwrap_or_else(|| veth::pod_mac(&net.name, &args.container_id, &args.ifname)),
+    };
+    let host_link = match veth::create(&mut node.netlink, &spec(ready.bridge_index)) {
+        Ok(l) => l,
+        // the marker's bridge may be gone (deleted by hand): set up for real, once
+        Err(e) if ready.from_marker => {
+            warn!("veth creation with the recorded bridge failed ({e}); setting network {} up again", net.name);
+            ready = network::ensure(&mut node.netlink, &net.state_dir, &net.name, &want, true)?;
+            veth::create(&mut node.netlink, &spec(ready.bridge_index))?
+        }
+        Err(e) => return Err(e),
+    };
     made.veth = Some(host_name.clone());
-    let host_link = link::get(&mut node.netlink, &host_name)
-        ?
-        .ok_or_else(|| PluginError::Kernel(format!("{host_name} vanished after creation")))?;
-    veth::configure_port(
-        &mut node.netlink,
-        host_link.index,
-        routed,
-        net.hairpin_mode && !routed,
-    )
-    ?;
+    veth::configure_port(&mut node.netlink, host_link.index, routed, net.hairpin_mode && !routed)?;
 
     // Pod side. Redirects off: in routed mode the node would otherwise tell the
     // pod its peers are on-link, which isolated ports make unreachable.
     let ifname = &args.ifname;
     pod_ns.run(&node.ns, || -> Result<(), PluginError> {
-        sysctl::set_if("ipv4", ifname, "accept_redirects", "0")?;
+        sysctl::write_if("ipv4", ifname, "accept_redirects", "0")?;
         if has_v6 {
-            sysctl::set_if("ipv6", ifname, "accept_redirects", "0")?;
-            sysctl::set_if("ipv6", ifname, "accept_dad", "0")?;
+            sysctl::write_if("ipv6", ifname, "accept_redirects", "0")?;
         }
         Ok(())
     })??;
-    let pod_link = link::get(pod, ifname)?.ok_or_else(|| {
-        PluginError::Kernel(format!("{ifname} missing in the pod after creation"))
-    })?;
-    link::set_up(pod, pod_link.index, ifname)?;
+    // veths report their peer's index, so no lookup in the pod is needed
+    let pod_index = match host_link.peer_index {
+        Some(i) => i,
+        None => link::get(pod, ifname)?.ok_or_else(|| PluginError::Kernel(format!("{ifname} missing in the pod after creation")))?.index,
+    };
+    link::set_up(pod, pod_index, ifname)?;
     let mut ips = Vec::with_capacity(ipr.ips.len());
     for ip in &ipr.ips {
         let a = if routed {
@@ -158,36 +124,16 @@ fn build(
         } else {
             ip.address
         };
-        addr::add(pod, pod_link.index, a, false)?;
-        ips.push(IpConfig {
-            address: a,
-            gateway: ip.gateway,
-            interface: Some(2),
-        });
+        addr::add(pod, pod_index, a, false)?;
+        ips.push(IpConfig { address: a, gateway: ip.gateway, interface: Some(2) });
     }
     let routes = pod_routes(net, &ipr)?;
     for r in &routes {
-        route::add(pod, pod_link.index, r)?;
+        route::add(pod, pod_index, r)?;
     }
 
-    let ranges: Vec<IpNet> = ipr.ips.iter().map(|i| i.address.trunc()).collect();
-    firewall::ensure(
-        &net.state_dir,
-        &net.name,
-        &NetworkRules {
-            ranges: ranges.clone(),
-            masquerade: net.ip_masq,
-        },
-    )?;
-
-    let pod_mac = link::format_mac(&pod_link.mac);
-    let result_routes: Vec<Route> = routes
-        .iter()
-        .map(|r| Route {
-            dst: r.dst,
-            gw: r.gw,
-        })
-        .collect();
+    let pod_mac = link::format_mac(&spec(ready.bridge_index).peer_mac);
+    let result_routes: Vec<Route> = routes.iter().map(|r| Route { dst: r.dst, gw: r.gw }).collect();
     Attachment {
         network: net.name.clone(),
         container_id: args.container_id.clone(),
@@ -207,29 +153,14 @@ fn build(
         args.container_id,
         ifname,
         args.netns,
-        ips.iter()
-            .map(|i| i.address.to_string())
-            .collect::<Vec<_>>()
+        ips.iter().map(|i| i.address.to_string()).collect::<Vec<_>>()
     );
 
     Ok(CniResult {
         interfaces: vec![
-            Interface {
-                name: net.bridge.clone(),
-                mac: link::format_mac(&br.mac),
-                ..Default::default()
-            },
-            Interface {
-                name: host_name,
-                mac: link::format_mac(&host_link.mac),
-                ..Default::default()
-            },
-            Interface {
-                name: ifname.clone(),
-                mac: pod_mac,
-                mtu: pod_link.mtu,
-                sandbox: args.netns.clone(),
-            },
+            Interface { name: net.bridge.clone(), mac: ready.bridge_mac.clone(), ..Default::default() },
+            Interface { name: host_name, mac: link::format_mac(&host_link.mac), ..Default::default() },
+            Interface { name: ifname.clone(), mac: pod_mac, mtu: host_link.mtu, sandbox: args.netns.clone() },
         ],
         ips,
         routes: result_routes,
@@ -273,27 +204,16 @@ fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<RouteSpec>, PluginEr
         };
         let v4 = gw.is_ipv4();
         if routed {
-            out.push(RouteSpec {
-                dst: IpNet::new(gw, host_prefix(gw)).expect("host prefix"),
-                gw: None,
-            });
+            out.push(RouteSpec { dst: IpNet::new(gw, host_prefix(gw)).expect("host prefix"), gw: None });
         }
         let has_default = ipr.routes.iter().any(|r| r.dst == default_net(v4));
         if !has_default {
-            out.push(RouteSpec {
-                dst: default_net(v4),
-                gw: Some(gw),
-            });
+            out.push(RouteSpec { dst: default_net(v4), gw: Some(gw) });
         }
     }
     for r in &ipr.routes {
         let v4 = r.dst.addr().is_ipv4();
-        let gw = r.gw.or_else(|| {
-            ipr.ips
-                .iter()
-                .filter_map(|i| i.gateway)
-                .find(|g| g.is_ipv4() == v4)
-        });
+        let gw = r.gw.or_else(|| ipr.ips.iter().filter_map(|i| i.gateway).find(|g| g.is_ipv4() == v4));
         if gw.is_none() && routed {
             return Err(ConfError::Invalid(format!(
                 "route {} has no gateway and the pod has none of its family",

@@ -2,7 +2,7 @@
 
 use super::{require_version, Node};
 use crate::error::PluginError;
-use crate::firewall::{self, NetworkRules};
+use crate::network;
 use crate::ipam_client::Ipam;
 use crate::link::{self, addr, route};
 use crate::netns::NetNs;
@@ -16,22 +16,14 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         container_id: args.container_id.clone(),
         ifname: args.ifname.clone(),
     };
-    let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname)?
-        .ok_or_else(unknown)?;
+    let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname)?.ok_or_else(unknown)?;
     let mut missing: Vec<String> = Vec::new();
 
     if let Some(prev) = &net.prev_result {
         let prev = CniResult::from_value(prev)?;
         for ip in &prev.ips {
-            if !saved
-                .ips
-                .iter()
-                .any(|s| s.address.addr() == ip.address.addr())
-            {
-                missing.push(format!(
-                    "prevResult address {} was not assigned by weavice",
-                    ip.address
-                ));
+            if !saved.ips.iter().any(|s| s.address.addr() == ip.address.addr()) {
+                missing.push(format!("prevResult address {} was not assigned by weavice", ip.address));
             }
         }
     }
@@ -42,10 +34,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         Some(h) => {
             let br = link::get(&mut node.netlink, &saved.bridge)?;
             if br.as_ref().map(|b| b.index) != h.master || br.is_none() {
-                missing.push(format!(
-                    "{} attached to bridge {}",
-                    saved.host_veth, saved.bridge
-                ));
+                missing.push(format!("{} attached to bridge {}", saved.host_veth, saved.bridge));
             }
         }
     }
@@ -59,12 +48,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
                 missing.push(format!("{} is down", args.ifname));
             }
             if link::format_mac(&l.mac) != saved.mac {
-                missing.push(format!(
-                    "{} has MAC {}, expected {}",
-                    args.ifname,
-                    link::format_mac(&l.mac),
-                    saved.mac
-                ));
+                missing.push(format!("{} has MAC {}, expected {}", args.ifname, link::format_mac(&l.mac), saved.mac));
             }
             let have = addr::list(&mut pod, l.index)?;
             for ip in &saved.ips {
@@ -76,11 +60,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
             routes.extend(route::list(&mut pod, l.index, false)?);
             for r in &saved.routes {
                 if !routes.iter().any(|x| x.dst == r.dst && x.gw == r.gw) {
-                    missing.push(format!(
-                        "route {}{}",
-                        r.dst,
-                        r.gw.map(|g| format!(" via {g}")).unwrap_or_default()
-                    ));
+                    missing.push(format!("route {}{}", r.dst, r.gw.map(|g| format!(" via {g}")).unwrap_or_default()));
                 }
             }
         }
@@ -91,21 +71,12 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
             missing.push(e.to_string());
         }
     }
-    if let Err(e) = firewall::check(&NetworkRules {
-        ranges: saved.ranges.clone(),
-        masquerade: net.ip_masq,
-    }) {
-        missing.push(e.to_string());
-    }
+    let gateways: Vec<std::net::IpAddr> = saved.ips.iter().filter_map(|i| i.gateway).collect();
+    missing.extend(network::check(&mut node.netlink, &network::Wanted::new(net, &saved.ranges, &gateways)));
 
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(PluginError::Check(format!(
-            "{}/{} is missing: {}",
-            args.container_id,
-            args.ifname,
-            missing.join("; ")
-        )))
+        Err(PluginError::Check(format!("{}/{} is missing: {}", args.container_id, args.ifname, missing.join("; "))))
     }
 }

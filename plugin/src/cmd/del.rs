@@ -32,10 +32,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
                 }
             }
             Err(e) => {
-                warn!(
-                    "DEL {}: cannot retire {host_name} ({e}); deleting it now",
-                    args.container_id
-                );
+                warn!("DEL {}: cannot retire {host_name} ({e}); deleting it now", args.container_id);
                 if let Err(e) = link::delete(&mut node.netlink, l.index, &l.name) {
                     errors.push(e)
                 }
@@ -57,19 +54,11 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
 
     if errors.is_empty() {
         // kept while anything failed, so a retried DEL or GC still finds it
-        if let Err(e) =
-            Attachment::remove(&net.state_dir, &net.name, &args.container_id, &args.ifname)
-        {
+        if let Err(e) = Attachment::remove(&net.state_dir, &net.name, &args.container_id, &args.ifname) {
             errors.push(e);
         }
     }
-    info!(
-        "DEL {}/{} netns={:?} veth={host_name} errors={}",
-        args.container_id,
-        args.ifname,
-        args.netns,
-        errors.len()
-    );
+    info!("DEL {}/{} netns={:?} veth={host_name} errors={}", args.container_id, args.ifname, args.netns, errors.len());
     match errors.len() {
         0 => Ok(Deleted { retired }),
         1 => Err(errors.remove(0)),

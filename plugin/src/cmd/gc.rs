@@ -16,16 +16,10 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     let mut errors = Vec::new();
 
     for a in Attachment::list(&net.state_dir, &net.name)? {
-        if keep
-            .iter()
-            .any(|k| k.container_id == a.container_id && k.ifname == a.ifname)
-        {
+        if keep.iter().any(|k| k.container_id == a.container_id && k.ifname == a.ifname) {
             continue;
         }
-        info!(
-            "GC releases {}/{} ({})",
-            a.container_id, a.ifname, a.host_veth
-        );
+        info!("GC releases {}/{} ({})", a.container_id, a.ifname, a.host_veth);
         let removed = (|| {
             if let Some(l) = link::get(&mut node.netlink, &a.host_veth)? {
                 link::delete(&mut node.netlink, l.index, &l.name)?;

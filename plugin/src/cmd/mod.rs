@@ -19,10 +19,7 @@ pub struct Node {
 
 impl Node {
     pub fn connect() -> Result<Self, PluginError> {
-        Ok(Node {
-            ns: NetNs::current()?,
-            netlink: link::connect()?,
-        })
+        Ok(Node { ns: NetNs::current()?, netlink: link::connect()? })
     }
 
     /// A netlink handle bound to `pod`'s namespace.
@@ -38,32 +35,19 @@ pub fn require_version(
     min: CniVersion,
 ) -> Result<(), PluginError> {
     if net.cni_version < min {
-        return Err(ConfError::VerbNeedsVersion {
-            verb,
-            version: net.cni_version.to_string(),
-            needs,
-        }
-        .into());
+        return Err(ConfError::VerbNeedsVersion { verb, version: net.cni_version.to_string(), needs }.into());
     }
     Ok(())
 }
 
 /// The MAC the runtime asked for: `mac` capability, `args.cni.mac`, or CNI_ARGS `MAC`.
 pub fn requested_mac(net: &NetConf, args: &CmdArgs) -> Result<Option<Vec<u8>>, PluginError> {
-    let wanted = net
-        .runtime_config
-        .mac
-        .as_ref()
-        .or(net.args.cni.mac.as_ref())
-        .or(args.args.get("MAC"));
+    let wanted = net.runtime_config.mac.as_ref().or(net.args.cni.mac.as_ref()).or(args.args.get("MAC"));
     match wanted {
         None => Ok(None),
         Some(s) => match link::parse_mac(s) {
             Some(mac) if mac[0] & 1 == 0 => Ok(Some(mac)),
-            _ => Err(ConfError::Invalid(format!(
-                "MAC {s:?} is not a unicast address like 02:42:ac:11:00:02"
-            ))
-            .into()),
+            _ => Err(ConfError::Invalid(format!("MAC {s:?} is not a unicast address like 02:42:ac:11:00:02")).into()),
         },
     }
 }

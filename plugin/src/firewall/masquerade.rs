@@ -27,9 +27,7 @@ pub fn render(rules: &NetworkRules) -> String {
         }
     }
     s += &format!("add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n");
-    s += &format!(
-        "add chain {TABLE} {CHAIN}\nflush chain {TABLE} {CHAIN}\nflush chain {TABLE} postrouting\n"
-    );
+    s += &format!("add chain {TABLE} {CHAIN}\nflush chain {TABLE} {CHAIN}\nflush chain {TABLE} postrouting\n");
     s += &format!("add rule {TABLE} postrouting jump {CHAIN}\n");
     s += &format!("add rule {TABLE} {CHAIN} ip saddr @masq_v4 ip daddr != @pod_v4 masquerade\n");
     s += &format!("add rule {TABLE} {CHAIN} ip6 saddr @masq_v6 ip6 daddr != @pod_v6 masquerade\n");
@@ -49,35 +47,23 @@ pub fn check(listing: &str, rules: &NetworkRules) -> Result<(), String> {
         missing.push(format!("jump to {CHAIN} in postrouting"));
     }
     for r in &rules.ranges {
-        let sets: &[&str] = if rules.masquerade {
-            &["pod", "masq"]
-        } else {
-            &["pod"]
-        };
+        let sets: &[&str] = if rules.masquerade { &["pod", "masq"] } else { &["pod"] };
         for set in sets {
             let name = format!("{set}_{}", family(r));
-            if !set_elements(listing, &name)
-                .iter()
-                .any(|e| e == &r.to_string())
-            {
+            if !set_elements(listing, &name).iter().any(|e| e == &r.to_string()) {
                 missing.push(format!("{r} in set {name}"));
             }
         }
     }
     if rules.masquerade
-        && !listing
-            .lines()
-            .any(|l| l.trim_start().starts_with("ip saddr @masq_v4") && l.contains("masquerade"))
+        && !listing.lines().any(|l| l.trim_start().starts_with("ip saddr @masq_v4") && l.contains("masquerade"))
     {
         missing.push("the masquerade rule".into());
     }
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "firewall state missing in table {TABLE}: {}",
-            missing.join(", ")
-        ))
+        Err(format!("firewall state missing in table {TABLE}: {}", missing.join(", ")))
     }
 }
 
@@ -93,10 +79,7 @@ fn set_elements(listing: &str, set: &str) -> Vec<String> {
     };
     let rest = &body[el + "elements = {".len()..];
     let rest = &rest[..rest.find('}').unwrap_or(rest.len())];
-    rest.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|e| !e.is_empty())
-        .map(String::from)
-        .collect()
+    rest.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()).map(String::from).collect()
 }
 
 #[cfg(test)]
@@ -106,10 +89,7 @@ mod tests {
     const LISTING: &str = "table inet weavice {\n\tset pod_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.22.0.0/16, 10.23.0.0/24 }\n\t}\n\tset masq_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.22.0.0/16 }\n\t}\n\tchain postrouting {\n\t\tjump WEAVICE-MASQ\n\t}\n\tchain WEAVICE-MASQ {\n\t\tip saddr @masq_v4 ip daddr != @pod_v4 masquerade\n\t}\n}\n";
 
     fn rules(r: &str, masquerade: bool) -> NetworkRules {
-        NetworkRules {
-            ranges: vec![r.parse().unwrap()],
-            masquerade,
-        }
+        NetworkRules { ranges: vec![r.parse().unwrap()], masquerade }
     }
 
     #[test]

@@ -10,11 +10,7 @@ fn nft() -> Result<&'static str, PluginError> {
     ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .ok_or_else(|| {
-            PluginError::Firewall(
-                "the nft tool is not installed (Debian: apt-get install nftables)".into(),
-            )
-        })
+        .ok_or_else(|| PluginError::Firewall("the nft tool is not installed (Debian: apt-get install nftables)".into()))
 }
 
 pub fn apply(script: &str) -> Result<(), PluginError> {
@@ -26,18 +22,11 @@ pub fn apply(script: &str) -> Result<(), PluginError> {
         .spawn()
         .map_err(PluginError::io("run nft"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(PluginError::io("write to nft"))?;
+        stdin.write_all(script.as_bytes()).map_err(PluginError::io("write to nft"))?;
     }
-    let out = child
-        .wait_with_output()
-        .map_err(PluginError::io("wait for nft"))?;
+    let out = child.wait_with_output().map_err(PluginError::io("wait for nft"))?;
     if !out.status.success() {
-        return Err(PluginError::Firewall(format!(
-            "nft -f failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(PluginError::Firewall(format!("nft -f failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
     }
     Ok(())
 }
@@ -49,9 +38,5 @@ pub fn list_table() -> Result<String, PluginError> {
         .stdin(Stdio::null())
         .output()
         .map_err(PluginError::io("run nft"))?;
-    Ok(if out.status.success() {
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    } else {
-        String::new()
-    })
+    Ok(if out.status.success() { String::from_utf8_lossy(&out.stdout).into_owned() } else { String::new() })
 }

@@ -12,9 +12,12 @@ use std::net::IpAddr;
 
 fn message(index: u32, addr: IpNet) -> AddressMessage {
     match addr.addr() {
-        IpAddr::V4(a) => AddressMessageBuilder::<std::net::Ipv4Addr>::new().index(index).address(a, addr.prefix_len()).build(),
+        IpAddr::V4(a) => {
+            AddressMessageBuilder::<std::net::Ipv4Addr>::new().index(index).address(a, addr.prefix_len()).build()
+        }
         IpAddr::V6(a) => {
-            let mut m = AddressMessageBuilder::<std::net::Ipv6Addr>::new().index(index).address(a, addr.prefix_len()).build();
+            let mut m =
+                AddressMessageBuilder::<std::net::Ipv6Addr>::new().index(index).address(a, addr.prefix_len()).build();
             m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
             m
         }
@@ -32,7 +35,9 @@ pub fn add(nl: &mut Netlink, index: u32, addr: IpNet, shared: bool) -> Result<()
 
 /// Addresses on the interface, with their prefix lengths.
 pub fn list(nl: &mut Netlink, index: u32) -> Result<Vec<IpNet>, PluginError> {
-    let replies = nl.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default())).map_err(PluginError::netlink("list addresses"))?;
+    let replies = nl
+        .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
+        .map_err(PluginError::netlink("list addresses"))?;
     let mut out = Vec::new();
     for m in replies {
         let RouteNetlinkMessage::NewAddress(m) = m else { continue };

@@ -33,7 +33,8 @@ pub fn ensure(nl: &mut Netlink, name: &str, mtu: Option<u32>) -> Result<Link, Pl
         Err(e) if e.errno() == Some(libc::EEXIST) => {}
         r => r.map_err(PluginError::netlink(format!("create bridge {name}")))?,
     }
-    let l = get(nl, name)?.ok_or_else(|| PluginError::Kernel(format!("bridge {name} vanished right after creation")))?;
+    let l =
+        get(nl, name)?.ok_or_else(|| PluginError::Kernel(format!("bridge {name} vanished right after creation")))?;
     // DAD off before the link-local address exists: while it is tentative
     // the node cannot solicit pods' IPv6 neighbours.
     if std::path::Path::new("/proc/sys/net/ipv6").exists() {

@@ -27,17 +27,28 @@ pub struct Link {
     pub up: bool,
     pub master: Option<u32>,
     pub mtu: Option<u32>,
+    /// For a veth: the peer's index (in the peer's namespace).
+    pub peer_index: Option<u32>,
 }
 
 impl From<LinkMessage> for Link {
     fn from(m: LinkMessage) -> Self {
-        let mut l = Link { index: m.header.index, name: String::new(), mac: vec![], up: m.header.flags.contains(LinkFlags::Up), master: None, mtu: None };
+        let mut l = Link {
+            index: m.header.index,
+            name: String::new(),
+            mac: vec![],
+            up: m.header.flags.contains(LinkFlags::Up),
+            master: None,
+            mtu: None,
+            peer_index: None,
+        };
         for a in m.attributes {
             match a {
                 LinkAttribute::IfName(n) => l.name = n,
                 LinkAttribute::Address(mac) => l.mac = mac,
                 LinkAttribute::Controller(i) => l.master = Some(i),
                 LinkAttribute::Mtu(m) => l.mtu = Some(m),
+                LinkAttribute::Link(i) => l.peer_index = Some(i),
                 _ => {}
             }
         }
@@ -63,7 +74,8 @@ pub fn get(nl: &mut Netlink, name: &str) -> Result<Option<Link>, PluginError> {
 
 /// Every link in the namespace (GC only).
 pub fn list(nl: &mut Netlink) -> Result<Vec<Link>, PluginError> {
-    let replies = nl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default())).map_err(PluginError::netlink("list links"))?;
+    let replies =
+        nl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default())).map_err(PluginError::netlink("list links"))?;
     Ok(links(replies).collect())
 }
 

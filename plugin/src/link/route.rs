@@ -2,11 +2,11 @@
 
 use super::Netlink;
 use crate::error::PluginError;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::RouteNetlinkMessage;
 use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
 use netlink_packet_route::AddressFamily;
+use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::RouteMessageBuilder;
 use std::net::IpAddr;
 
@@ -40,20 +40,13 @@ pub fn add(nl: &mut Netlink, oif: u32, r: &RouteSpec) -> Result<(), PluginError>
     }
     match nl.ack(RouteNetlinkMessage::NewRoute(message(r, oif)), NLM_F_CREATE | NLM_F_EXCL) {
         Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
-        res => res.map_err(PluginError::netlink(format!(
-            "add route {} via {:?}",
-            r.dst, r.gw
-        ))),
+        res => res.map_err(PluginError::netlink(format!("add route {} via {:?}", r.dst, r.gw))),
     }
 }
 
 /// Main-table routes through `oif`, for CHECK.
 pub fn list(nl: &mut Netlink, oif: u32, v4: bool) -> Result<Vec<RouteSpec>, PluginError> {
-    let family = if v4 {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
+    let family = if v4 { AddressFamily::Inet } else { AddressFamily::Inet6 };
     let mut filter = RouteMessage::default();
     filter.header.address_family = family;
     let mut out = Vec::new();
@@ -73,11 +66,7 @@ pub fn list(nl: &mut Netlink, oif: u32, v4: bool) -> Result<Vec<RouteSpec>, Plug
         if dev != Some(oif) {
             continue;
         }
-        let dst = dst.unwrap_or(if v4 {
-            IpAddr::from([0u8; 4])
-        } else {
-            IpAddr::from([0u16; 8])
-        });
+        let dst = dst.unwrap_or(if v4 { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u16; 8]) });
         if let Ok(dst) = IpNet::new(dst, m.header.destination_prefix_length) {
             out.push(RouteSpec { dst, gw });
         }

@@ -2,7 +2,9 @@
 //! request. The kernel does the work inside sendto, so an async runtime buys
 //! nothing here but syscalls; rtnetlink's builders still make the messages.
 
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST,
+};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
@@ -46,6 +48,12 @@ impl Netlink {
         self.exchange(msg, NLM_F_REQUEST | NLM_F_ACK | flags).map(drop)
     }
 
+    /// An exclusive create; the kernel echoes what it made (since Linux 6.3),
+    /// which saves a lookup afterwards.
+    pub fn create(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+        self.exchange(msg, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO)
+    }
+
     /// A request answered by messages and an acknowledgement (get by name).
     pub fn get(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NlError> {
         self.exchange(msg, NLM_F_REQUEST | NLM_F_ACK)
@@ -71,7 +79,8 @@ impl Netlink {
             let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
             let mut offset = 0;
             while offset < n {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..n]).map_err(|e| NlError::Decode(e.to_string()))?;
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..n])
+                    .map_err(|e| NlError::Decode(e.to_string()))?;
                 let len = reply.header.length as usize;
                 if len == 0 {
                     return Err(NlError::Decode("zero-length message".into()));
@@ -83,7 +92,9 @@ impl Netlink {
                 match reply.payload {
                     NetlinkPayload::InnerMessage(m) => replies.push(m),
                     NetlinkPayload::Error(e) if e.code.is_none() => return Ok(replies),
-                    NetlinkPayload::Error(e) => return Err(NlError::Kernel(io::Error::from_raw_os_error(e.raw_code().abs()))),
+                    NetlinkPayload::Error(e) => {
+                        return Err(NlError::Kernel(io::Error::from_raw_os_error(e.raw_code().abs())))
+                    }
                     NetlinkPayload::Done(_) => return Ok(replies),
                     _ => {}
                 }

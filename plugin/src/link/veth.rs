@@ -3,9 +3,8 @@
 
 use super::{Link, Netlink};
 use crate::error::PluginError;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{InfoData, InfoVeth};
+use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkBridgePort, LinkUnspec, LinkVeth};
 use sha2::{Digest, Sha256};
 
@@ -20,6 +19,13 @@ pub fn host_name(network: &str, container_id: &str, ifname: &str) -> String {
     format!("{HOST_PREFIX}{hex}")
 }
 
+/// The pod side's MAC when the runtime asks for none: stable per attachment,
+/// locally administered, unicast. Choosing it saves reading it back.
+pub fn pod_mac(network: &str, container_id: &str, ifname: &str) -> Vec<u8> {
+    let d = Sha256::digest(format!("mac\0{network}\0{container_id}\0{ifname}").as_bytes());
+    vec![0x02, d[0], d[1], d[2], d[3], d[4]]
+}
+
 pub fn tombstone_name(host: &str) -> String {
     format!("{TOMBSTONE_PREFIX}{}", &host[HOST_PREFIX.len()..])
 }
@@ -30,42 +36,40 @@ pub struct VethSpec<'a> {
     pub peer_netns_fd: i32,
     pub bridge_index: u32,
     pub mtu: Option<u32>,
-    pub peer_mac: Option<Vec<u8>>,
+    pub peer_mac: Vec<u8>,
 }
 
-pub fn create(nl: &mut Netlink, s: &VethSpec<'_>) -> Result<(), PluginError> {
-    // The peer cannot be created up in another namespace (ENOTCONN here);
-    // the caller sets it up from inside the pod.
+/// Creates the pair and returns the host side.
+pub fn create(nl: &mut Netlink, s: &VethSpec<'_>) -> Result<Link, PluginError> {
+    // The peer cannot be created up in another namespace (veth_open finds no
+    // peer yet: ENOTCONN); the caller sets it up from inside the pod.
     let mut peer = LinkUnspec::new_with_name(s.peer).setns_by_fd(s.peer_netns_fd);
-    let mut host = LinkVeth::new(s.host, s.peer)
-        .controller(s.bridge_index)
-        .up();
+    let mut host = LinkVeth::new(s.host, s.peer).controller(s.bridge_index).up();
     if let Some(mtu) = s.mtu {
         peer = peer.mtu(mtu);
         host = host.mtu(mtu);
     }
-    if let Some(mac) = &s.peer_mac {
-        peer = peer.address(mac.clone());
-    }
-    let msg = host
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-        .build();
-    nl.ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL).map_err(|e| match e.errno() {
+    peer = peer.address(s.peer_mac.clone());
+    let msg = host.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
+    let echoed = nl.create(RouteNetlinkMessage::NewLink(msg)).map_err(|e| match e.errno() {
         Some(libc::EEXIST) => PluginError::Kernel(format!(
             "host interface {} already exists: this attachment was added before; DEL it first",
             s.host
         )),
         _ => PluginError::netlink(format!("create veth {} <-> {}", s.host, s.peer))(e),
-    })
+    })?;
+    let made = echoed.into_iter().find_map(|m| match m {
+        RouteNetlinkMessage::NewLink(l) => Some(Link::from(l)).filter(|l| l.name == s.host),
+        _ => None,
+    });
+    match made {
+        Some(l) => Ok(l),
+        None => super::get(nl, s.host)?.ok_or_else(|| PluginError::Kernel(format!("{} vanished after creation", s.host))),
+    }
 }
 
 /// `isolated` keeps pods from reaching each other at L2 (routed mode).
-pub fn configure_port(
-    nl: &mut Netlink,
-    index: u32,
-    isolated: bool,
-    hairpin: bool,
-) -> Result<(), PluginError> {
+pub fn configure_port(nl: &mut Netlink, index: u32, isolated: bool, hairpin: bool) -> Result<(), PluginError> {
     if !isolated && !hairpin {
         return Ok(());
     }
@@ -85,20 +89,12 @@ pub fn configure_port(
 /// Returns the link to delete, or None when the rename could not be done and
 /// the caller should delete synchronously.
 pub fn retire(nl: &mut Netlink, link: &Link) -> Result<Option<Link>, PluginError> {
-    let down = LinkUnspec::new_with_index(link.index)
-        .down()
-        .nocontroller()
-        .build();
+    let down = LinkUnspec::new_with_index(link.index).down().nocontroller().build();
     super::set(nl, down, &format!("detach {}", link.name))?;
     let tomb = tombstone_name(&link.name);
-    let rename = LinkUnspec::new_with_index(link.index)
-        .name(tomb.clone())
-        .build();
+    let rename = LinkUnspec::new_with_index(link.index).name(tomb.clone()).build();
     match nl.ack(RouteNetlinkMessage::SetLink(rename), 0) {
-        Ok(()) => Ok(Some(Link {
-            name: tomb,
-            ..link.clone()
-        })),
+        Ok(()) => Ok(Some(Link { name: tomb, ..link.clone() })),
         Err(e) if e.errno() == Some(libc::EEXIST) => Ok(None),
         Err(e) => Err(PluginError::netlink(format!("rename {}", link.name))(e)),
     }
@@ -117,5 +113,8 @@ mod tests {
         assert_eq!(a, host_name("net", "c1", "eth0"));
         assert!(tombstone_name(&a).starts_with(TOMBSTONE_PREFIX));
         assert_eq!(tombstone_name(&a).len(), 14);
+        let mac = pod_mac("net", "c1", "eth0");
+        assert_eq!(mac[0] & 0b11, 0b10, "locally administered unicast");
+        assert_ne!(mac, pod_mac("net", "c2", "eth0"));
     }
 }

@@ -124,10 +124,20 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 /// Rules in every netfilter table of the current namespace (iptables-nft
 /// rules included, since they live in nftables too).
 fn rule_count() -> usize {
-    let out = Command::new("nft").args(["-a", "list", "ruleset"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let out = Command::new("nft")
+        .args(["-a", "list", "ruleset"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     out.lines()
         .map(str::trim)
-        .filter(|l| l.contains("# handle") && !l.starts_with("table") && !l.starts_with("chain") && !l.starts_with("set") && !l.starts_with("type"))
+        .filter(|l| {
+            l.contains("# handle")
+                && !l.starts_with("table")
+                && !l.starts_with("chain")
+                && !l.starts_with("set")
+                && !l.starts_with("type")
+        })
         .count()
 }
 
@@ -183,7 +193,16 @@ fn main() {
                 bench.run(via, "ADD", "count", &probes[0]);
                 let rules = rule_count();
                 bench.run(via, "DEL", "count", &probes[0]);
-                rows.push(Row { plugin, via, pods, add50: pct(&mut adds, 0.5), add95: pct(&mut adds, 0.95), del50: pct(&mut dels, 0.5), del95: pct(&mut dels, 0.95), rules });
+                rows.push(Row {
+                    plugin,
+                    via,
+                    pods,
+                    add50: pct(&mut adds, 0.5),
+                    add95: pct(&mut adds, 0.95),
+                    del50: pct(&mut dels, 0.5),
+                    del95: pct(&mut dels, 0.95),
+                    rules,
+                });
                 eprintln!("done: {} {} {pods}", plugin.name(), if via == Via::Direct { "direct" } else { "cnitool" });
             }
             for (i, p) in resident.iter().enumerate() {
@@ -202,7 +221,16 @@ fn print_tables(rows: &[Row], levels: &[usize], samples: usize) {
     println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
         let via = if r.via == Via::Direct { "direct" } else { "cnitool" };
-        println!("| {} | {via} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |", r.plugin.name(), r.pods, r.add50, r.add95, r.del50, r.del95, r.rules);
+        println!(
+            "| {} | {via} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            r.plugin.name(),
+            r.pods,
+            r.add50,
+            r.add95,
+            r.del50,
+            r.del95,
+            r.rules
+        );
     }
     println!("\nRatios reference / weavice (higher is better for weavice):\n");
     println!("| via | pods on node | ADD p50 | DEL p50 | ADD p95 |");
@@ -212,7 +240,12 @@ fn print_tables(rows: &[Row], levels: &[usize], samples: usize) {
             let find = |p| rows.iter().find(|r| r.via == via && r.pods == pods && r.plugin == p);
             if let (Some(w), Some(f)) = (find(Plugin::Weavice), find(Plugin::Reference)) {
                 let name = if via == Via::Direct { "direct" } else { "cnitool" };
-                println!("| {name} | {pods} | {:.1}x | {:.1}x | {:.1}x |", f.add50 / w.add50, f.del50 / w.del50, f.add95 / w.add95);
+                println!(
+                    "| {name} | {pods} | {:.1}x | {:.1}x | {:.1}x |",
+                    f.add50 / w.add50,
+                    f.del50 / w.del50,
+                    f.add95 / w.add95
+                );
             }
         }
     }

@@ -1,0 +1,142 @@
+//! What a network needs on the node once, not per pod: the bridge, its
+//! gateway addresses, forwarding sysctls and the netfilter skeleton.
+//!
+//! A marker, `<stateDir>/networks/<name>.json`, records that this boot, in
+//! this namespace, has all of it for the current config, along with the
+//! bridge's index and MAC. ADD then skips every node-level step, the bridge
+//! lookup included. CHECK verifies the real state; a missing marker, another
+//! boot or namespace, or a changed config redoes the setup.
+
+use crate::error::PluginError;
+use crate::firewall::{self, NetworkRules};
+use crate::link::{self, addr, bridge, Netlink};
+use crate::state::write_private;
+use crate::sysctl;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+/// The node-level state a network's config asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wanted {
+    pub bridge: String,
+    pub mtu: Option<u32>,
+    /// Gateway addresses for the bridge, with the range's prefix.
+    pub gateways: Vec<IpNet>,
+    pub routed: bool,
+    pub rules: NetworkRules,
+}
+
+impl Wanted {
+    /// From a network's config, the pod ranges and the gateways IPAM chose.
+    pub fn new(net: &conf::NetConf, ranges: &[IpNet], gateways: &[std::net::IpAddr]) -> Self {
+        let gateways = if net.is_gateway {
+            gateways
+                .iter()
+                .filter_map(|gw| ranges.iter().find(|r| r.contains(gw)).and_then(|r| IpNet::new(*gw, r.prefix_len()).ok()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Wanted {
+            bridge: net.bridge.clone(),
+            mtu: net.mtu,
+            gateways,
+            routed: net.pod_to_pod == conf::PodToPod::Routed,
+            rules: NetworkRules { ranges: ranges.to_vec(), masquerade: net.ip_masq },
+        }
+    }
+}
+
+/// The bridge as the pod's veth needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    pub bridge_index: u32,
+    pub bridge_mac: String,
+    /// True when taken from the marker without touching the kernel.
+    #[serde(skip)]
+    pub from_marker: bool,
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Marker {
+    boot_id: String,
+    netns_inode: u64,
+    wanted: Wanted,
+    ready: Ready,
+}
+
+fn marker_path(state_dir: &str, network: &str) -> PathBuf {
+    PathBuf::from(state_dir).join("networks").join(format!("{network}.json"))
+}
+
+/// This boot and this network namespace.
+fn here() -> Result<(String, u64), PluginError> {
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").map_err(PluginError::io("read boot_id"))?;
+    let ino = fs::metadata("/proc/thread-self/ns/net").map_err(PluginError::io("stat netns"))?.ino();
+    Ok((boot.trim().to_string(), ino))
+}
+
+/// Sets the network up unless the marker says it is; `force` ignores the marker.
+pub fn ensure(nl: &mut Netlink, state_dir: &str, network: &str, want: &Wanted, force: bool) -> Result<Ready, PluginError> {
+    let (boot_id, netns_inode) = here()?;
+    let path = marker_path(state_dir, network);
+    if !force {
+        if let Ok(m) = fs::read(&path).map(|b| serde_json::from_slice::<Marker>(&b)) {
+            if let Ok(m) = m {
+                if m.boot_id == boot_id && m.netns_inode == netns_inode && &m.wanted == want {
+                    return Ok(Ready { from_marker: true, ..m.ready });
+                }
+            }
+        }
+    }
+
+    let br = bridge::ensure(nl, &want.bridge, want.mtu)?;
+    for gw in &want.gateways {
+        addr::add(nl, br.index, *gw, true)?;
+    }
+    if want.gateways.iter().any(|g| g.addr().is_ipv4()) {
+        sysctl::set("net.ipv4.ip_forward", "1")?;
+        if want.routed {
+            // pod-to-pod leaves the port it came in on; the pods ignore
+            // redirects anyway (cmd/add.rs), this keeps the node quiet
+            sysctl::set_if("ipv4", &want.bridge, "send_redirects", "0")?;
+        }
+    }
+    if want.gateways.iter().any(|g| g.addr().is_ipv6()) {
+        sysctl::set("net.ipv6.conf.all.forwarding", "1")?;
+    }
+    firewall::apply(&want.rules)?;
+
+    let ready = Ready { bridge_index: br.index, bridge_mac: link::format_mac(&br.mac), from_marker: false };
+    let marker = Marker { boot_id, netns_inode, wanted: want.clone(), ready: ready.clone() };
+    write_private(&path, &serde_json::to_vec_pretty(&marker).unwrap_or_default())?;
+    Ok(ready)
+}
+
+/// What CHECK needs to know about the bridge: up, holding its gateways.
+pub fn check(nl: &mut Netlink, want: &Wanted) -> Vec<String> {
+    let mut missing = Vec::new();
+    match link::get(nl, &want.bridge) {
+        Ok(Some(br)) => {
+            if !br.up {
+                missing.push(format!("bridge {} is down", want.bridge));
+            }
+            let have = addr::list(nl, br.index).unwrap_or_default();
+            for gw in &want.gateways {
+                if !have.contains(gw) {
+                    missing.push(format!("gateway {gw} on bridge {}", want.bridge));
+                }
+            }
+        }
+        Ok(None) => missing.push(format!("bridge {}", want.bridge)),
+        Err(e) => missing.push(e.to_string()),
+    }
+    if let Err(e) = firewall::check(&want.rules) {
+        missing.push(e.to_string());
+    }
+    missing
+}
