@@ -35,7 +35,9 @@ impl Wanted {
         let gateways = if net.is_gateway {
             gateways
                 .iter()
-                .filter_map(|gw| ranges.iter().find(|r| r.contains(gw)).and_then(|r| IpNet::new(*gw, r.prefix_len()).ok()))
+                .filter_map(|gw| {
+                    ranges.iter().find(|r| r.contains(gw)).and_then(|r| IpNet::new(*gw, r.prefix_len()).ok())
+                })
                 .collect()
         } else {
             Vec::new()
@@ -45,7 +47,12 @@ impl Wanted {
             mtu: net.mtu,
             gateways,
             routed: net.pod_to_pod == conf::PodToPod::Routed,
-            rules: NetworkRules { ranges: ranges.to_vec(), masquerade: net.ip_masq },
+            rules: NetworkRules {
+                ranges: ranges.to_vec(),
+                masquerade: net.ip_masq,
+                bridge: net.bridge.clone(),
+                routed: net.pod_to_pod == conf::PodToPod::Routed,
+            },
         }
     }
 }
@@ -81,7 +88,13 @@ fn here() -> Result<(String, u64), PluginError> {
 }
 
 /// Sets the network up unless the marker says it is; `force` ignores the marker.
-pub fn ensure(nl: &mut Netlink, state_dir: &str, network: &str, want: &Wanted, force: bool) -> Result<Ready, PluginError> {
+pub fn ensure(
+    nl: &mut Netlink,
+    state_dir: &str,
+    network: &str,
+    want: &Wanted,
+    force: bool,
+) -> Result<Ready, PluginError> {
     let (boot_id, netns_inode) = here()?;
     let path = marker_path(state_dir, network);
     if !force {
@@ -100,11 +113,6 @@ pub fn ensure(nl: &mut Netlink, state_dir: &str, network: &str, want: &Wanted, f
     }
     if want.gateways.iter().any(|g| g.addr().is_ipv4()) {
         sysctl::set("net.ipv4.ip_forward", "1")?;
-        if want.routed {
-            // pod-to-pod leaves the port it came in on; the pods ignore
-            // redirects anyway (cmd/add.rs), this keeps the node quiet
-            sysctl::set_if("ipv4", &want.bridge, "send_redirects", "0")?;
-        }
     }
     if want.gateways.iter().any(|g| g.addr().is_ipv6()) {
         sysctl::set("net.ipv6.conf.all.forwarding", "1")?;

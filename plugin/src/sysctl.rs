@@ -15,7 +15,8 @@ pub fn set_if(family: &str, ifname: &str, knob: &str, value: &str) -> Result<(),
 /// For an interface just created: no read first, its defaults are known to differ.
 pub fn write_if(family: &str, ifname: &str, knob: &str, value: &str) -> Result<(), PluginError> {
     let path = format!("/proc/sys/net/{family}/conf/{ifname}/{knob}");
-    fs::write(&path, value).map_err(|source| PluginError::Sysctl { key: format!("net.{family}.conf.{ifname}.{knob}"), source })
+    fs::write(&path, value)
+        .map_err(|source| PluginError::Sysctl { key: format!("net.{family}.conf.{ifname}.{knob}"), source })
 }
 
 fn write(path: &str, key: &str, value: &str) -> Result<(), PluginError> {

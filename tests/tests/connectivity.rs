@@ -68,6 +68,12 @@ fn cnitool_pods_ping_each_other_and_the_gateway_over_v4_and_v6() {
     assert_eq!(ping(&b, &ip_of(&ra, false)), Some(63), "v6 pod to pod");
     assert_eq!(ping(&a, "10.88.0.1"), Some(64), "v4 gateway");
     assert_eq!(ping(&a, "fd88::1"), Some(64), "v6 gateway");
+    // the node sends no redirect, so the pod never tries its peer on-link
+    assert_eq!(ping(&a, &ip_of(&rb, true)), Some(63), "v4 pod to pod, again");
+    assert_eq!(ping(&b, &ip_of(&ra, false)), Some(63), "v6 pod to pod, again");
+    for (pod, peer) in [(&a, ip_of(&rb, true)), (&b, ip_of(&ra, false))] {
+        assert_eq!(pod.ip(&["neigh", "show", &peer]).trim(), "", "no neighbour entry for the peer {peer}");
+    }
 
     let check = node.cnitool("check", "podnet", &a, &[]);
     assert!(check.status.success(), "cnitool check: {}", String::from_utf8_lossy(&check.stderr));
@@ -288,7 +294,11 @@ fn a_bridge_deleted_by_hand_is_rebuilt_by_the_next_add() {
     assert!(node.cni("ADD", &conf, "rb1", &a.path(), "eth0").ok);
     node.ns.ip(&["addr", "flush", "dev", "wvrb"]);
     let check = node.cni("CHECK", &conf, "rb1", &a.path(), "eth0");
-    assert!(check.json["msg"].as_str().unwrap_or_default().contains("gateway 10.88.0.1/24 on bridge wvrb"), "{}", check.stdout);
+    assert!(
+        check.json["msg"].as_str().unwrap_or_default().contains("gateway 10.88.0.1/24 on bridge wvrb"),
+        "{}",
+        check.stdout
+    );
     node.ns.ip(&["link", "del", "wvrb"]);
     // the network marker still names the old bridge; ADD must notice and rebuild
     let r = node.cni("ADD", &conf, "rb2", &b.path(), "eth0");

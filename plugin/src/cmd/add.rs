@@ -5,10 +5,10 @@ use super::{requested_mac, Node};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::link::{self, addr, route, route::RouteSpec, veth};
-use crate::network;
 use crate::netns::NetNs;
+use crate::network;
 use crate::state::Attachment;
-use crate::{info, sysctl, warn};
+use crate::{info, warn};
 use conf::{CmdArgs, CniResult, ConfError, Interface, IpConfig, NetConf, PodToPod, Route};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -66,14 +66,17 @@ fn build(
     let ipr = ipam.add(net, args)?;
     made.ipam = true;
     if ipr.ips.is_empty() {
-        return Err(PluginError::Delegate { plugin: ipam.kind().into(), msg: "returned no IP addresses".into(), code: None });
+        return Err(PluginError::Delegate {
+            plugin: ipam.kind().into(),
+            msg: "returned no IP addresses".into(),
+            code: None,
+        });
     }
     if net.is_gateway {
         for ip in &ipr.ips {
             gateway_of(ip)?;
         }
     }
-    let has_v6 = ipr.ips.iter().any(|i| i.address.addr().is_ipv6());
     let ranges: Vec<IpNet> = ipr.ips.iter().map(|i| i.address.trunc()).collect();
     let gateways: Vec<IpAddr> = ipr.ips.iter().filter_map(|i| i.gateway).collect();
     let want = network::Wanted::new(net, &ranges, &gateways);
@@ -99,22 +102,17 @@ fn build(
         Err(e) => return Err(e),
     };
     made.veth = Some(host_name.clone());
-    veth::configure_port(&mut node.netlink, host_link.index, routed, net.hairpin_mode && !routed)?;
+    veth::attach(&mut node.netlink, &host_link, routed, net.hairpin_mode && !routed)?;
 
-    // Pod side. Redirects off: in routed mode the node would otherwise tell the
-    // pod its peers are on-link, which isolated ports make unreachable.
     let ifname = &args.ifname;
-    pod_ns.run(&node.ns, || -> Result<(), PluginError> {
-        sysctl::write_if("ipv4", ifname, "accept_redirects", "0")?;
-        if has_v6 {
-            sysctl::write_if("ipv6", ifname, "accept_redirects", "0")?;
-        }
-        Ok(())
-    })??;
     // veths report their peer's index, so no lookup in the pod is needed
     let pod_index = match host_link.peer_index {
         Some(i) => i,
-        None => link::get(pod, ifname)?.ok_or_else(|| PluginError::Kernel(format!("{ifname} missing in the pod after creation")))?.index,
+        None => {
+            link::get(pod, ifname)?
+                .ok_or_else(|| PluginError::Kernel(format!("{ifname} missing in the pod after creation")))?
+                .index
+        }
     };
     link::set_up(pod, pod_index, ifname)?;
     let mut ips = Vec::with_capacity(ipr.ips.len());

@@ -2,10 +2,10 @@
 
 use super::{require_version, Node};
 use crate::error::PluginError;
-use crate::network;
 use crate::ipam_client::Ipam;
 use crate::link::{self, addr, route};
 use crate::netns::NetNs;
+use crate::network;
 use crate::state::Attachment;
 use conf::{CmdArgs, CniResult, CniVersion, NetConf};
 

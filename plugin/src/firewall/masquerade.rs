@@ -1,12 +1,11 @@
-//! MASQUERADE for traffic that leaves the pod ranges, as nft commands.
+//! MASQUERADE for traffic that leaves the pod ranges.
 //!
 //! Sets `pod_v4`/`pod_v6` hold every network's ranges (never masqueraded as
 //! destinations); `masq_v4`/`masq_v6` the ranges of networks with ipMasq.
 
-use super::NetworkRules;
+use super::{set_elements, NetworkRules, TABLE};
 use ipnet::IpNet;
 
-pub const TABLE: &str = "inet weavice";
 pub const CHAIN: &str = "WEAVICE-MASQ";
 
 fn family(net: &IpNet) -> &'static str {
@@ -17,10 +16,10 @@ fn family(net: &IpNet) -> &'static str {
     }
 }
 
-/// One transaction: the skeleton (idempotent adds, rules rewritten by flush)
+/// Sets, chains and rules (idempotent adds; rules rewritten after a flush)
 /// plus this network's set elements.
 pub fn render(rules: &NetworkRules) -> String {
-    let mut s = format!("add table {TABLE}\n");
+    let mut s = String::new();
     for (fam, ty) in [("v4", "ipv4_addr"), ("v6", "ipv6_addr")] {
         for set in ["pod", "masq"] {
             s += &format!("add set {TABLE} {set}_{fam} {{ type {ty}; flags interval; }}\n");
@@ -40,8 +39,8 @@ pub fn render(rules: &NetworkRules) -> String {
     s
 }
 
-/// Checks an `nft list table inet weavice` listing; says what is missing.
-pub fn check(listing: &str, rules: &NetworkRules) -> Result<(), String> {
+/// What a listing of the table lacks for this network.
+pub fn missing(listing: &str, rules: &NetworkRules) -> Vec<String> {
     let mut missing = Vec::new();
     if !listing.contains(&format!("jump {CHAIN}")) {
         missing.push(format!("jump to {CHAIN} in postrouting"));
@@ -55,31 +54,11 @@ pub fn check(listing: &str, rules: &NetworkRules) -> Result<(), String> {
             }
         }
     }
-    if rules.masquerade
-        && !listing.lines().any(|l| l.trim_start().starts_with("ip saddr @masq_v4") && l.contains("masquerade"))
-    {
+    let rule = |l: &str| l.trim_start().starts_with("ip saddr @masq_v4") && l.contains("masquerade");
+    if rules.masquerade && !listing.lines().any(rule) {
         missing.push("the masquerade rule".into());
     }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("firewall state missing in table {TABLE}: {}", missing.join(", ")))
-    }
-}
-
-/// Elements of one set in nft's text listing.
-fn set_elements(listing: &str, set: &str) -> Vec<String> {
-    let Some(start) = listing.find(&format!("set {set} {{")) else {
-        return vec![];
-    };
-    let body = &listing[start..];
-    let body = &body[..body.find("\n\t}").unwrap_or(body.len())];
-    let Some(el) = body.find("elements = {") else {
-        return vec![];
-    };
-    let rest = &body[el + "elements = {".len()..];
-    let rest = &rest[..rest.find('}').unwrap_or(rest.len())];
-    rest.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()).map(String::from).collect()
+    missing
 }
 
 #[cfg(test)]
@@ -88,28 +67,29 @@ mod tests {
 
     const LISTING: &str = "table inet weavice {\n\tset pod_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.22.0.0/16, 10.23.0.0/24 }\n\t}\n\tset masq_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = { 10.22.0.0/16 }\n\t}\n\tchain postrouting {\n\t\tjump WEAVICE-MASQ\n\t}\n\tchain WEAVICE-MASQ {\n\t\tip saddr @masq_v4 ip daddr != @pod_v4 masquerade\n\t}\n}\n";
 
-    fn rules(r: &str, masquerade: bool) -> NetworkRules {
-        NetworkRules { ranges: vec![r.parse().unwrap()], masquerade }
+    fn rules(ranges: &[&str], masquerade: bool) -> NetworkRules {
+        NetworkRules {
+            ranges: ranges.iter().map(|r| r.parse().unwrap()).collect(),
+            masquerade,
+            bridge: "wv0".into(),
+            routed: true,
+        }
     }
 
     #[test]
     fn render_adds_elements_per_family() {
-        let s = render(&NetworkRules {
-            ranges: vec!["10.1.0.0/16".parse().unwrap(), "fd01::/64".parse().unwrap()],
-            masquerade: true,
-        });
+        let s = render(&rules(&["10.1.0.0/16", "fd01::/64"], true));
         assert!(s.contains("add element inet weavice masq_v4 { 10.1.0.0/16 }"));
         assert!(s.contains("add element inet weavice pod_v6 { fd01::/64 }"));
-        assert!(!render(&rules("10.1.0.0/16", false)).contains("add element inet weavice masq_v4"));
+        assert!(!render(&rules(&["10.1.0.0/16"], false)).contains("add element inet weavice masq_v4"));
     }
 
     #[test]
-    fn check_finds_present_and_missing_state() {
-        assert_eq!(check(LISTING, &rules("10.22.0.0/16", true)), Ok(()));
-        assert_eq!(check(LISTING, &rules("10.23.0.0/24", false)), Ok(()));
-        let e = check(LISTING, &rules("10.23.0.0/24", true)).unwrap_err();
-        assert!(e.contains("10.23.0.0/24 in set masq_v4"), "{e}");
-        let e = check("table inet weavice {\n}\n", &rules("10.22.0.0/16", true)).unwrap_err();
+    fn missing_state_is_named() {
+        assert!(missing(LISTING, &rules(&["10.22.0.0/16"], true)).is_empty());
+        assert!(missing(LISTING, &rules(&["10.23.0.0/24"], false)).is_empty());
+        assert_eq!(missing(LISTING, &rules(&["10.23.0.0/24"], true)), ["10.23.0.0/24 in set masq_v4"]);
+        let e = missing("table inet weavice {\n}\n", &rules(&["10.22.0.0/16"], true)).join(", ");
         assert!(e.contains("jump") && e.contains("masquerade rule"), "{e}");
     }
 }

@@ -44,7 +44,8 @@ pub fn create(nl: &mut Netlink, s: &VethSpec<'_>) -> Result<Link, PluginError> {
     // The peer cannot be created up in another namespace (veth_open finds no
     // peer yet: ENOTCONN); the caller sets it up from inside the pod.
     let mut peer = LinkUnspec::new_with_name(s.peer).setns_by_fd(s.peer_netns_fd);
-    let mut host = LinkVeth::new(s.host, s.peer).controller(s.bridge_index).up();
+    // Created down: the caller turns IPv6 off on the port first (see attach).
+    let mut host = LinkVeth::new(s.host, s.peer).controller(s.bridge_index);
     if let Some(mtu) = s.mtu {
         peer = peer.mtu(mtu);
         host = host.mtu(mtu);
@@ -64,24 +65,27 @@ pub fn create(nl: &mut Netlink, s: &VethSpec<'_>) -> Result<Link, PluginError> {
     });
     match made {
         Some(l) => Ok(l),
-        None => super::get(nl, s.host)?.ok_or_else(|| PluginError::Kernel(format!("{} vanished after creation", s.host))),
+        None => {
+            super::get(nl, s.host)?.ok_or_else(|| PluginError::Kernel(format!("{} vanished after creation", s.host)))
+        }
     }
 }
 
-/// `isolated` keeps pods from reaching each other at L2 (routed mode).
-pub fn configure_port(nl: &mut Netlink, index: u32, isolated: bool, hairpin: bool) -> Result<(), PluginError> {
-    if !isolated && !hairpin {
-        return Ok(());
+/// Brings the host side up as a bridge port: `isolated` keeps pods from
+/// reaching each other at L2 (routed mode). IPv6 goes off on the port before
+/// it comes up: a port needs no link-local address, and each one would cost a
+/// DAD run and an fe80::/64 route that every later ADD's route insertion walks.
+pub fn attach(nl: &mut Netlink, port: &Link, isolated: bool, hairpin: bool) -> Result<(), PluginError> {
+    if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+        crate::sysctl::write_if("ipv6", &port.name, "disable_ipv6", "1")?;
     }
-    let mut port = LinkBridgePort::new(index);
-    if isolated {
-        port = port.isolated(true);
-    }
+    let mut msg = LinkBridgePort::new(port.index).isolated(isolated);
     if hairpin {
-        port = port.hairpin(true);
+        msg = msg.hairpin(true);
     }
-    // bridge port options travel in RTM_NEWLINK without create flags
-    nl.ack(RouteNetlinkMessage::NewLink(port.build()), 0).map_err(PluginError::netlink("configure bridge port"))
+    // one RTM_NEWLINK without create flags: port options and IFF_UP together
+    nl.ack(RouteNetlinkMessage::NewLink(msg.up().build()), 0)
+        .map_err(PluginError::netlink(format!("attach {}", port.name)))
 }
 
 /// Detaches the host veth and renames it out of the attachment's way, so the
