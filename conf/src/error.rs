@@ -30,6 +30,8 @@ pub enum ErrorCode {
     State,
     /// weavice: CHECK found the attachment differs from what ADD made.
     CheckFailed,
+    /// weavice: a requested host port is mapped by another pod.
+    PortInUse,
 }
 
 impl ErrorCode {
@@ -52,6 +54,7 @@ impl ErrorCode {
             ErrorCode::Delegate => 104,
             ErrorCode::State => 105,
             ErrorCode::CheckFailed => 106,
+            ErrorCode::PortInUse => 107,
         }
     }
 }

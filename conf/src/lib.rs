@@ -8,6 +8,7 @@ pub mod error;
 pub mod ipamconf;
 pub mod names;
 pub mod netconf;
+pub mod portmap;
 pub mod result;
 pub mod version;
 
@@ -15,5 +16,6 @@ pub use args::{CmdArgs, Command};
 pub use error::{CniError, ConfError, ErrorCode};
 pub use ipamconf::{IpamConf, RangeConf};
 pub use netconf::{NetConf, PodToPod};
+pub use portmap::{PortMapping, Protocol};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
 pub use version::CniVersion;

@@ -25,6 +25,9 @@ pub struct RuntimeConfig {
     pub mac: Option<String>,
     #[serde(default)]
     pub ips: Vec<String>,
+    /// Raw; validated into `NetConf::port_mappings`.
+    #[serde(default, rename = "portMappings")]
+    pub port_mappings: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -111,6 +114,8 @@ pub struct NetConf {
     pub runtime_config: RuntimeConfig,
     pub args: Args,
     pub prev_result: Option<Value>,
+    /// From the `portMappings` capability, validated.
+    pub port_mappings: Vec<crate::portmap::PortMapping>,
     /// GC: attachments to keep (either spelling of the key; see cni#1101).
     pub valid_attachments: Option<Vec<AttachmentKey>>,
     pub raw: Value,
@@ -184,6 +189,7 @@ impl NetConf {
                 }
             },
         };
+        let port_mappings = crate::portmap::parse(c.runtime_config.port_mappings.as_ref())?;
         Ok(NetConf {
             cni_version: version,
             name: c.name,
@@ -202,6 +208,7 @@ impl NetConf {
             runtime_config: c.runtime_config,
             args: c.args,
             prev_result: c.prev_result,
+            port_mappings,
             valid_attachments: c.valid_attachments.or(c.attachments),
             raw,
         })

@@ -89,7 +89,12 @@ pub fn parse(v: Option<&Value>) -> Result<Vec<PortMapping>, ConfError> {
         };
         // an unspecified address means every address, as with portmap
         let host_ip = host_ip.filter(|ip| !ip.is_unspecified());
-        let pm = PortMapping { host_port: port(m, "hostPort", i)?, container_port: port(m, "containerPort", i)?, protocol, host_ip };
+        let pm = PortMapping {
+            host_port: port(m, "hostPort", i)?,
+            container_port: port(m, "containerPort", i)?,
+            protocol,
+            host_ip,
+        };
         if let Some(prev) = out.iter().find(|p| p.collides(&pm)) {
             return Err(ConfError::Invalid(format!("runtimeConfig.portMappings: {pm} duplicates {prev}")));
         }
@@ -110,7 +115,10 @@ mod tests {
         assert_eq!(m[1].protocol, Protocol::Udp);
         assert_eq!(m[1].host_ip, Some("10.0.0.1".parse().unwrap()));
         assert!(parse(None).unwrap().is_empty());
-        assert_eq!(parse(Some(&json!([{"hostPort": 1, "containerPort": 1, "hostIP": "0.0.0.0"}]))).unwrap()[0].host_ip, None);
+        assert_eq!(
+            parse(Some(&json!([{"hostPort": 1, "containerPort": 1, "hostIP": "0.0.0.0"}]))).unwrap()[0].host_ip,
+            None
+        );
     }
 
     #[test]
@@ -122,14 +130,20 @@ mod tests {
             (json!([{"hostPort": "80", "containerPort": 80}]), "hostPort must be"),
             (json!([{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}]), "icmp"),
             (json!([{"hostPort": 80, "containerPort": 80, "hostIP": "10.0.0.300"}]), "10.0.0.300"),
-            (json!([{"hostPort": 80, "containerPort": 80}, {"hostPort": 80, "containerPort": 81, "hostIP": "10.0.0.1"}]), "duplicates"),
+            (
+                json!([{"hostPort": 80, "containerPort": 80}, {"hostPort": 80, "containerPort": 81, "hostIP": "10.0.0.1"}]),
+                "duplicates",
+            ),
             (json!({"hostPort": 80}), "must be a list"),
         ] {
             let e = parse(Some(&bad)).unwrap_err().to_string();
             assert!(e.contains(needle), "{bad}: {e}");
         }
         // different protocols or host IPs do not collide
-        assert!(parse(Some(&json!([{"hostPort": 80, "containerPort": 80}, {"hostPort": 80, "containerPort": 80, "protocol": "udp"}]))).is_ok());
+        assert!(parse(Some(
+            &json!([{"hostPort": 80, "containerPort": 80}, {"hostPort": 80, "containerPort": 80, "protocol": "udp"}])
+        ))
+        .is_ok());
         assert!(parse(Some(&json!([{"hostPort": 80, "containerPort": 80, "hostIP": "10.0.0.1"}, {"hostPort": 80, "containerPort": 80, "hostIP": "10.0.0.2"}]))).is_ok());
     }
 }

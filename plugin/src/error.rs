@@ -29,6 +29,8 @@ pub enum PluginError {
     Delegate { plugin: String, msg: String, code: Option<u32> },
     #[error("no attachment {container_id}/{ifname} in network {network}: it was never added, or was deleted")]
     UnknownAttachment { network: String, container_id: String, ifname: String },
+    #[error("host port {mapping} is already mapped by {holder}; pick another hostPort")]
+    PortInUse { mapping: String, holder: String },
     #[error("CHECK: {0}")]
     Check(String),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
@@ -63,6 +65,7 @@ impl PluginError {
             PluginError::Delegate { code: None, .. } => ErrorCode::Delegate,
             PluginError::UnknownAttachment { .. } => ErrorCode::UnknownContainer,
             PluginError::Check(_) => ErrorCode::CheckFailed,
+            PluginError::PortInUse { .. } => ErrorCode::PortInUse,
             PluginError::Multiple(errs) => return errs.first().map_or(ErrorCode::Kernel.code(), PluginError::code),
         };
         code.code()

@@ -4,6 +4,7 @@
 mod cmd;
 mod error;
 mod firewall;
+mod hostports;
 mod ipam_client;
 mod link;
 mod logger;
@@ -71,9 +72,8 @@ fn run(command: Command, stdin: &[u8]) -> Result<(Option<Value>, After), PluginE
     let net = NetConf::parse(stdin)?;
     let args = CmdArgs::from_env(command, |k| std::env::var(k).ok())?;
     logger::init(net.log_level, net.log_file.as_deref(), format!("{} {}", command.as_str(), net.name));
-    let version = net.cni_version;
     Ok(match command {
-        Command::Add => (Some(cmd::add::run(&net, &args)?.to_value(version)), After::Nothing),
+        Command::Add => (Some(cmd::add::run(&net, &args)?), After::Nothing),
         Command::Del => match cmd::del::run(&net, &args)?.retired {
             Some(l) => (None, After::DeleteLink(l)),
             None => (None, After::Nothing),

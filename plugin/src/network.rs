@@ -113,6 +113,9 @@ pub fn ensure(
     }
     if want.gateways.iter().any(|g| g.addr().is_ipv4()) {
         sysctl::set("net.ipv4.ip_forward", "1")?;
+        // 127.0.0.1:hostPort DNATed to a pod leaves through the bridge with a
+        // loopback source until it is masqueraded (firewall/portmap.rs)
+        sysctl::set_if("ipv4", &want.bridge, "route_localnet", "1")?;
     }
     if want.gateways.iter().any(|g| g.addr().is_ipv6()) {
         sysctl::set("net.ipv6.conf.all.forwarding", "1")?;

@@ -28,6 +28,26 @@ pub struct Attachment {
     pub ranges: Vec<IpNet>,
     pub routes: Vec<Route>,
     pub ipam_type: Option<String>,
+    #[serde(default)]
+    pub port_mappings: Vec<conf::PortMapping>,
+    /// Chained after another main plugin: weavice made no interface.
+    #[serde(default)]
+    pub chained: bool,
+}
+
+impl Attachment {
+    pub fn pod_ips(&self) -> Vec<std::net::IpAddr> {
+        self.ips.iter().map(|i| i.address.addr()).collect()
+    }
+
+    pub fn holder(&self) -> crate::hostports::Holder {
+        crate::hostports::Holder {
+            network: self.network.clone(),
+            container_id: self.container_id.clone(),
+            ifname: self.ifname.clone(),
+            pod: None,
+        }
+    }
 }
 
 /// Writes a file readable by root only. In place rather than through a

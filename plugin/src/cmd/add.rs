@@ -1,7 +1,7 @@
 //! ADD: bridge, veth pair, addresses, routes, masquerade, saved state.
 //! A linear script; on failure everything created so far is undone.
 
-use super::{requested_mac, Node};
+use super::{ports, requested_mac, Node};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::link::{self, addr, route, route::RouteSpec, veth};
@@ -18,9 +18,59 @@ use std::net::IpAddr;
 struct Made {
     ipam: bool,
     veth: Option<String>,
+    ports_claimed: bool,
+    ports_installed: Vec<IpAddr>,
 }
 
-pub fn run(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
+/// The result to print: weavice's own, or the previous plugin's passed on.
+pub fn run(net: &NetConf, args: &CmdArgs) -> Result<serde_json::Value, PluginError> {
+    match &net.prev_result {
+        Some(prev) => chained(net, args, prev),
+        None => standalone(net, args).map(|r| r.to_value(net.cni_version)),
+    }
+}
+
+/// After another main plugin (its prevResult names the pod's addresses):
+/// weavice creates no interface, adds its port mappings for those addresses,
+/// and passes the result on unchanged.
+fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<serde_json::Value, PluginError> {
+    let result = CniResult::from_value(prev)?;
+    let pod_ips: Vec<IpAddr> = result.ips.iter().map(|i| i.address.addr()).collect();
+    if pod_ips.is_empty() && !net.port_mappings.is_empty() {
+        return Err(ConfError::Invalid("prevResult has no IP addresses to map ports to".into()).into());
+    }
+    let mut node = Node::connect()?;
+    ports::claim(&mut node.netlink, net, args)?;
+    let holder = ports::holder(net, args);
+    let installed = ports::install(&net.port_mappings, &pod_ips).and_then(|()| {
+        Attachment {
+            network: net.name.clone(),
+            container_id: args.container_id.clone(),
+            ifname: args.ifname.clone(),
+            netns: args.netns.clone(),
+            bridge: String::new(),
+            host_veth: String::new(),
+            mac: String::new(),
+            ips: result.ips.clone(),
+            ranges: Vec::new(),
+            routes: Vec::new(),
+            ipam_type: None,
+            port_mappings: net.port_mappings.clone(),
+            chained: true,
+        }
+        .save(&net.state_dir)
+    });
+    if let Err(e) = installed {
+        let _ = ports::remove(&net.state_dir, &holder, &net.port_mappings, &pod_ips);
+        return Err(e);
+    }
+    info!("ADD {}/{} chained: {} port mappings", args.container_id, args.ifname, net.port_mappings.len());
+    let mut out = prev.clone();
+    out["cniVersion"] = serde_json::json!(net.cni_version.to_string());
+    Ok(out)
+}
+
+fn standalone(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
     let ipam = Ipam::from_conf(net)?.ok_or_else(|| {
         ConfError::Invalid(
             "ipam is missing: weavice needs an IPAM plugin, e.g. {\"type\": \"weavice-ipam\", ...}".into(),
@@ -41,7 +91,11 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
     }
 
     let mut made = Made::default();
-    match build(net, args, &ipam, &mut node, &pod_ns, &mut pod, mac, &mut made) {
+    let built = ports::claim(&mut node.netlink, net, args).and_then(|()| {
+        made.ports_claimed = true;
+        build(net, args, &ipam, &mut node, &pod_ns, &mut pod, mac, &mut made)
+    });
+    match built {
         Ok(r) => Ok(r),
         Err(e) => {
             warn!("ADD {}/{} failed, rolling back: {e}", args.container_id, args.ifname);
@@ -130,6 +184,10 @@ fn build(
         route::add(pod, pod_index, r)?;
     }
 
+    let pod_ips: Vec<IpAddr> = ips.iter().map(|i| i.address.addr()).collect();
+    ports::install(&net.port_mappings, &pod_ips)?;
+    made.ports_installed = pod_ips;
+
     let pod_mac = link::format_mac(&spec(ready.bridge_index).peer_mac);
     let result_routes: Vec<Route> = routes.iter().map(|r| Route { dst: r.dst, gw: r.gw }).collect();
     Attachment {
@@ -144,6 +202,8 @@ fn build(
         ranges,
         routes: result_routes.clone(),
         ipam_type: Some(ipam.kind().to_string()),
+        port_mappings: net.port_mappings.clone(),
+        chained: false,
     }
     .save(&net.state_dir)?;
     info!(
@@ -228,6 +288,12 @@ fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<RouteSpec>, PluginEr
 }
 
 fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &mut Node, made: Made) {
+    if made.ports_claimed {
+        let mappings = &net.port_mappings;
+        if let Err(e) = ports::remove(&net.state_dir, &ports::holder(net, args), mappings, &made.ports_installed) {
+            warn!("rollback: {e}");
+        }
+    }
     if let Some(name) = made.veth {
         if let Ok(Some(l)) = link::get(&mut node.netlink, &name) {
             if let Err(e) = link::delete(&mut node.netlink, l.index, &name) {

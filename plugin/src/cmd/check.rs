@@ -2,6 +2,7 @@
 
 use super::{require_version, Node};
 use crate::error::PluginError;
+use crate::firewall;
 use crate::ipam_client::Ipam;
 use crate::link::{self, addr, route};
 use crate::netns::NetNs;
@@ -18,6 +19,12 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     };
     let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname)?.ok_or_else(unknown)?;
     let mut missing: Vec<String> = Vec::new();
+    if let Err(e) = firewall::check_port_mappings(&saved.port_mappings, &saved.pod_ips()) {
+        missing.push(e.to_string());
+    }
+    if saved.chained {
+        return verdict(args, missing);
+    }
 
     if let Some(prev) = &net.prev_result {
         let prev = CniResult::from_value(prev)?;
@@ -74,6 +81,10 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     let gateways: Vec<std::net::IpAddr> = saved.ips.iter().filter_map(|i| i.gateway).collect();
     missing.extend(network::check(&mut node.netlink, &network::Wanted::new(net, &saved.ranges, &gateways)));
 
+    verdict(args, missing)
+}
+
+fn verdict(args: &CmdArgs, missing: Vec<String>) -> Result<(), PluginError> {
     if missing.is_empty() {
         Ok(())
     } else {

@@ -2,8 +2,9 @@
 //! prevResult, twice, and after a half-failed ADD; every step runs and all
 //! failures are reported together.
 
-use super::Node;
+use super::{ports, Node};
 use crate::error::PluginError;
+use crate::hostports;
 use crate::ipam_client::Ipam;
 use crate::link::{self, veth, Link};
 use crate::state::Attachment;
@@ -20,6 +21,24 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
     let mut node = Node::connect()?;
     let mut errors = Vec::new();
     let mut retired = None;
+
+    // Port mappings first, so no DNAT points at an interface being removed.
+    // They come from the saved state: runtimeConfig is often absent at DEL.
+    let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname).unwrap_or_else(|e| {
+        errors.push(e);
+        None
+    });
+    let unmapped = match &saved {
+        Some(a) => ports::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips()),
+        None => hostports::release(&net.state_dir, &ports::holder(net, args), &net.port_mappings),
+    };
+    if let Err(e) = unmapped {
+        errors.push(e);
+    }
+    if saved.as_ref().is_some_and(|a| a.chained) {
+        // the main plugin before weavice owns the interface and addresses
+        return finish(net, args, errors, None);
+    }
 
     // The host side is found by name, so DEL needs neither netns nor state.
     let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
@@ -52,13 +71,22 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
         Err(e) => errors.push(e),
     }
 
+    finish(net, args, errors, retired)
+}
+
+fn finish(
+    net: &NetConf,
+    args: &CmdArgs,
+    mut errors: Vec<PluginError>,
+    retired: Option<Link>,
+) -> Result<Deleted, PluginError> {
     if errors.is_empty() {
         // kept while anything failed, so a retried DEL or GC still finds it
         if let Err(e) = Attachment::remove(&net.state_dir, &net.name, &args.container_id, &args.ifname) {
             errors.push(e);
         }
     }
-    info!("DEL {}/{} netns={:?} veth={host_name} errors={}", args.container_id, args.ifname, args.netns, errors.len());
+    info!("DEL {}/{} netns={:?} errors={}", args.container_id, args.ifname, args.netns, errors.len());
     match errors.len() {
         0 => Ok(Deleted { retired }),
         1 => Err(errors.remove(0)),

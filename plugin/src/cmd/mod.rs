@@ -4,6 +4,7 @@ pub mod add;
 pub mod check;
 pub mod del;
 pub mod gc;
+pub mod ports;
 pub mod status;
 
 use crate::error::PluginError;

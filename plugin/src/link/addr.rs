@@ -33,24 +33,26 @@ pub fn add(nl: &mut Netlink, index: u32, addr: IpNet, shared: bool) -> Result<()
     }
 }
 
-/// Addresses on the interface, with their prefix lengths.
-pub fn list(nl: &mut Netlink, index: u32) -> Result<Vec<IpNet>, PluginError> {
+/// Every address in the namespace, with its interface index.
+pub fn dump(nl: &mut Netlink) -> Result<Vec<(u32, IpNet)>, PluginError> {
     let replies = nl
         .dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))
         .map_err(PluginError::netlink("list addresses"))?;
     let mut out = Vec::new();
     for m in replies {
         let RouteNetlinkMessage::NewAddress(m) = m else { continue };
-        if m.header.index != index {
-            continue;
-        }
         for a in &m.attributes {
             if let AddressAttribute::Address(ip) = a {
                 if let Ok(net) = IpNet::new(*ip, m.header.prefix_len) {
-                    out.push(net);
+                    out.push((m.header.index, net));
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// Addresses on the interface, with their prefix lengths.
+pub fn list(nl: &mut Netlink, index: u32) -> Result<Vec<IpNet>, PluginError> {
+    Ok(dump(nl)?.into_iter().filter(|(i, _)| *i == index).map(|(_, a)| a).collect())
 }
