@@ -57,6 +57,20 @@ impl Wanted {
     }
 }
 
+impl Wanted {
+    /// Chained after another main plugin: no bridge of weavice's own, only
+    /// the netfilter skeleton its port mappings live in.
+    pub fn chained() -> Self {
+        Wanted {
+            bridge: String::new(),
+            mtu: None,
+            gateways: Vec::new(),
+            routed: false,
+            rules: NetworkRules { ranges: Vec::new(), masquerade: false, bridge: String::new(), routed: false },
+        }
+    }
+}
+
 /// The bridge as the pod's veth needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ready {
@@ -107,6 +121,13 @@ pub fn ensure(
         }
     }
 
+    if want.bridge.is_empty() {
+        firewall::apply(&want.rules)?;
+        let ready = Ready { bridge_index: 0, bridge_mac: String::new(), from_marker: false };
+        let marker = Marker { boot_id, netns_inode, wanted: want.clone(), ready: ready.clone() };
+        write_private(&path, &serde_json::to_vec_pretty(&marker).unwrap_or_default())?;
+        return Ok(ready);
+    }
     let br = bridge::ensure(nl, &want.bridge, want.mtu)?;
     for gw in &want.gateways {
         addr::add(nl, br.index, *gw, true)?;

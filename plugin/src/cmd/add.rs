@@ -40,6 +40,7 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
         return Err(ConfError::Invalid("prevResult has no IP addresses to map ports to".into()).into());
     }
     let mut node = Node::connect()?;
+    network::ensure(&mut node.netlink, &net.state_dir, &net.name, &network::Wanted::chained(), false)?;
     ports::claim(&mut node.netlink, net, args)?;
     let holder = ports::holder(net, args);
     let installed = ports::install(&net.port_mappings, &pod_ips).and_then(|()| {
