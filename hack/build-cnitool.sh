@@ -5,6 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/../target/cnitool}
 mkdir -p "$(dirname "$out")"
+out="$(cd "$(dirname "$out")" && pwd)/$(basename "$out")" # go build runs elsewhere
 gopath=$(mktemp -d)
 trap 'rm -rf "$gopath"' EXIT
 mkdir -p "$gopath/src/weavice/cnitool"
