@@ -1,25 +1,13 @@
 //! weavice: the CNI plugin binary. Reads the environment and stdin, runs one
 //! verb, prints the result or the CNI error JSON on stdout (logs never go there).
 
-mod cmd;
-mod error;
-mod firewall;
-mod hostports;
-mod ipam_client;
-mod link;
-mod logger;
-mod netns;
-mod network;
-mod retire;
-mod state;
-mod sysctl;
-
 use conf::version::{LATEST, SUPPORTED};
 use conf::{CmdArgs, CniError, Command, ConfError, NetConf};
-use error::PluginError;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::process::ExitCode;
+use weavice::error::PluginError;
+use weavice::{cmd, error, link, logger, retire};
 
 /// What a verb leaves to do after the container runtime has its answer.
 enum After {

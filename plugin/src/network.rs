@@ -94,6 +94,26 @@ fn marker_path(state_dir: &str, network: &str) -> PathBuf {
     PathBuf::from(state_dir).join("networks").join(format!("{network}.json"))
 }
 
+/// Every network with a marker, and what it asked for (for repair).
+pub fn recorded(state_dir: &str) -> Result<Vec<(String, Wanted)>, PluginError> {
+    let dir = PathBuf::from(state_dir).join("networks");
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(&dir) else { return Ok(out) };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Some(name) = path.file_stem().and_then(|n| n.to_str()).map(String::from) else { continue };
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let bytes = fs::read(&path).map_err(PluginError::io(format!("read {}", path.display())))?;
+        let m: Marker = serde_json::from_slice(&bytes)
+            .map_err(|e| PluginError::State { path: path.display().to_string(), why: e.to_string() })?;
+        out.push((name, m.wanted));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 /// This boot and this network namespace.
 fn here() -> Result<(String, u64), PluginError> {
     let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").map_err(PluginError::io("read boot_id"))?;

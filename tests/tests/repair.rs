@@ -1,0 +1,84 @@
+//! `weavice-agent repair` restores netfilter state after a flush, from
+//! weavice's saved state: masquerade, redirects and port mappings.
+
+use serde_json::json;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+use weavice_tests::*;
+
+fn serve(ns: &Netns, addr: &str) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let l = ns.run(move || TcpListener::bind(addr).expect("bind"));
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            drop(std::io::Write::write_all(&mut &s, b"pod"));
+        }
+    });
+}
+
+fn reachable(from: &Netns, to: &str) -> bool {
+    let to: SocketAddr = to.parse().unwrap();
+    from.run(move || {
+        let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(1)) else { return false };
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out == "pod"
+    })
+}
+
+#[test]
+fn repair_restores_what_a_ruleset_flush_removed() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("rep");
+    let outside = Netns::new("repo");
+    attach_outside(&node.ns, &outside);
+    let pod = Netns::new("repp");
+    let conf = node.conf(
+        "1.1.0",
+        "repnet",
+        json!({"runtimeConfig": {"portMappings": [{"hostPort": 8090, "containerPort": 80}]}}),
+    );
+    let r = node.cni("ADD", &conf, "rep1", &pod.path(), "eth0");
+    assert!(r.ok, "{}", r.stdout);
+    serve(&pod, "[::]:80");
+    assert!(reachable(&outside, "203.0.113.1:8090"));
+    let source =
+        |port| udp_source_seen(&pod, &outside, SocketAddr::from(([203, 0, 113, 2], port))).map(|s| s.ip().to_string());
+    assert_eq!(source(7101).as_deref(), Some("203.0.113.1"));
+
+    node.ns.exec("nft", &["flush", "ruleset"]);
+    assert!(!reachable(&outside, "203.0.113.1:8090"), "the mapping is gone with the ruleset");
+    let check = node.cni("CHECK", &conf, "rep1", &pod.path(), "eth0");
+    assert_eq!(check.json["code"], 106, "{}", check.stdout);
+
+    let out = node.ns.exec(&bin("weavice-agent"), &["repair", "--state-dir", &node.dir.path("state")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 network(s), 1 attachment(s)"));
+
+    let check = node.cni("CHECK", &conf, "rep1", &pod.path(), "eth0");
+    assert!(check.ok, "{}", check.stdout);
+    assert!(reachable(&outside, "203.0.113.1:8090"), "mapping restored");
+    assert_eq!(source(7102).as_deref(), Some("203.0.113.1"), "masquerade restored");
+
+    // on an intact node repair changes nothing
+    let before = node.ns.exec("nft", &["list", "ruleset"]).stdout;
+    assert!(node.ns.exec(&bin("weavice-agent"), &["repair", "--state-dir", &node.dir.path("state")]).status.success());
+    assert_eq!(node.ns.exec("nft", &["list", "ruleset"]).stdout, before);
+    assert!(node.cni("DEL", &conf, "rep1", &pod.path(), "eth0").ok);
+}
+
+#[test]
+fn repair_rejects_bad_arguments() {
+    if !require_root() {
+        return;
+    }
+    for args in [vec!["frobnicate"], vec!["repair", "--state-dir"], vec!["repair", "--state-dir", "relative"]] {
+        let out = std::process::Command::new(bin("weavice-agent")).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage"), "{args:?}");
+    }
+}
