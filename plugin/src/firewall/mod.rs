@@ -5,6 +5,7 @@
 
 pub mod conntrack;
 pub mod masquerade;
+pub mod nft_netlink;
 pub mod nftables;
 pub mod portmap;
 pub mod redirect;
@@ -37,7 +38,7 @@ pub fn apply(rules: &NetworkRules) -> Result<(), PluginError> {
     ))
 }
 
-type Elements = Vec<(String, String, Option<String>)>;
+type Elements = Vec<portmap::Element>;
 
 fn pod_elements(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<Elements, PluginError> {
     portmap::elements(mappings, pod_ips).map_err(|e| PluginError::Conf(conf::ConfError::Invalid(e)))
@@ -48,7 +49,8 @@ pub fn add_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result
     if mappings.is_empty() {
         return Ok(());
     }
-    nftables::apply(&portmap::render_add(&pod_elements(mappings, pod_ips)?))?;
+    nft_netlink::apply("weavice", &pod_elements(mappings, pod_ips)?, true)
+        .map_err(|e| PluginError::Firewall(format!("add port mapping elements: {e}")))?;
     conntrack::flush_udp(mappings);
     Ok(())
 }
@@ -58,13 +60,18 @@ pub fn remove_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Res
     if mappings.is_empty() {
         return Ok(());
     }
-    let deletes = portmap::render_delete(&pod_elements(mappings, pod_ips)?);
-    if nftables::apply(&deletes.concat()).is_ok() {
+    let elements = pod_elements(mappings, pod_ips)?;
+    if nft_netlink::apply("weavice", &elements, false).is_ok() {
         return Ok(());
     }
     // one transaction fails whole when any element is missing: go one by one
-    for d in &deletes {
-        let _ = nftables::apply(d);
+    for e in &elements {
+        match nft_netlink::apply("weavice", std::slice::from_ref(e), false) {
+            Err(err) if err.raw_os_error() != Some(libc::ENOENT) => {
+                return Err(PluginError::Firewall(format!("delete element {} from {}: {err}", e.text(), e.set)))
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

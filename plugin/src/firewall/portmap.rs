@@ -13,7 +13,7 @@
 //! DNATed loopback traffic; `[::1]` cannot be mapped (IPv6 has no route_localnet).
 
 use super::TABLE;
-use conf::PortMapping;
+use conf::{PortMapping, Protocol};
 use std::net::IpAddr;
 
 pub const CHAIN: &str = "WEAVICE-HOSTPORTS";
@@ -60,9 +60,78 @@ fn fam(ip: &IpAddr) -> &'static str {
     }
 }
 
-/// (set or map, key, value) for every element a pod's mappings need.
-/// Errors when a mapping's hostIP is of a family the pod has no address in.
-pub fn elements(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<Vec<(String, String, Option<String>)>, String> {
+/// One field of a concatenated key or value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Addr(IpAddr),
+    Proto(Protocol),
+    Port(u16),
+}
+
+impl Field {
+    fn text(&self) -> String {
+        match self {
+            Field::Addr(ip) => ip.to_string(),
+            Field::Proto(p) => p.to_string(),
+            Field::Port(p) => p.to_string(),
+        }
+    }
+
+    /// As nftables lays a field out in a concatenation: network byte order,
+    /// padded to a 4-byte register.
+    fn bytes(&self) -> Vec<u8> {
+        let mut b = match self {
+            Field::Addr(IpAddr::V4(a)) => a.octets().to_vec(),
+            Field::Addr(IpAddr::V6(a)) => a.octets().to_vec(),
+            Field::Proto(p) => vec![match p {
+                Protocol::Tcp => 6,
+                Protocol::Udp => 17,
+                Protocol::Sctp => 132,
+            }],
+            Field::Port(p) => p.to_be_bytes().to_vec(),
+        };
+        b.resize(b.len().div_ceil(4) * 4, 0);
+        b
+    }
+}
+
+/// An element of one of the port-mapping sets or maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub set: String,
+    pub key: Vec<Field>,
+    pub data: Option<Vec<Field>>,
+}
+
+fn join(fields: &[Field]) -> String {
+    fields.iter().map(Field::text).collect::<Vec<_>>().join(" . ")
+}
+
+fn concat(fields: &[Field]) -> Vec<u8> {
+    fields.iter().flat_map(Field::bytes).collect()
+}
+
+impl Element {
+    pub fn key_bytes(&self) -> Vec<u8> {
+        concat(&self.key)
+    }
+
+    pub fn data_bytes(&self) -> Option<Vec<u8>> {
+        self.data.as_deref().map(concat)
+    }
+
+    /// As `nft list` prints it.
+    pub fn text(&self) -> String {
+        match &self.data {
+            Some(d) => format!("{} : {}", join(&self.key), join(d)),
+            None => join(&self.key),
+        }
+    }
+}
+
+/// Every element a pod's mappings need. Errors when a mapping's hostIP is of
+/// a family the pod has no address in.
+pub fn elements(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<Vec<Element>, String> {
     let mut out = Vec::new();
     for m in mappings {
         let targets: Vec<&IpAddr> =
@@ -71,56 +140,35 @@ pub fn elements(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<Vec<(Str
             return Err(format!("port mapping {m}: the pod has no address of the host IP's family"));
         }
         for ip in targets {
-            let value = Some(format!("{ip} . {}", m.container_port));
-            match m.host_ip {
-                Some(h) => {
-                    out.push((format!("hostip_{}", fam(ip)), format!("{h} . {} . {}", m.protocol, m.host_port), value))
-                }
-                None => out.push((format!("hostport_{}", fam(ip)), format!("{} . {}", m.protocol, m.host_port), value)),
-            }
+            let data = Some(vec![Field::Addr(*ip), Field::Port(m.container_port)]);
+            let (set, mut key) = match m.host_ip {
+                Some(h) => (format!("hostip_{}", fam(ip)), vec![Field::Addr(h)]),
+                None => (format!("hostport_{}", fam(ip)), vec![]),
+            };
+            key.extend([Field::Proto(m.protocol), Field::Port(m.host_port)]);
+            out.push(Element { set, key, data });
         }
     }
     if !mappings.is_empty() {
         for ip in pod_ips {
-            out.push((format!("hairpin_{}", fam(ip)), format!("{ip} . {ip}"), None));
+            out.push(Element { set: format!("hairpin_{}", fam(ip)), key: vec![Field::Addr(*ip), Field::Addr(*ip)], data: None });
         }
     }
     Ok(out)
 }
 
-pub fn render_add(elements: &[(String, String, Option<String>)]) -> String {
-    elements
-        .iter()
-        .map(|(set, key, value)| match value {
-            Some(v) => format!("add element {TABLE} {set} {{ {key} : {v} }}\n"),
-            None => format!("add element {TABLE} {set} {{ {key} }}\n"),
-        })
-        .collect()
-}
-
-pub fn render_delete(elements: &[(String, String, Option<String>)]) -> Vec<String> {
-    elements.iter().map(|(set, key, _)| format!("delete element {TABLE} {set} {{ {key} }}\n")).collect()
-}
-
 /// Elements missing from a listing of the table, for CHECK.
-pub fn missing(listing: &str, elements: &[(String, String, Option<String>)]) -> Vec<String> {
+pub fn missing(listing: &str, elements: &[Element]) -> Vec<String> {
     elements
         .iter()
-        .filter(|(set, key, value)| {
-            let wanted = match value {
-                Some(v) => format!("{key} : {v}"),
-                None => key.clone(),
-            };
-            !super::set_elements_text(listing, set).contains(&wanted)
-        })
-        .map(|(set, key, _)| format!("{key} in {set}"))
+        .filter(|e| !super::set_elements_text(listing, &e.set).contains(&e.text()))
+        .map(|e| format!("{} in {}", join(&e.key), e.set))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use conf::Protocol;
 
     #[test]
     fn elements_per_family_and_host_ip() {
@@ -133,7 +181,7 @@ mod tests {
             host_ip: Some("192.0.2.1".parse().unwrap()),
         };
         let e = elements(&[any, v4], &ips).unwrap();
-        let text = render_add(&e);
+        let text: String = e.iter().map(|e| format!("add element {TABLE} {} {{ {} }}\n", e.set, e.text())).collect();
         assert!(text.contains("add element inet weavice hostport_v4 { tcp . 8080 : 10.0.0.5 . 80 }"), "{text}");
         assert!(text.contains("add element inet weavice hostport_v6 { tcp . 8080 : fd00::5 . 80 }"), "{text}");
         assert!(
@@ -142,7 +190,7 @@ mod tests {
         );
         assert!(!text.contains("hostip_v6"), "{text}");
         assert!(text.contains("add element inet weavice hairpin_v6 { fd00::5 . fd00::5 }"), "{text}");
-        assert_eq!(render_delete(&e)[0], "delete element inet weavice hostport_v4 { tcp . 8080 }\n");
+        assert_eq!(join(&e[0].key), "tcp . 8080");
         let v6_only = PortMapping {
             host_port: 1,
             container_port: 1,
@@ -150,5 +198,8 @@ mod tests {
             host_ip: Some("2001:db8::1".parse().unwrap()),
         };
         assert!(elements(&[v6_only], &ips[..1]).is_err());
+        // binary layout: each field padded to 4 bytes, network byte order
+        assert_eq!(e[0].key_bytes(), vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        assert_eq!(e[0].data_bytes().unwrap(), vec![10, 0, 0, 5, 0, 80, 0, 0]);
     }
 }
