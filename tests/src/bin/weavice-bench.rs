@@ -152,6 +152,37 @@ struct Row {
     rules: usize,
 }
 
+/// Discarded ADD/DEL pairs before measuring, per chain and way of invoking.
+const WARMUP: usize = 3;
+
+/// One chain on its own node namespace, with its resident and probe pods.
+struct Setup {
+    bench: Bench,
+    node: Netns,
+    resident: Vec<Netns>,
+    probes: Vec<Netns>,
+}
+
+impl Setup {
+    fn new(plugin: Plugin, pods: usize, samples: usize) -> Self {
+        let node = Netns::new("bench");
+        let dir = TempDir::new("bench");
+        let network = format!("bench{}", if plugin == Plugin::Weavice { "wv" } else { "ref" });
+        let conf = plugin.conf(&dir);
+        std::fs::create_dir_all(dir.path("net.d")).unwrap();
+        let list = json!({"cniVersion": "1.0.0", "name": network, "plugins": [conf]});
+        std::fs::write(dir.path(&format!("net.d/{network}.conflist")), list.to_string()).unwrap();
+        let bench = Bench { dir, network, conf, plugin };
+        let resident: Vec<Netns> = (0..pods).map(|_| Netns::new("res")).collect();
+        let probes: Vec<Netns> = (0..samples + WARMUP).map(|_| Netns::new("probe")).collect();
+        enter(&node.path());
+        for (i, p) in resident.iter().enumerate() {
+            bench.run(Via::Direct, "ADD", &format!("resident{i}"), p);
+        }
+        Setup { bench, node, resident, probes }
+    }
+}
+
 fn main() {
     let mut samples = 40;
     let mut levels = vec![1usize, 100, 250];
@@ -163,38 +194,37 @@ fn main() {
             _ => {}
         }
     }
-    let home = "/proc/self/ns/net";
-    let home_fd = File::open(home).expect("open own netns");
+    let home_fd = File::open("/proc/self/ns/net").expect("open own netns");
+    let go_home = || {
+        // SAFETY: back to where we started; the bench is single-threaded.
+        assert_eq!(unsafe { libc::setns(home_fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    };
     let mut rows = Vec::new();
     for &pods in &levels {
-        for plugin in [Plugin::Weavice, Plugin::Reference] {
-            let node = Netns::new("bench");
-            let dir = TempDir::new("bench");
-            let network = format!("bench{}", if plugin == Plugin::Weavice { "wv" } else { "ref" });
-            let conf = plugin.conf(&dir);
-            std::fs::create_dir_all(dir.path("net.d")).unwrap();
-            let list = json!({"cniVersion": "1.0.0", "name": network, "plugins": [conf]});
-            std::fs::write(dir.path(&format!("net.d/{network}.conflist")), list.to_string()).unwrap();
-            let bench = Bench { dir, network, conf, plugin };
-            let resident: Vec<Netns> = (0..pods).map(|_| Netns::new("res")).collect();
-            let probes: Vec<Netns> = (0..samples).map(|_| Netns::new("probe")).collect();
-            enter(&node.path());
-            for (i, p) in resident.iter().enumerate() {
-                bench.run(Via::Direct, "ADD", &format!("resident{i}"), p);
-            }
-            for via in [Via::Direct, Via::Cnitool] {
-                let (mut adds, mut dels) = (Vec::new(), Vec::new());
-                for (i, p) in probes.iter().enumerate() {
+        // Both chains are set up side by side and measured alternately, sample
+        // by sample, so drifting machine noise hits both alike.
+        let setups: Vec<Setup> = [Plugin::Weavice, Plugin::Reference].into_iter().map(|p| Setup::new(p, pods, samples)).collect();
+        for via in [Via::Direct, Via::Cnitool] {
+            let mut times: Vec<(Vec<Duration>, Vec<Duration>)> = vec![(Vec::new(), Vec::new()); setups.len()];
+            for i in 0..samples + WARMUP {
+                for (s, t) in setups.iter().zip(times.iter_mut()) {
+                    enter(&s.node.path());
                     let id = format!("probe{i}");
-                    adds.push(bench.run(via, "ADD", &id, p));
-                    dels.push(bench.run(via, "DEL", &id, p));
+                    let (add, del) = (s.bench.run(via, "ADD", &id, &s.probes[i]), s.bench.run(via, "DEL", &id, &s.probes[i]));
+                    if i >= WARMUP {
+                        t.0.push(add);
+                        t.1.push(del);
+                    }
                 }
+            }
+            for (s, (mut adds, mut dels)) in setups.iter().zip(times) {
+                enter(&s.node.path());
                 // the same population as during ADD: one probe pod on top of the residents
-                bench.run(via, "ADD", "count", &probes[0]);
+                s.bench.run(via, "ADD", "count", &s.probes[0]);
                 let rules = rule_count();
-                bench.run(via, "DEL", "count", &probes[0]);
+                s.bench.run(via, "DEL", "count", &s.probes[0]);
                 rows.push(Row {
-                    plugin,
+                    plugin: s.bench.plugin,
                     via,
                     pods,
                     add50: pct(&mut adds, 0.5),
@@ -203,20 +233,22 @@ fn main() {
                     del95: pct(&mut dels, 0.95),
                     rules,
                 });
-                eprintln!("done: {} {} {pods}", plugin.name(), if via == Via::Direct { "direct" } else { "cnitool" });
             }
-            for (i, p) in resident.iter().enumerate() {
-                bench.run(Via::Direct, "DEL", &format!("resident{i}"), p);
-            }
-            // SAFETY: back to where we started before namespaces are deleted.
-            assert_eq!(unsafe { libc::setns(home_fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            eprintln!("done: {pods} pods, {}", if via == Via::Direct { "direct" } else { "cnitool" });
         }
+        for s in &setups {
+            enter(&s.node.path());
+            for (i, p) in s.resident.iter().enumerate() {
+                s.bench.run(Via::Direct, "DEL", &format!("resident{i}"), p);
+            }
+        }
+        go_home();
     }
     print_tables(&rows, &levels, samples);
 }
 
 fn print_tables(rows: &[Row], levels: &[usize], samples: usize) {
-    println!("{samples} ADD+DEL pairs per row, sequential; times in ms, wall clock from spawn to exit.\n");
+    println!("{samples} ADD+DEL pairs per row after {WARMUP} discarded, sequential, the two chains alternating sample by sample; times in ms, wall clock from spawn to exit.\n");
     println!("| plugin | via | pods on node | ADD p50 | ADD p95 | DEL p50 | DEL p95 | rules |");
     println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
