@@ -32,8 +32,10 @@ fn main() -> ExitCode {
             }
             let _ = stdout.flush();
             drop(stdout);
-            if let After::DeleteLink(l) = after {
-                retire::delete_in_background(l);
+            match after {
+                After::DeleteLink(l) => retire::finish_in_background(Some(l)),
+                After::Nothing if weavice::firewall::nft_netlink::lingering() => retire::finish_in_background(None),
+                After::Nothing => {}
             }
             ExitCode::SUCCESS
         }

@@ -151,7 +151,11 @@ pub fn elements(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<Vec<Elem
     }
     if !mappings.is_empty() {
         for ip in pod_ips {
-            out.push(Element { set: format!("hairpin_{}", fam(ip)), key: vec![Field::Addr(*ip), Field::Addr(*ip)], data: None });
+            out.push(Element {
+                set: format!("hairpin_{}", fam(ip)),
+                key: vec![Field::Addr(*ip), Field::Addr(*ip)],
+                data: None,
+            });
         }
     }
     Ok(out)

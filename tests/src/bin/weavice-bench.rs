@@ -3,7 +3,10 @@
 //! one run, by direct invocation and through cnitool, at several numbers of
 //! pods already on the node. Prints medians, p95, rule counts and ratios.
 //!
-//! Usage (root): weavice-bench [--samples N] [--pods 1,100,250]
+//! With `--hostport`, every pod gets one hostPort: weavice maps it itself,
+//! the reference chain becomes bridge + host-local + portmap.
+//!
+//! Usage (root): weavice-bench [--samples N] [--pods 1,100,250] [--hostport]
 
 use serde_json::{json, Value};
 use std::fs::File;
@@ -23,7 +26,7 @@ impl Plugin {
     fn name(self) -> &'static str {
         match self {
             Plugin::Weavice => "weavice",
-            Plugin::Reference => "bridge+host-local",
+            Plugin::Reference => "reference",
         }
     }
 
@@ -60,6 +63,46 @@ struct Bench {
     network: String,
     conf: Value,
     plugin: Plugin,
+    /// One hostPort per pod: weavice maps it itself, the reference chain adds portmap.
+    hostport: bool,
+}
+
+/// A hostPort unique per pod, derived from its container ID.
+fn port_for(id: &str) -> u16 {
+    let n: u16 = id.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().unwrap_or(0);
+    match id {
+        _ if id.starts_with("resident") => 20000 + n,
+        _ if id.starts_with("probe") => 30000 + n,
+        _ => 40000,
+    }
+}
+
+fn mappings(id: &str) -> Value {
+    json!([{"hostPort": port_for(id), "containerPort": 80, "protocol": "tcp"}])
+}
+
+/// Runs one plugin binary as a runtime would; its stdout, or None on failure.
+fn invoke(plugin: &str, verb: &str, id: &str, pod: &Netns, conf: &Value) -> Option<Vec<u8>> {
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_COMMAND", verb)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", pod.path())
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", cni_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn plugin");
+    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    if !out.status.success() {
+        eprintln!("{plugin} {verb} {id}: {}", String::from_utf8_lossy(&out.stdout));
+        return None;
+    }
+    Some(out.stdout)
 }
 
 impl Bench {
@@ -71,33 +114,36 @@ impl Bench {
                 let mut conf = self.conf.clone();
                 conf["cniVersion"] = json!("1.0.0");
                 conf["name"] = json!(self.network);
-                let plugin = match self.plugin {
-                    Plugin::Weavice => bin("weavice"),
-                    Plugin::Reference => "/usr/lib/cni/bridge".to_string(),
-                };
-                let mut child = Command::new(plugin)
-                    .env_clear()
-                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                    .env("CNI_COMMAND", verb)
-                    .env("CNI_CONTAINERID", id)
-                    .env("CNI_NETNS", pod.path())
-                    .env("CNI_IFNAME", "eth0")
-                    .env("CNI_PATH", cni_path())
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("spawn plugin");
-                child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
-                let out = child.wait_with_output().unwrap();
-                if !out.status.success() {
-                    eprintln!("{verb} {id}: {}", String::from_utf8_lossy(&out.stdout));
+                match (self.plugin, self.hostport) {
+                    (Plugin::Weavice, hostport) => {
+                        if hostport {
+                            conf["runtimeConfig"] = json!({"portMappings": mappings(id)});
+                        }
+                        invoke(&bin("weavice"), verb, id, pod, &conf).is_some()
+                    }
+                    (Plugin::Reference, false) => invoke("/usr/lib/cni/bridge", verb, id, pod, &conf).is_some(),
+                    // the chain by hand: bridge then portmap on ADD, the reverse on DEL
+                    (Plugin::Reference, true) => {
+                        let mut pm = json!({"cniVersion": "1.0.0", "name": self.network, "type": "portmap",
+                                            "runtimeConfig": {"portMappings": mappings(id)}});
+                        if verb == "ADD" {
+                            invoke("/usr/lib/cni/bridge", verb, id, pod, &conf).is_some_and(|out| {
+                                pm["prevResult"] = serde_json::from_slice(&out).unwrap_or_default();
+                                invoke("/usr/lib/cni/portmap", verb, id, pod, &pm).is_some()
+                            })
+                        } else {
+                            invoke("/usr/lib/cni/portmap", verb, id, pod, &pm).is_some()
+                                && invoke("/usr/lib/cni/bridge", verb, id, pod, &conf).is_some()
+                        }
+                    }
                 }
-                out.status.success()
             }
             Via::Cnitool => {
+                let caps =
+                    if self.hostport { json!({"portMappings": mappings(id)}).to_string() } else { String::new() };
                 let out = Command::new(cnitool())
                     .args([verb.to_lowercase().as_str(), &self.network, &pod.path()])
+                    .env("CAP_ARGS", caps)
                     .env("NETCONFPATH", self.dir.path("net.d"))
                     .env("CNI_PATH", cni_path())
                     .env("CNI_CACHE_DIR", self.dir.path("cache"))
@@ -164,15 +210,24 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(plugin: Plugin, pods: usize, samples: usize) -> Self {
+    fn new(plugin: Plugin, pods: usize, samples: usize, hostport: bool) -> Self {
         let node = Netns::new("bench");
         let dir = TempDir::new("bench");
         let network = format!("bench{}", if plugin == Plugin::Weavice { "wv" } else { "ref" });
-        let conf = plugin.conf(&dir);
+        let mut conf = plugin.conf(&dir);
+        let mut plugins = vec![conf.clone()];
+        if hostport {
+            match plugin {
+                Plugin::Weavice => plugins[0]["capabilities"] = json!({"portMappings": true}),
+                Plugin::Reference => plugins.push(json!({"type": "portmap", "capabilities": {"portMappings": true}})),
+            }
+            conf = plugins[0].clone();
+            conf.as_object_mut().map(|o| o.remove("capabilities"));
+        }
         std::fs::create_dir_all(dir.path("net.d")).unwrap();
-        let list = json!({"cniVersion": "1.0.0", "name": network, "plugins": [conf]});
+        let list = json!({"cniVersion": "1.0.0", "name": network, "plugins": plugins});
         std::fs::write(dir.path(&format!("net.d/{network}.conflist")), list.to_string()).unwrap();
-        let bench = Bench { dir, network, conf, plugin };
+        let bench = Bench { dir, network, conf, plugin, hostport };
         let resident: Vec<Netns> = (0..pods).map(|_| Netns::new("res")).collect();
         let probes: Vec<Netns> = (0..samples + WARMUP).map(|_| Netns::new("probe")).collect();
         enter(&node.path());
@@ -191,9 +246,11 @@ fn main() {
         match w[0].as_str() {
             "--samples" => samples = w[1].parse().expect("--samples N"),
             "--pods" => levels = w[1].split(',').map(|s| s.parse().expect("--pods 1,100,250")).collect(),
+            "--hostport" => {}
             _ => {}
         }
     }
+    let hostport = args.iter().any(|a| a == "--hostport");
     let home_fd = File::open("/proc/self/ns/net").expect("open own netns");
     let go_home = || {
         // SAFETY: back to where we started; the bench is single-threaded.
@@ -203,14 +260,16 @@ fn main() {
     for &pods in &levels {
         // Both chains are set up side by side and measured alternately, sample
         // by sample, so drifting machine noise hits both alike.
-        let setups: Vec<Setup> = [Plugin::Weavice, Plugin::Reference].into_iter().map(|p| Setup::new(p, pods, samples)).collect();
+        let setups: Vec<Setup> =
+            [Plugin::Weavice, Plugin::Reference].into_iter().map(|p| Setup::new(p, pods, samples, hostport)).collect();
         for via in [Via::Direct, Via::Cnitool] {
             let mut times: Vec<(Vec<Duration>, Vec<Duration>)> = vec![(Vec::new(), Vec::new()); setups.len()];
             for i in 0..samples + WARMUP {
                 for (s, t) in setups.iter().zip(times.iter_mut()) {
                     enter(&s.node.path());
                     let id = format!("probe{i}");
-                    let (add, del) = (s.bench.run(via, "ADD", &id, &s.probes[i]), s.bench.run(via, "DEL", &id, &s.probes[i]));
+                    let (add, del) =
+                        (s.bench.run(via, "ADD", &id, &s.probes[i]), s.bench.run(via, "DEL", &id, &s.probes[i]));
                     if i >= WARMUP {
                         t.0.push(add);
                         t.1.push(del);
@@ -244,6 +303,8 @@ fn main() {
         }
         go_home();
     }
+    let reference = if hostport { "bridge + host-local + portmap" } else { "bridge + host-local" };
+    println!("reference = {reference}; one hostPort per pod: {hostport}\n");
     print_tables(&rows, &levels, samples);
 }
 
