@@ -6,8 +6,8 @@
 
 use serde_json::{json, Value};
 use std::fs;
-use std::io::Write;
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +17,6 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn unique(tag: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    // short: names also appear in interface-free paths only, but keep them readable
     format!("wvt-{tag}-{}-{n}", std::process::id())
 }
 
@@ -301,4 +300,27 @@ pub fn attach_outside(node: &Netns, outside: &Netns) {
     outside.ip(&["addr", "add", "203.0.113.2/24", "dev", o]);
     outside.ip(&["addr", "add", "2001:db8:113::2/64", "dev", o, "nodad"]);
     outside.ip(&["link", "set", o, "up"]);
+}
+
+/// A TCP server in `ns` on `addr` answering every connection with `tag`.
+pub fn serve_tcp(ns: &Netns, addr: &str, tag: &'static str) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let l = ns.run(move || TcpListener::bind(addr).expect("bind server"));
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.write_all(tag.as_bytes());
+        }
+    });
+}
+
+/// Connects from `ns` to `to` and returns what the server said ("" if nothing).
+pub fn tcp_fetch(ns: &Netns, to: &str) -> String {
+    let to: SocketAddr = to.parse().unwrap();
+    ns.run(move || {
+        let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else { return String::new() };
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
 }

@@ -3,33 +3,9 @@
 //! refused naming the holder; DEL without runtimeConfig; chained mode.
 
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 use weavice_tests::*;
-
-/// A TCP server in `ns` on `addr` answering every connection with `tag`.
-fn serve(ns: &Netns, addr: &str, tag: &'static str) {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let l = ns.run(move || TcpListener::bind(addr).expect("bind server"));
-    std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            let _ = s.write_all(tag.as_bytes());
-        }
-    });
-}
-
-/// Connects from `ns` to `to` and returns what the server said ("" if nothing).
-fn fetch(ns: &Netns, to: &str) -> String {
-    let to: SocketAddr = to.parse().unwrap();
-    ns.run(move || {
-        let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else { return String::new() };
-        s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    })
-}
 
 /// A UDP echo in `ns` on `addr`.
 fn udp_echo(ns: &Netns, addr: &str) {
@@ -93,18 +69,18 @@ fn mapped_ports_are_reachable_from_everywhere_and_only_there() {
     assert!(r.ok, "{} {}", r.stdout, r.stderr);
     let plain = node.conf("1.1.0", "pmnet", json!({}));
     assert!(node.cni("ADD", &plain, "pmb", &b.path(), "eth0").ok);
-    serve(&a, "[::]:80", "pod-a"); // dual-stack socket
+    serve_tcp(&a, "[::]:80", "pod-a"); // dual-stack socket
     udp_echo(&a, "0.0.0.0:53");
-    serve(&outside, "0.0.0.0:8080", "outside");
+    serve_tcp(&outside, "0.0.0.0:8080", "outside");
 
-    assert_eq!(fetch(&outside, "203.0.113.1:8080"), "pod-a", "from another machine");
-    assert_eq!(fetch(&outside, "[2001:db8:113::1]:8080"), "pod-a", "over IPv6");
-    assert_eq!(fetch(&node.ns, "203.0.113.1:8080"), "pod-a", "from the node to its address");
-    assert_eq!(fetch(&node.ns, "127.0.0.1:8080"), "pod-a", "from the node to 127.0.0.1");
-    assert_eq!(fetch(&b, "203.0.113.1:8080"), "pod-a", "from another pod");
-    assert_eq!(fetch(&a, "203.0.113.1:8080"), "pod-a", "hairpin: the pod to its own hostPort");
+    assert_eq!(tcp_fetch(&outside, "203.0.113.1:8080"), "pod-a", "from another machine");
+    assert_eq!(tcp_fetch(&outside, "[2001:db8:113::1]:8080"), "pod-a", "over IPv6");
+    assert_eq!(tcp_fetch(&node.ns, "203.0.113.1:8080"), "pod-a", "from the node to its address");
+    assert_eq!(tcp_fetch(&node.ns, "127.0.0.1:8080"), "pod-a", "from the node to 127.0.0.1");
+    assert_eq!(tcp_fetch(&b, "203.0.113.1:8080"), "pod-a", "from another pod");
+    assert_eq!(tcp_fetch(&a, "203.0.113.1:8080"), "pod-a", "hairpin: the pod to its own hostPort");
     assert!(udp_ask(&outside, "203.0.113.1:5353"), "udp from outside");
-    assert_eq!(fetch(&b, "203.0.113.2:8080"), "outside", "traffic to other destinations is not rewritten");
+    assert_eq!(tcp_fetch(&b, "203.0.113.2:8080"), "outside", "traffic to other destinations is not rewritten");
 
     let check = node.cni("CHECK", &conf, "pma", &a.path(), "eth0");
     assert!(check.ok, "{}", check.stdout);
@@ -113,7 +89,7 @@ fn mapped_ports_are_reachable_from_everywhere_and_only_there() {
     assert!(node.cni("DEL", &plain, "pma", &a.path(), "eth0").ok);
     let table = nft_table(&node);
     assert!(!table.contains("8080") && !table.contains("5353"), "{table}");
-    assert_eq!(fetch(&outside, "203.0.113.1:8080"), "");
+    assert_eq!(tcp_fetch(&outside, "203.0.113.1:8080"), "");
     assert!(node.cni("DEL", &plain, "pmb", &b.path(), "eth0").ok);
 }
 
@@ -198,14 +174,14 @@ fn weavice_chained_after_the_reference_bridge_maps_ports() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["interfaces"][0]["name"], "cni-wvc", "the bridge plugin's result is passed on");
-    serve(&pod, "0.0.0.0:80", "chained-pod");
-    assert_eq!(fetch(&outside, "203.0.113.1:8081"), "chained-pod");
+    serve_tcp(&pod, "0.0.0.0:80", "chained-pod");
+    assert_eq!(tcp_fetch(&outside, "203.0.113.1:8081"), "chained-pod");
     let check = node.cnitool("check", "chained", &pod, &[("CAP_ARGS", caps)]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let del = node.cnitool("del", "chained", &pod, &[("CAP_ARGS", caps)]);
     assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
     assert!(!nft_table(&node).contains("8081"));
-    assert_eq!(fetch(&outside, "203.0.113.1:8081"), "");
+    assert_eq!(tcp_fetch(&outside, "203.0.113.1:8081"), "");
 }
 
 #[test]
@@ -227,9 +203,9 @@ fn reference_portmap_chained_after_weavice_works() {
     let caps = r#"{"portMappings": [{"hostPort": 8082, "containerPort": 80, "protocol": "tcp"}]}"#;
     let out = node.cnitool("add", "refpm", &pod, &[("CAP_ARGS", caps)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serve(&pod, "0.0.0.0:80", "behind-portmap");
-    assert_eq!(fetch(&outside, "203.0.113.1:8082"), "behind-portmap");
+    serve_tcp(&pod, "0.0.0.0:80", "behind-portmap");
+    assert_eq!(tcp_fetch(&outside, "203.0.113.1:8082"), "behind-portmap");
     let del = node.cnitool("del", "refpm", &pod, &[("CAP_ARGS", caps)]);
     assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
-    assert_eq!(fetch(&outside, "203.0.113.1:8082"), "");
+    assert_eq!(tcp_fetch(&outside, "203.0.113.1:8082"), "");
 }

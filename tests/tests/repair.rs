@@ -2,31 +2,8 @@
 //! weavice's saved state: masquerade, redirects and port mappings.
 
 use serde_json::json;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 use weavice_tests::*;
-
-fn serve(ns: &Netns, addr: &str) {
-    let addr: SocketAddr = addr.parse().unwrap();
-    let l = ns.run(move || TcpListener::bind(addr).expect("bind"));
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            drop(std::io::Write::write_all(&mut &s, b"pod"));
-        }
-    });
-}
-
-fn reachable(from: &Netns, to: &str) -> bool {
-    let to: SocketAddr = to.parse().unwrap();
-    from.run(move || {
-        let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(1)) else { return false };
-        s.set_read_timeout(Some(Duration::from_secs(1))).ok();
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out == "pod"
-    })
-}
 
 #[test]
 fn repair_restores_what_a_ruleset_flush_removed() {
@@ -44,14 +21,14 @@ fn repair_restores_what_a_ruleset_flush_removed() {
     );
     let r = node.cni("ADD", &conf, "rep1", &pod.path(), "eth0");
     assert!(r.ok, "{}", r.stdout);
-    serve(&pod, "[::]:80");
-    assert!(reachable(&outside, "203.0.113.1:8090"));
+    serve_tcp(&pod, "[::]:80", "pod");
+    assert_eq!(tcp_fetch(&outside, "203.0.113.1:8090"), "pod");
     let source =
         |port| udp_source_seen(&pod, &outside, SocketAddr::from(([203, 0, 113, 2], port))).map(|s| s.ip().to_string());
     assert_eq!(source(7101).as_deref(), Some("203.0.113.1"));
 
     node.ns.exec("nft", &["flush", "ruleset"]);
-    assert!(!reachable(&outside, "203.0.113.1:8090"), "the mapping is gone with the ruleset");
+    assert!(tcp_fetch(&outside, "203.0.113.1:8090") != "pod", "the mapping is gone with the ruleset");
     let check = node.cni("CHECK", &conf, "rep1", &pod.path(), "eth0");
     assert_eq!(check.json["code"], 106, "{}", check.stdout);
 
@@ -61,7 +38,7 @@ fn repair_restores_what_a_ruleset_flush_removed() {
 
     let check = node.cni("CHECK", &conf, "rep1", &pod.path(), "eth0");
     assert!(check.ok, "{}", check.stdout);
-    assert!(reachable(&outside, "203.0.113.1:8090"), "mapping restored");
+    assert_eq!(tcp_fetch(&outside, "203.0.113.1:8090"), "pod", "mapping restored");
     assert_eq!(source(7102).as_deref(), Some("203.0.113.1"), "masquerade restored");
 
     // on an intact node repair changes nothing

@@ -57,7 +57,8 @@ pub fn add_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result
 
 /// Removes the pod's mappings; elements already gone are not an error.
 pub fn remove_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<(), PluginError> {
-    if mappings.is_empty() {
+    // no pod address: nothing was installed (a rollback before the addresses)
+    if mappings.is_empty() || pod_ips.is_empty() {
         return Ok(());
     }
     let elements = pod_elements(mappings, pod_ips)?;
