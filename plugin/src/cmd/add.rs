@@ -169,21 +169,26 @@ fn build(
                 .index
         }
     };
-    link::set_up(pod, pod_index, ifname)?;
+    // Pod side in one datagram: up, addresses, routes (in that order).
     let mut ips = Vec::with_capacity(ipr.ips.len());
+    let mut requests = vec![link::up_request(pod_index)];
+    let mut what = vec![format!("set {ifname} up")];
     for ip in &ipr.ips {
         let a = if routed {
             IpNet::new(ip.address.addr(), host_prefix(ip.address.addr())).expect("host prefix")
         } else {
             ip.address
         };
-        addr::add(pod, pod_index, a, false)?;
+        requests.push(addr::add_request(pod_index, a));
+        what.push(format!("add address {a}"));
         ips.push(IpConfig { address: a, gateway: ip.gateway, interface: Some(2) });
     }
     let routes = pod_routes(net, &ipr)?;
     for r in &routes {
-        route::add(pod, pod_index, r)?;
+        requests.push(route::add_request(pod_index, r)?);
+        what.push(format!("add route {}{}", r.dst, r.gw.map(|g| format!(" via {g}")).unwrap_or_default()));
     }
+    pod.ack_all(requests).map_err(|(i, e)| PluginError::netlink(what[i].clone())(e))?;
 
     let pod_ips: Vec<IpAddr> = ips.iter().map(|i| i.address.addr()).collect();
     ports::install(&net.port_mappings, &pod_ips)?;

@@ -24,6 +24,11 @@ fn message(index: u32, addr: IpNet) -> AddressMessage {
     }
 }
 
+/// The request adding `addr` (exclusive), for `Netlink::ack_all`.
+pub fn add_request(index: u32, addr: IpNet) -> (RouteNetlinkMessage, u16, Option<i32>) {
+    (RouteNetlinkMessage::NewAddress(message(index, addr)), NLM_F_CREATE | NLM_F_EXCL, None)
+}
+
 /// Adds `addr`; with `shared`, an existing identical address is fine (the
 /// bridge gateway, added by whichever ADD comes first).
 pub fn add(nl: &mut Netlink, index: u32, addr: IpNet, shared: bool) -> Result<(), PluginError> {

@@ -83,6 +83,11 @@ pub fn set(nl: &mut Netlink, msg: LinkMessage, what: &str) -> Result<(), PluginE
     nl.ack(RouteNetlinkMessage::SetLink(msg), 0).map_err(PluginError::netlink(what.to_string()))
 }
 
+/// The request bringing a link up, for `Netlink::ack_all`.
+pub fn up_request(index: u32) -> (RouteNetlinkMessage, u16, Option<i32>) {
+    (RouteNetlinkMessage::SetLink(LinkUnspec::new_with_index(index).up().build()), 0, None)
+}
+
 pub fn set_up(nl: &mut Netlink, index: u32, name: &str) -> Result<(), PluginError> {
     set(nl, LinkUnspec::new_with_index(index).up().build(), &format!("set {name} up"))
 }

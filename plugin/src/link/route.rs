@@ -29,7 +29,9 @@ fn message(r: &RouteSpec, oif: u32) -> RouteMessage {
     b.build()
 }
 
-pub fn add(nl: &mut Netlink, oif: u32, r: &RouteSpec) -> Result<(), PluginError> {
+/// The request adding the route (an identical one already there is fine),
+/// for `Netlink::ack_all`.
+pub fn add_request(oif: u32, r: &RouteSpec) -> Result<(RouteNetlinkMessage, u16, Option<i32>), PluginError> {
     if let Some(gw) = r.gw {
         if gw.is_ipv4() != r.dst.addr().is_ipv4() {
             return Err(PluginError::Conf(conf::ConfError::Invalid(format!(
@@ -38,10 +40,7 @@ pub fn add(nl: &mut Netlink, oif: u32, r: &RouteSpec) -> Result<(), PluginError>
             ))));
         }
     }
-    match nl.ack(RouteNetlinkMessage::NewRoute(message(r, oif)), NLM_F_CREATE | NLM_F_EXCL) {
-        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(()),
-        res => res.map_err(PluginError::netlink(format!("add route {} via {:?}", r.dst, r.gw))),
-    }
+    Ok((RouteNetlinkMessage::NewRoute(message(r, oif)), NLM_F_CREATE | NLM_F_EXCL, Some(libc::EEXIST)))
 }
 
 /// Main-table routes through `oif`, for CHECK.

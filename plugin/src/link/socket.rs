@@ -49,6 +49,53 @@ impl Netlink {
         self.exchange(msg, NLM_F_REQUEST | NLM_F_ACK | flags).map(drop)
     }
 
+    /// Several acknowledged requests in one datagram: the kernel runs them in
+    /// order, so later ones may depend on earlier ones (a route on an address),
+    /// and the round trips of all but one are saved. Returns the first failure
+    /// and its index; `tolerated` errnos count as success.
+    pub fn ack_all(&mut self, reqs: Vec<(RouteNetlinkMessage, u16, Option<i32>)>) -> Result<(), (usize, NlError)> {
+        let first = self.seq.wrapping_add(1);
+        let mut out = Vec::new();
+        let mut tolerated = Vec::with_capacity(reqs.len());
+        for (msg, flags, tolerate) in reqs {
+            self.seq = self.seq.wrapping_add(1);
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+            header.sequence_number = self.seq;
+            let mut req = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+            req.finalize();
+            let start = out.len();
+            out.resize(start + req.buffer_len(), 0);
+            req.serialize(&mut out[start..]);
+            tolerated.push(tolerate);
+        }
+        let n = tolerated.len();
+        self.sock.send(&out, 0).map_err(|e| (0, e.into()))?;
+        let mut acked = 0;
+        while acked < n {
+            let len = self.sock.recv(&mut &mut self.buf[..], 0).map_err(|e| (acked, e.into()))?;
+            let mut offset = 0;
+            while offset < len {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..len])
+                    .map_err(|e| (acked, NlError::Decode(e.to_string())))?;
+                let size = reply.header.length as usize;
+                if size == 0 {
+                    return Err((acked, NlError::Decode("zero-length message".into())));
+                }
+                offset += (size + 3) & !3;
+                let idx = reply.header.sequence_number.wrapping_sub(first) as usize;
+                if let (NetlinkPayload::Error(e), true) = (reply.payload, idx < n) {
+                    let errno = e.raw_code().abs();
+                    if errno != 0 && tolerated[idx] != Some(errno) {
+                        return Err((idx, NlError::Kernel(io::Error::from_raw_os_error(errno))));
+                    }
+                    acked += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// An exclusive create; the kernel echoes what it made (since Linux 6.3),
     /// which saves a lookup afterwards.
     pub fn create(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NlError> {
