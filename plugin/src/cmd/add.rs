@@ -34,6 +34,9 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<serde_json::Value, PluginErr
 /// weavice creates no interface, adds its port mappings for those addresses,
 /// and passes the result on unchanged.
 fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<serde_json::Value, PluginError> {
+    if !prev.is_object() {
+        return Err(ConfError::Invalid("prevResult must be a result object".into()).into());
+    }
     let result = CniResult::from_value(prev)?;
     let pod_ips: Vec<IpAddr> = result.ips.iter().map(|i| i.address.addr()).collect();
     if pod_ips.is_empty() && !net.port_mappings.is_empty() {
@@ -138,13 +141,14 @@ fn build(
     let mut ready = network::ensure(&mut node.netlink, &net.state_dir, &net.name, &want, false)?;
 
     let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
+    let peer_mac = mac.unwrap_or_else(|| veth::pod_mac(&net.name, &args.container_id, &args.ifname));
     let spec = |bridge_index| veth::VethSpec {
         host: &host_name,
         peer: &args.ifname,
         peer_netns_fd: pod_ns.fd(),
         bridge_index,
         mtu: net.mtu,
-        peer_mac: mac.clone().unwrap_or_else(|| veth::pod_mac(&net.name, &args.container_id, &args.ifname)),
+        peer_mac: peer_mac.clone(),
     };
     let host_link = match veth::create(&mut node.netlink, &spec(ready.bridge_index)) {
         Ok(l) => l,
@@ -194,7 +198,7 @@ fn build(
     ports::install(&net.port_mappings, &pod_ips)?;
     made.ports_installed = pod_ips;
 
-    let pod_mac = link::format_mac(&spec(ready.bridge_index).peer_mac);
+    let pod_mac = link::format_mac(&peer_mac);
     let result_routes: Vec<Route> = routes.iter().map(|r| Route { dst: r.dst, gw: r.gw }).collect();
     Attachment {
         network: net.name.clone(),

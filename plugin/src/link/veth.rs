@@ -53,8 +53,12 @@ pub fn create(nl: &mut Netlink, s: &VethSpec<'_>) -> Result<Link, PluginError> {
     peer = peer.address(s.peer_mac.clone());
     // One queue each way: the kernel makes a sysfs object per queue, and a
     // veth gains nothing from more.
-    let peer = peer.append_extra_attribute(LinkAttribute::NumTxQueues(1)).append_extra_attribute(LinkAttribute::NumRxQueues(1));
-    let host = host.append_extra_attribute(LinkAttribute::NumTxQueues(1)).append_extra_attribute(LinkAttribute::NumRxQueues(1));
+    let peer = peer
+        .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+        .append_extra_attribute(LinkAttribute::NumRxQueues(1));
+    let host = host
+        .append_extra_attribute(LinkAttribute::NumTxQueues(1))
+        .append_extra_attribute(LinkAttribute::NumRxQueues(1));
     let msg = host.set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).build();
     let echoed = nl.create(RouteNetlinkMessage::NewLink(msg)).map_err(|e| match e.errno() {
         Some(libc::EEXIST) => PluginError::Kernel(format!(
