@@ -307,3 +307,35 @@ fn a_bridge_deleted_by_hand_is_rebuilt_by_the_next_add() {
     assert_eq!(ping(&b, "fd88::1"), Some(64));
     assert!(node.log().contains("setting network rebuildnet up again"));
 }
+
+#[test]
+fn static_addresses_and_mac_come_from_capabilities_and_args() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("static");
+    let (a, b) = (Netns::new("sa"), Netns::new("sb"));
+    let conf = node.conf(
+        "1.1.0",
+        "staticnet",
+        json!({"runtimeConfig": {"ips": ["10.88.0.77/24", "fd88::77"], "mac": "02:aa:bb:cc:dd:ee"}}),
+    );
+    let r = node.cni("ADD", &conf, "st-a", &a.path(), "eth0");
+    assert!(r.ok, "{}", r.stdout);
+    assert_eq!(ip_of(&r.json, true), "10.88.0.77");
+    assert_eq!(ip_of(&r.json, false), "fd88::77");
+    assert!(a.ip(&["link", "show", "eth0"]).contains("02:aa:bb:cc:dd:ee"));
+    // CNI_ARGS IP=, and a taken address is refused (code 103)
+    let plain = node.conf("1.1.0", "staticnet", json!({}));
+    let env = [("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "st-b"), ("CNI_NETNS", &b.path()), ("CNI_IFNAME", "eth0")];
+    let mut with_args = env.to_vec();
+    with_args.push(("CNI_ARGS", "IgnoreUnknown=1;IP=10.88.0.77"));
+    let taken = node.invoke("weavice", &with_args, plain.to_string().as_bytes());
+    assert_eq!(taken.json["code"], 103, "{}", taken.stdout);
+    with_args.pop();
+    with_args.push(("CNI_ARGS", "IgnoreUnknown=1;IP=10.88.0.78"));
+    let r = node.invoke("weavice", &with_args, plain.to_string().as_bytes());
+    assert!(r.ok, "{}", r.stdout);
+    assert_eq!(ip_of(&r.json, true), "10.88.0.78");
+    assert_eq!(ping(&a, "10.88.0.78"), Some(63));
+}
