@@ -2,7 +2,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -24,12 +23,7 @@ pub enum LockError {
 impl FileLock {
     /// Polls with a growing pause so a crowd of parallel ADDs does not spin.
     pub fn acquire(path: &Path, timeout: Duration) -> Result<Self, LockError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(path)
+        let file = crate::private_file::open(path, OpenOptions::new().create(true).truncate(false).write(true))
             .map_err(|source| LockError::Open { path: path.display().to_string(), source })?;
         let start = Instant::now();
         let mut pause = Duration::from_micros(50);

@@ -8,6 +8,7 @@
 pub mod allocator;
 pub mod error;
 pub mod filelock;
+pub mod private_file;
 pub mod store;
 
 use conf::netconf::AttachmentKey;
@@ -22,8 +23,7 @@ pub const PLUGIN_TYPE: &str = "weavice-ipam";
 const LOCK_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn open(conf: &IpamConf, network: &str) -> Result<(DiskStore, FileLock), IpamError> {
-    let store = DiskStore::open(&conf.data_dir, network)
-        .map_err(IpamError::io(format!("create {}/{network}", conf.data_dir)))?;
+    let store = DiskStore::open(&conf.data_dir, network);
     let lock = FileLock::acquire(&store.lock_path(), LOCK_TIMEOUT)?;
     Ok((store, lock))
 }

@@ -49,7 +49,6 @@ fn claim_name(m: &PortMapping) -> String {
 }
 
 fn lock(state_dir: &str) -> Result<FileLock, PluginError> {
-    fs::create_dir_all(root(state_dir)).map_err(PluginError::io("create hostports dir"))?;
     Ok(FileLock::acquire(&root(state_dir).join("lock"), Duration::from_secs(20)).map_err(ipam::IpamError::from)?)
 }
 

@@ -5,7 +5,6 @@
 use conf::netconf::log_level::Level;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::OnceLock;
 
 struct Sink {
@@ -19,10 +18,9 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 /// Called once the configuration is known; before that only errors reach stderr.
 pub fn init(level: Level, file: Option<&str>, tag: String) {
     let file = file.and_then(|p| {
-        if let Some(dir) = std::path::Path::new(p).parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        OpenOptions::new().create(true).append(true).mode(0o600).open(p).ok().map(std::sync::Mutex::new)
+        ipam::private_file::open(std::path::Path::new(p), OpenOptions::new().create(true).append(true))
+            .ok()
+            .map(std::sync::Mutex::new)
     });
     let _ = SINK.set(Sink { level, file, tag });
 }

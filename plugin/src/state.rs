@@ -7,9 +7,8 @@ use crate::error::PluginError;
 use conf::{IpConfig, Route};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use std::fs::{self, DirBuilder, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -55,18 +54,7 @@ impl Attachment {
 /// state files are written once per attachment, and a torn one is reported
 /// by name and cleared by GC.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PluginError> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(PluginError::io(format!("create {}", dir.display())))?;
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
+    let mut f = ipam::private_file::open(path, OpenOptions::new().write(true).create(true).truncate(true))
         .map_err(PluginError::io(format!("write {}", path.display())))?;
     f.write_all(bytes).map_err(PluginError::io(format!("write {}", path.display())))
 }

@@ -168,6 +168,14 @@ fn del_is_idempotent_and_check_reports_what_is_missing() {
     let add = node.cni("ADD", &conf, "del1", &pod.path(), "eth0");
     assert!(add.ok, "{}", add.stdout);
     let host_veth = add.json["interfaces"][1]["name"].as_str().unwrap().to_string();
+    // state is root's alone: files 0600, directories 0700
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| std::fs::metadata(node.dir.path(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("state/attachments/delnet/eth0/del1.json"), 0o600);
+    assert_eq!(mode("state/attachments/delnet/eth0"), 0o700);
+    assert_eq!(mode("state/networks/delnet.json"), 0o600);
+    assert_eq!(mode("ipam/delnet/10.88.0.2"), 0o600);
+    assert_eq!(mode("ipam/delnet"), 0o700);
     let mut with_prev = conf.clone();
     merge(&mut with_prev, json!({"prevResult": add.json}));
     let ok = node.cni("CHECK", &with_prev, "del1", &pod.path(), "eth0");
