@@ -181,6 +181,15 @@ fn del_is_idempotent_and_check_reports_what_is_missing() {
     let ok = node.cni("CHECK", &with_prev, "del1", &pod.path(), "eth0");
     assert!(ok.ok, "{}", ok.stdout);
 
+    node.ns.ip(&["link", "set", &host_veth, "type", "bridge_slave", "isolated", "off"]);
+    let bad = node.cni("CHECK", &with_prev, "del1", &pod.path(), "eth0");
+    assert!(
+        bad.json["msg"].as_str().unwrap().contains(&format!("isolation of bridge port {host_veth}")),
+        "{}",
+        bad.stdout
+    );
+    node.ns.ip(&["link", "set", &host_veth, "type", "bridge_slave", "isolated", "on"]);
+
     pod.ip(&["route", "del", "default"]);
     let bad = node.cni("CHECK", &with_prev, "del1", &pod.path(), "eth0");
     assert!(!bad.ok);

@@ -122,7 +122,12 @@ fn a_port_in_use_is_refused_naming_its_holder() {
     assert_eq!(r.json["code"], 107, "{}", r.stdout);
     assert!(r.json["msg"].as_str().unwrap().contains("shop/web1"), "{}", r.stdout);
     assert_eq!((nft_table(&node), node.ns.links()), before, "nothing installed for the refused pod");
-    assert!(node.cni("DEL", &conf, "web1", &a.path(), "eth0").ok);
+    // GC of web1 (not listed) frees its port too
+    let mut gc = conf.clone();
+    merge(&mut gc, json!({"cni.dev/valid-attachments": []}));
+    let r = node.invoke("weavice", &[("CNI_COMMAND", "GC")], gc.to_string().as_bytes());
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    assert!(!nft_table(&node).contains("9090"), "GC removed the mapping");
     assert!(run("web2", &b).ok, "the port is free again");
 }
 

@@ -1,7 +1,8 @@
-//! GC: releases every attachment not listed as valid, its host veth, saved
-//! state and IPAM reservations, and finishes retired veths left behind.
+//! GC: releases every attachment not listed as valid (its port mappings and
+//! claims, host veth, saved state and IPAM reservations), and finishes
+//! retired veths left behind.
 
-use super::{require_version, Node};
+use super::{ports, require_version, Node};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::link::{self, veth};
@@ -21,8 +22,12 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         }
         info!("GC releases {}/{} ({})", a.container_id, a.ifname, a.host_veth);
         let removed = (|| {
-            if let Some(l) = link::get(&mut node.netlink, &a.host_veth)? {
-                link::delete(&mut node.netlink, l.index, &l.name)?;
+            ports::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips())?;
+            // a chained attachment has no veth of weavice's
+            if !a.chained {
+                if let Some(l) = link::get(&mut node.netlink, &a.host_veth)? {
+                    link::delete(&mut node.netlink, l.index, &l.name)?;
+                }
             }
             Attachment::remove(&net.state_dir, &net.name, &a.container_id, &a.ifname)
         })();
