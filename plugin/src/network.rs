@@ -132,38 +132,33 @@ pub fn ensure(
     let (boot_id, netns_inode) = here()?;
     let path = marker_path(state_dir, network);
     if !force {
-        if let Ok(m) = fs::read(&path).map(|b| serde_json::from_slice::<Marker>(&b)) {
-            if let Ok(m) = m {
-                if m.boot_id == boot_id && m.netns_inode == netns_inode && &m.wanted == want {
-                    return Ok(Ready { from_marker: true, ..m.ready });
-                }
+        if let Ok(Ok(m)) = fs::read(&path).map(|b| serde_json::from_slice::<Marker>(&b)) {
+            if m.boot_id == boot_id && m.netns_inode == netns_inode && &m.wanted == want {
+                return Ok(Ready { from_marker: true, ..m.ready });
             }
         }
     }
 
-    if want.bridge.is_empty() {
-        firewall::apply(&want.rules)?;
-        let ready = Ready { bridge_index: 0, bridge_mac: String::new(), from_marker: false };
-        let marker = Marker { boot_id, netns_inode, wanted: want.clone(), ready: ready.clone() };
-        write_private(&path, &serde_json::to_vec_pretty(&marker).unwrap_or_default())?;
-        return Ok(ready);
-    }
-    let br = bridge::ensure(nl, &want.bridge, want.mtu)?;
-    for gw in &want.gateways {
-        addr::add(nl, br.index, *gw, true)?;
-    }
-    if want.gateways.iter().any(|g| g.addr().is_ipv4()) {
-        sysctl::set("net.ipv4.ip_forward", "1")?;
-        // 127.0.0.1:hostPort DNATed to a pod leaves through the bridge with a
-        // loopback source until it is masqueraded (firewall/portmap.rs)
-        sysctl::set_if("ipv4", &want.bridge, "route_localnet", "1")?;
-    }
-    if want.gateways.iter().any(|g| g.addr().is_ipv6()) {
-        sysctl::set("net.ipv6.conf.all.forwarding", "1")?;
-    }
+    // chained after another main plugin: no bridge of weavice's own
+    let ready = if want.bridge.is_empty() {
+        Ready { bridge_index: 0, bridge_mac: String::new(), from_marker: false }
+    } else {
+        let br = bridge::ensure(nl, &want.bridge, want.mtu)?;
+        for gw in &want.gateways {
+            addr::add(nl, br.index, *gw, true)?;
+        }
+        if want.gateways.iter().any(|g| g.addr().is_ipv4()) {
+            sysctl::set("net.ipv4.ip_forward", "1")?;
+            // 127.0.0.1:hostPort DNATed to a pod leaves through the bridge with a
+            // loopback source until it is masqueraded (firewall/portmap.rs)
+            sysctl::set_if("ipv4", &want.bridge, "route_localnet", "1")?;
+        }
+        if want.gateways.iter().any(|g| g.addr().is_ipv6()) {
+            sysctl::set("net.ipv6.conf.all.forwarding", "1")?;
+        }
+        Ready { bridge_index: br.index, bridge_mac: link::format_mac(&br.mac), from_marker: false }
+    };
     firewall::apply(&want.rules)?;
-
-    let ready = Ready { bridge_index: br.index, bridge_mac: link::format_mac(&br.mac), from_marker: false };
     let marker = Marker { boot_id, netns_inode, wanted: want.clone(), ready: ready.clone() };
     write_private(&path, &serde_json::to_vec_pretty(&marker).unwrap_or_default())?;
     Ok(ready)
