@@ -19,6 +19,17 @@ pub enum PodToPod {
     Bridged,
 }
 
+/// Which netfilter interface weavice programs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallBackend {
+    /// nftables where the `nft` tool is installed, iptables otherwise.
+    #[default]
+    Auto,
+    Nftables,
+    Iptables,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RuntimeConfig {
     #[serde(default)]
@@ -75,6 +86,8 @@ struct RawNetConf {
     #[serde(default)]
     pod_to_pod: PodToPod,
     #[serde(default)]
+    firewall_backend: FirewallBackend,
+    #[serde(default)]
     ipam: Option<Value>,
     #[serde(default)]
     log_file: Option<String>,
@@ -106,6 +119,7 @@ pub struct NetConf {
     pub ip_masq: bool,
     pub hairpin_mode: bool,
     pub pod_to_pod: PodToPod,
+    pub firewall_backend: FirewallBackend,
     pub ipam: Option<Value>,
     pub ipam_type: Option<String>,
     pub log_file: Option<String>,
@@ -200,6 +214,7 @@ impl NetConf {
             ip_masq: c.ip_masq,
             hairpin_mode: c.hairpin_mode,
             pod_to_pod: c.pod_to_pod,
+            firewall_backend: c.firewall_backend,
             ipam: c.ipam,
             ipam_type,
             log_file: c.log_file,
@@ -251,6 +266,7 @@ mod tests {
             (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","mtu":20}"#, ErrorCode::InvalidConfig),
             (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","ipMasq":"yes"}"#, ErrorCode::InvalidConfig),
             (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","podToPod":"tunnel"}"#, ErrorCode::InvalidConfig),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","firewallBackend":"pf"}"#, ErrorCode::InvalidConfig),
             (
                 r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","bridge":"a-very-long-bridge-name"}"#,
                 ErrorCode::InvalidConfig,

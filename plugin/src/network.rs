@@ -8,7 +8,7 @@
 //! boot or namespace, or a changed config redoes the setup.
 
 use crate::error::PluginError;
-use crate::firewall::{self, NetworkRules};
+use crate::firewall::{self, Backend, NetworkRules};
 use crate::link::{self, addr, bridge, Netlink};
 use crate::state::write_private;
 use crate::sysctl;
@@ -31,7 +31,7 @@ pub struct Wanted {
 
 impl Wanted {
     /// From a network's config, the pod ranges and the gateways IPAM chose.
-    pub fn new(net: &conf::NetConf, ranges: &[IpNet], gateways: &[std::net::IpAddr]) -> Self {
+    pub fn new(net: &conf::NetConf, ranges: &[IpNet], gateways: &[std::net::IpAddr], backend: Backend) -> Self {
         let gateways = if net.is_gateway {
             gateways
                 .iter()
@@ -52,6 +52,7 @@ impl Wanted {
                 masquerade: net.ip_masq,
                 bridge: net.bridge.clone(),
                 routed: net.pod_to_pod == conf::PodToPod::Routed,
+                backend,
             },
         }
     }
@@ -60,13 +61,19 @@ impl Wanted {
 impl Wanted {
     /// Chained after another main plugin: no bridge of weavice's own, only
     /// the netfilter skeleton its port mappings live in.
-    pub fn chained() -> Self {
+    pub fn chained(backend: Backend) -> Self {
         Wanted {
             bridge: String::new(),
             mtu: None,
             gateways: Vec::new(),
             routed: false,
-            rules: NetworkRules { ranges: Vec::new(), masquerade: false, bridge: String::new(), routed: false },
+            rules: NetworkRules {
+                ranges: Vec::new(),
+                masquerade: false,
+                bridge: String::new(),
+                routed: false,
+                backend,
+            },
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct Attachment {
     /// Chained after another main plugin: weavice made no interface.
     #[serde(default)]
     pub chained: bool,
+    /// Where the port mappings live.
+    #[serde(default)]
+    pub backend: crate::firewall::Backend,
 }
 
 impl Attachment {

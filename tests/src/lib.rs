@@ -324,3 +324,16 @@ pub fn tcp_fetch(ns: &Netns, to: &str) -> String {
         out
     })
 }
+
+/// Everything netfilter holds in `ns`: the nft ruleset and both iptables-saves.
+pub fn firewall_dump(ns: &Netns) -> String {
+    let mut out = String::new();
+    // nft -s: without counters, which move with traffic
+    for (cmd, args) in [("nft", vec!["-s", "list", "ruleset"]), ("iptables-save", vec![]), ("ip6tables-save", vec![])] {
+        let o = ns.exec(cmd, &args);
+        // iptables-save stamps the time; drop comment lines
+        out +=
+            &String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    }
+    out
+}

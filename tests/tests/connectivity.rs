@@ -89,6 +89,15 @@ fn cnitool_pods_ping_each_other_and_the_gateway_over_v4_and_v6() {
 
 #[test]
 fn masquerade_makes_the_outside_see_the_node_address() {
+    masquerade_case("nftables");
+}
+
+#[test]
+fn masquerade_with_the_iptables_backend() {
+    masquerade_case("iptables");
+}
+
+fn masquerade_case(backend: &str) {
     if !require_root() {
         return;
     }
@@ -96,7 +105,7 @@ fn masquerade_makes_the_outside_see_the_node_address() {
     let outside = Netns::new("out");
     attach_outside(&node.ns, &outside);
     let pod = Netns::new("mp");
-    let conf = node.conf("1.1.0", "masqnet", json!({}));
+    let conf = node.conf("1.1.0", "masqnet", json!({"firewallBackend": backend}));
     let r = node.cni("ADD", &conf, "masq1", &pod.path(), "eth0");
     assert!(r.ok, "{}", r.stdout);
 
@@ -110,10 +119,14 @@ fn masquerade_makes_the_outside_see_the_node_address() {
     assert!(ping(&pod, "203.0.113.2").is_some());
 
     // the rule is per network: a second pod adds nothing to the ruleset
-    let rules = node.ns.exec("nft", &["list", "ruleset"]).stdout;
+    let rules = firewall_dump(&node.ns);
     let pod2 = Netns::new("mp2");
     assert!(node.cni("ADD", &conf, "masq2", &pod2.path(), "eth0").ok);
-    assert_eq!(node.ns.exec("nft", &["list", "ruleset"]).stdout, rules);
+    assert_eq!(firewall_dump(&node.ns), rules);
+    if backend == "iptables" {
+        assert!(rules.contains("-A WEAVICE-MASQ -s 10.88.0.0/24 ! -d 10.88.0.0/24 -j MASQUERADE"), "{rules}");
+        assert!(!node.ns.exec("nft", &["list", "table", "inet", "weavice"]).status.success(), "no nft table");
+    }
     for (id, p) in [("masq1", &pod), ("masq2", &pod2)] {
         assert!(node.cni("DEL", &conf, id, &p.path(), "eth0").ok);
     }

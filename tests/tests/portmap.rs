@@ -34,6 +34,11 @@ fn mapped(node: &Node, mappings: Value) -> Value {
     node.conf("1.1.0", "pmnet", json!({"runtimeConfig": {"portMappings": mappings}}))
 }
 
+fn with_backend(mut conf: Value, backend: &str) -> Value {
+    merge(&mut conf, json!({"firewallBackend": backend}));
+    conf
+}
+
 /// A node namespace where br_netfilter leaves the bridge alone. With
 /// `bridge-nf-call-iptables=1` (the kernel's default once br_netfilter is
 /// loaded, and what kube-proxy nodes run), the IP prerouting hook runs at
@@ -54,6 +59,15 @@ fn nft_table(node: &Node) -> String {
 
 #[test]
 fn mapped_ports_are_reachable_from_everywhere_and_only_there() {
+    mapped_ports_case("nftables");
+}
+
+#[test]
+fn mapped_ports_with_the_iptables_backend() {
+    mapped_ports_case("iptables");
+}
+
+fn mapped_ports_case(backend: &str) {
     if !require_root() {
         return;
     }
@@ -61,13 +75,11 @@ fn mapped_ports_are_reachable_from_everywhere_and_only_there() {
     let outside = Netns::new("pmo");
     attach_outside(&node.ns, &outside);
     let (a, b) = (Netns::new("pma"), Netns::new("pmb"));
-    let conf = mapped(
-        &node,
-        json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}, {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]),
-    );
+    let mappings = json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}, {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]);
+    let conf = with_backend(mapped(&node, mappings), backend);
     let r = node.cni("ADD", &conf, "pma", &a.path(), "eth0");
     assert!(r.ok, "{} {}", r.stdout, r.stderr);
-    let plain = node.conf("1.1.0", "pmnet", json!({}));
+    let plain = with_backend(node.conf("1.1.0", "pmnet", json!({})), backend);
     assert!(node.cni("ADD", &plain, "pmb", &b.path(), "eth0").ok);
     serve_tcp(&a, "[::]:80", "pod-a"); // dual-stack socket
     udp_echo(&a, "0.0.0.0:53");
@@ -84,10 +96,18 @@ fn mapped_ports_are_reachable_from_everywhere_and_only_there() {
 
     let check = node.cni("CHECK", &conf, "pma", &a.path(), "eth0");
     assert!(check.ok, "{}", check.stdout);
+    if backend == "iptables" {
+        let dump = firewall_dump(&node.ns);
+        assert!(
+            dump.contains("-A WEAVICE-HOSTPORTS -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.88.0.2:80"),
+            "{dump}"
+        );
+        assert!(!dump.contains("table inet weavice"), "{dump}");
+    }
 
     // DEL with no runtimeConfig removes exactly this pod's mappings
     assert!(node.cni("DEL", &plain, "pma", &a.path(), "eth0").ok);
-    let table = nft_table(&node);
+    let table = firewall_dump(&node.ns);
     assert!(!table.contains("8080") && !table.contains("5353"), "{table}");
     assert_eq!(tcp_fetch(&outside, "203.0.113.1:8080"), "");
     assert!(node.cni("DEL", &plain, "pmb", &b.path(), "eth0").ok);

@@ -7,6 +7,15 @@ use weavice_tests::*;
 
 #[test]
 fn repair_restores_what_a_ruleset_flush_removed() {
+    repair_case("nftables", &["nft", "flush", "ruleset"]);
+}
+
+#[test]
+fn repair_restores_what_iptables_f_removed() {
+    repair_case("iptables", &["iptables", "-t", "nat", "-F"]);
+}
+
+fn repair_case(backend: &str, flush: &[&str]) {
     if !require_root() {
         return;
     }
@@ -17,7 +26,7 @@ fn repair_restores_what_a_ruleset_flush_removed() {
     let conf = node.conf(
         "1.1.0",
         "repnet",
-        json!({"runtimeConfig": {"portMappings": [{"hostPort": 8090, "containerPort": 80}]}}),
+        json!({"firewallBackend": backend, "runtimeConfig": {"portMappings": [{"hostPort": 8090, "containerPort": 80}]}}),
     );
     let r = node.cni("ADD", &conf, "rep1", &pod.path(), "eth0");
     assert!(r.ok, "{}", r.stdout);
@@ -27,8 +36,12 @@ fn repair_restores_what_a_ruleset_flush_removed() {
         |port| udp_source_seen(&pod, &outside, SocketAddr::from(([203, 0, 113, 2], port))).map(|s| s.ip().to_string());
     assert_eq!(source(7101).as_deref(), Some("203.0.113.1"));
 
-    node.ns.exec("nft", &["flush", "ruleset"]);
-    assert!(tcp_fetch(&outside, "203.0.113.1:8090") != "pod", "the mapping is gone with the ruleset");
+    node.ns.exec(flush[0], &flush[1..]);
+    assert!(
+        tcp_fetch(&outside, "203.0.113.1:8090") != "pod",
+        "the mapping is gone with the ruleset: {}",
+        firewall_dump(&node.ns)
+    );
     let check = node.cni("CHECK", &conf, "rep1", &pod.path(), "eth0");
     assert_eq!(check.json["code"], 106, "{}", check.stdout);
 
@@ -42,9 +55,9 @@ fn repair_restores_what_a_ruleset_flush_removed() {
     assert_eq!(source(7102).as_deref(), Some("203.0.113.1"), "masquerade restored");
 
     // on an intact node repair changes nothing
-    let before = node.ns.exec("nft", &["list", "ruleset"]).stdout;
+    let before = firewall_dump(&node.ns);
     assert!(node.ns.exec(&bin("weavice-agent"), &["repair", "--state-dir", &node.dir.path("state")]).status.success());
-    assert_eq!(node.ns.exec("nft", &["list", "ruleset"]).stdout, before);
+    assert_eq!(firewall_dump(&node.ns), before);
     assert!(node.cni("DEL", &conf, "rep1", &pod.path(), "eth0").ok);
 }
 

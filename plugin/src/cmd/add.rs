@@ -3,6 +3,7 @@
 
 use super::{ports, requested_mac, Node};
 use crate::error::PluginError;
+use crate::firewall::Backend;
 use crate::ipam_client::Ipam;
 use crate::link::{self, addr, route, route::RouteSpec, veth};
 use crate::netns::NetNs;
@@ -42,11 +43,12 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
     if pod_ips.is_empty() && !net.port_mappings.is_empty() {
         return Err(ConfError::Invalid("prevResult has no IP addresses to map ports to".into()).into());
     }
+    let backend = Backend::select(net.firewall_backend)?;
     let mut node = Node::connect()?;
-    network::ensure(&mut node.netlink, &net.state_dir, &net.name, &network::Wanted::chained(), false)?;
+    network::ensure(&mut node.netlink, &net.state_dir, &net.name, &network::Wanted::chained(backend), false)?;
     ports::claim(&mut node.netlink, net, args)?;
     let holder = ports::holder(net, args);
-    let installed = ports::install(&net.port_mappings, &pod_ips).and_then(|()| {
+    let installed = ports::install(&net.port_mappings, &pod_ips, backend).and_then(|()| {
         Attachment {
             network: net.name.clone(),
             container_id: args.container_id.clone(),
@@ -61,11 +63,12 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
             ipam_type: None,
             port_mappings: net.port_mappings.clone(),
             chained: true,
+            backend,
         }
         .save(&net.state_dir)
     });
     if let Err(e) = installed {
-        let _ = ports::remove(&net.state_dir, &holder, &net.port_mappings, &pod_ips);
+        let _ = ports::remove(&net.state_dir, &holder, &net.port_mappings, &pod_ips, backend);
         return Err(e);
     }
     info!("ADD {}/{} chained: {} port mappings", args.container_id, args.ifname, net.port_mappings.len());
@@ -87,6 +90,7 @@ fn standalone(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
         .into());
     }
     let mac = requested_mac(net, args)?;
+    let backend = Backend::select(net.firewall_backend)?;
     let pod_ns = NetNs::open(&args.netns)?;
     let mut node = Node::connect()?;
     let mut pod = node.connect_in(&pod_ns)?;
@@ -97,13 +101,13 @@ fn standalone(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
     let mut made = Made::default();
     let built = ports::claim(&mut node.netlink, net, args).and_then(|()| {
         made.ports_claimed = true;
-        build(net, args, &ipam, &mut node, &pod_ns, &mut pod, mac, &mut made)
+        build(net, args, &ipam, &mut node, &pod_ns, &mut pod, mac, backend, &mut made)
     });
     match built {
         Ok(r) => Ok(r),
         Err(e) => {
             warn!("ADD {}/{} failed, rolling back: {e}", args.container_id, args.ifname);
-            rollback(net, args, &ipam, &mut node, made);
+            rollback(net, args, &ipam, &mut node, backend, made);
             Err(e)
         }
     }
@@ -118,6 +122,7 @@ fn build(
     pod_ns: &NetNs,
     pod: &mut link::Netlink,
     mac: Option<Vec<u8>>,
+    backend: Backend,
     made: &mut Made,
 ) -> Result<CniResult, PluginError> {
     let routed = net.pod_to_pod == PodToPod::Routed;
@@ -137,7 +142,7 @@ fn build(
     }
     let ranges: Vec<IpNet> = ipr.ips.iter().map(|i| i.address.trunc()).collect();
     let gateways: Vec<IpAddr> = ipr.ips.iter().filter_map(|i| i.gateway).collect();
-    let want = network::Wanted::new(net, &ranges, &gateways);
+    let want = network::Wanted::new(net, &ranges, &gateways, backend);
     let mut ready = network::ensure(&mut node.netlink, &net.state_dir, &net.name, &want, false)?;
 
     let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
@@ -195,7 +200,7 @@ fn build(
     pod.ack_all(requests).map_err(|(i, e)| PluginError::netlink(what[i].clone())(e))?;
 
     let pod_ips: Vec<IpAddr> = ips.iter().map(|i| i.address.addr()).collect();
-    ports::install(&net.port_mappings, &pod_ips)?;
+    ports::install(&net.port_mappings, &pod_ips, backend)?;
     made.ports_installed = pod_ips;
 
     let pod_mac = link::format_mac(&peer_mac);
@@ -214,6 +219,7 @@ fn build(
         ipam_type: Some(ipam.kind().to_string()),
         port_mappings: net.port_mappings.clone(),
         chained: false,
+        backend,
     }
     .save(&net.state_dir)?;
     info!(
@@ -297,10 +303,10 @@ fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<RouteSpec>, PluginEr
     Ok(out)
 }
 
-fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &mut Node, made: Made) {
+fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &mut Node, backend: Backend, made: Made) {
     if made.ports_claimed {
-        let mappings = &net.port_mappings;
-        if let Err(e) = ports::remove(&net.state_dir, &ports::holder(net, args), mappings, &made.ports_installed) {
+        let (mappings, holder) = (&net.port_mappings, ports::holder(net, args));
+        if let Err(e) = ports::remove(&net.state_dir, &holder, mappings, &made.ports_installed, backend) {
             warn!("rollback: {e}");
         }
     }

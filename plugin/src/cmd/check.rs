@@ -19,7 +19,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     };
     let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname)?.ok_or_else(unknown)?;
     let mut missing: Vec<String> = Vec::new();
-    if let Err(e) = firewall::check_port_mappings(&saved.port_mappings, &saved.pod_ips()) {
+    if let Err(e) = firewall::check_port_mappings(&saved.port_mappings, &saved.pod_ips(), saved.backend) {
         missing.push(e.to_string());
     }
     if saved.chained {
@@ -82,7 +82,8 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         }
     }
     let gateways: Vec<std::net::IpAddr> = saved.ips.iter().filter_map(|i| i.gateway).collect();
-    missing.extend(network::check(&mut node.netlink, &network::Wanted::new(net, &saved.ranges, &gateways)));
+    missing
+        .extend(network::check(&mut node.netlink, &network::Wanted::new(net, &saved.ranges, &gateways, saved.backend)));
 
     verdict(args, missing)
 }

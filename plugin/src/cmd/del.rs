@@ -29,7 +29,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
         None
     });
     let unmapped = match &saved {
-        Some(a) => ports::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips()),
+        Some(a) => ports::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips(), a.backend),
         None => hostports::release(&net.state_dir, &ports::holder(net, args), &net.port_mappings),
     };
     if let Err(e) = unmapped {

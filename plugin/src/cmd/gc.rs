@@ -22,7 +22,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         }
         info!("GC releases {}/{} ({})", a.container_id, a.ifname, a.host_veth);
         let removed = (|| {
-            ports::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips())?;
+            ports::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips(), a.backend)?;
             // a chained attachment has no veth of weavice's
             if !a.chained {
                 if let Some(l) = link::get(&mut node.netlink, &a.host_veth)? {

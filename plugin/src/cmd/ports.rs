@@ -2,7 +2,7 @@
 //! DEL, CHECK and rollback: claim, install, remove, release.
 
 use crate::error::PluginError;
-use crate::firewall;
+use crate::firewall::{self, Backend};
 use crate::hostports::{self, Holder};
 use crate::link::{addr, Netlink};
 use conf::{CmdArgs, ConfError, NetConf, PortMapping};
@@ -33,8 +33,8 @@ pub fn claim(nl: &mut Netlink, net: &NetConf, args: &CmdArgs) -> Result<(), Plug
     hostports::claim(&net.state_dir, &holder(net, args), &net.port_mappings)
 }
 
-pub fn install(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<(), PluginError> {
-    firewall::add_port_mappings(mappings, pod_ips)
+pub fn install(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend) -> Result<(), PluginError> {
+    firewall::add_port_mappings(mappings, pod_ips, backend)
 }
 
 /// Removes the mappings and drops the claims; both tolerate absence.
@@ -43,8 +43,9 @@ pub fn remove(
     holder: &Holder,
     mappings: &[PortMapping],
     pod_ips: &[IpAddr],
+    backend: Backend,
 ) -> Result<(), PluginError> {
-    let removed = firewall::remove_port_mappings(mappings, pod_ips);
+    let removed = firewall::remove_port_mappings(mappings, pod_ips, backend);
     hostports::release(state_dir, holder, mappings)?;
     removed
 }

@@ -73,6 +73,7 @@ mod tests {
             masquerade,
             bridge: "wv0".into(),
             routed: true,
+            backend: Default::default(),
         }
     }
 

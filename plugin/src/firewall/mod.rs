@@ -1,9 +1,11 @@
-//! Netfilter state weavice owns: everything lives in table `inet weavice`.
-//!
-//! Per-network work only: a network's pod ranges and bridge are set elements,
-//! the rules that use the sets are installed once (network.rs says when).
+//! Netfilter state weavice owns, through one of two backends chosen once per
+//! network (`firewallBackend`): nftables (table `inet weavice`; a network's
+//! ranges and bridge are set elements, a pod's host ports map elements) or
+//! iptables (chains `WEAVICE-*`, see iptables.rs). The per-network skeleton is
+//! installed once (network.rs says when).
 
 pub mod conntrack;
+pub mod iptables;
 pub mod masquerade;
 pub mod nft_netlink;
 pub mod nftables;
@@ -11,12 +13,41 @@ pub mod portmap;
 pub mod redirect;
 
 use crate::error::PluginError;
+use conf::netconf::FirewallBackend;
 use conf::PortMapping;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 pub const TABLE: &str = "inet weavice";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Nftables,
+    Iptables,
+}
+
+impl Backend {
+    /// Resolves the config's choice against what this node has installed.
+    pub fn select(choice: FirewallBackend) -> Result<Backend, PluginError> {
+        let absent = |what: &str, pkg: &str| {
+            PluginError::Conf(conf::ConfError::Invalid(format!(
+                "firewallBackend \"{what}\": its tools are not installed on this node (Debian: apt-get install {pkg})"
+            )))
+        };
+        match choice {
+            FirewallBackend::Nftables if nftables::available() => Ok(Backend::Nftables),
+            FirewallBackend::Nftables => Err(absent("nftables", "nftables")),
+            FirewallBackend::Iptables if iptables::available() => Ok(Backend::Iptables),
+            FirewallBackend::Iptables => Err(absent("iptables", "iptables")),
+            FirewallBackend::Auto if nftables::available() => Ok(Backend::Nftables),
+            FirewallBackend::Auto if iptables::available() => Ok(Backend::Iptables),
+            FirewallBackend::Auto => Err(PluginError::Firewall("neither nft nor iptables-restore is installed".into())),
+        }
+    }
+}
 
 /// What one network needs from netfilter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,10 +56,15 @@ pub struct NetworkRules {
     pub masquerade: bool,
     pub bridge: String,
     pub routed: bool,
+    #[serde(default)]
+    pub backend: Backend,
 }
 
-/// Installs the network's netfilter state in one transaction (idempotent).
+/// Installs the network's netfilter state (idempotent).
 pub fn apply(rules: &NetworkRules) -> Result<(), PluginError> {
+    if rules.backend == Backend::Iptables {
+        return iptables::apply(rules);
+    }
     nftables::apply(&format!(
         "add table {TABLE}\n{}{}{}{}",
         portmap::render_skeleton(),
@@ -45,23 +81,30 @@ fn pod_elements(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<Elements
 }
 
 /// Maps the pod's host ports: one transaction, then stale UDP flows flushed.
-pub fn add_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<(), PluginError> {
+pub fn add_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend) -> Result<(), PluginError> {
     if mappings.is_empty() {
         return Ok(());
     }
-    nft_netlink::apply("weavice", &pod_elements(mappings, pod_ips)?, true)
-        .map_err(|e| PluginError::Firewall(format!("add port mapping elements: {e}")))?;
+    let elements = pod_elements(mappings, pod_ips)?;
+    match backend {
+        Backend::Iptables => iptables::add_mappings(&elements)?,
+        Backend::Nftables => nft_netlink::apply("weavice", &elements, true)
+            .map_err(|e| PluginError::Firewall(format!("add port mapping elements: {e}")))?,
+    }
     conntrack::flush_udp(mappings);
     Ok(())
 }
 
 /// Removes the pod's mappings; elements already gone are not an error.
-pub fn remove_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<(), PluginError> {
+pub fn remove_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend) -> Result<(), PluginError> {
     // no pod address: nothing was installed (a rollback before the addresses)
     if mappings.is_empty() || pod_ips.is_empty() {
         return Ok(());
     }
     let elements = pod_elements(mappings, pod_ips)?;
+    if backend == Backend::Iptables {
+        return iptables::remove_mappings(&elements);
+    }
     if nft_netlink::apply("weavice", &elements, false).is_ok() {
         return Ok(());
     }
@@ -77,11 +120,15 @@ pub fn remove_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Res
     Ok(())
 }
 
-pub fn check_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<(), PluginError> {
+pub fn check_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend) -> Result<(), PluginError> {
     if mappings.is_empty() {
         return Ok(());
     }
-    let missing = portmap::missing(&nftables::list_table()?, &pod_elements(mappings, pod_ips)?);
+    let elements = pod_elements(mappings, pod_ips)?;
+    let missing = match backend {
+        Backend::Iptables => iptables::missing_mappings(&elements)?,
+        Backend::Nftables => portmap::missing(&nftables::list_table()?, &elements),
+    };
     if missing.is_empty() {
         return Ok(());
     }
@@ -90,6 +137,13 @@ pub fn check_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Resu
 
 /// Reports what is missing, for CHECK.
 pub fn check(rules: &NetworkRules) -> Result<(), PluginError> {
+    if rules.backend == Backend::Iptables {
+        let missing = iptables::missing(rules)?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        return Err(PluginError::Check(format!("firewall state missing: {}", missing.join(", "))));
+    }
     let listing = nftables::list_table()?;
     let mut missing = masquerade::missing(&listing, rules);
     missing.extend(redirect::missing(&listing, rules));

@@ -13,6 +13,10 @@ fn nft() -> Result<&'static str, PluginError> {
         .ok_or_else(|| PluginError::Firewall("the nft tool is not installed (Debian: apt-get install nftables)".into()))
 }
 
+pub fn available() -> bool {
+    nft().is_ok()
+}
+
 pub fn apply(script: &str) -> Result<(), PluginError> {
     let mut child = Command::new(nft()?)
         .args(["-f", "-"])
