@@ -6,7 +6,7 @@
 //! With `--hostport`, every pod gets one hostPort: weavice maps it itself,
 //! the reference chain becomes bridge + host-local + portmap.
 //!
-//! Usage (root): weavice-bench [--samples N] [--pods 1,100,250] [--hostport]
+//! Usage (root): weavice-bench [--samples N] [--pods 1,100,250] [--hostport] [--backend auto|nftables|iptables]
 
 use serde_json::{json, Value};
 use std::fs::File;
@@ -30,10 +30,10 @@ impl Plugin {
         }
     }
 
-    fn conf(self, dir: &TempDir) -> Value {
+    fn conf(self, dir: &TempDir, backend: &str) -> Value {
         match self {
             Plugin::Weavice => json!({
-                "type": "weavice", "bridge": "wvb0", "ipMasq": true,
+                "type": "weavice", "bridge": "wvb0", "ipMasq": true, "firewallBackend": backend,
                 "stateDir": dir.path("state"), "logFile": dir.path("weavice.log"),
                 "ipam": {"type": "weavice-ipam", "dataDir": dir.path("ipam"), "ranges": [[{"subnet": "10.120.0.0/16"}]]}
             }),
@@ -210,11 +210,11 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(plugin: Plugin, pods: usize, samples: usize, hostport: bool) -> Self {
+    fn new(plugin: Plugin, pods: usize, samples: usize, hostport: bool, backend: &str) -> Self {
         let node = Netns::new("bench");
         let dir = TempDir::new("bench");
         let network = format!("bench{}", if plugin == Plugin::Weavice { "wv" } else { "ref" });
-        let mut conf = plugin.conf(&dir);
+        let mut conf = plugin.conf(&dir, backend);
         let mut plugins = vec![conf.clone()];
         if hostport {
             match plugin {
@@ -240,6 +240,7 @@ impl Setup {
 
 fn main() {
     let mut samples = 40;
+    let mut backend = "auto".to_string();
     let mut levels = vec![1usize, 100, 250];
     let args: Vec<String> = std::env::args().collect();
     for w in args.windows(2) {
@@ -247,6 +248,7 @@ fn main() {
             "--samples" => samples = w[1].parse().expect("--samples N"),
             "--pods" => levels = w[1].split(',').map(|s| s.parse().expect("--pods 1,100,250")).collect(),
             "--hostport" => {}
+            "--backend" => backend = w[1].clone(),
             _ => {}
         }
     }
@@ -261,7 +263,7 @@ fn main() {
         // Both chains are set up side by side and measured alternately, sample
         // by sample, so drifting machine noise hits both alike.
         let setups: Vec<Setup> =
-            [Plugin::Weavice, Plugin::Reference].into_iter().map(|p| Setup::new(p, pods, samples, hostport)).collect();
+            [Plugin::Weavice, Plugin::Reference].into_iter().map(|p| Setup::new(p, pods, samples, hostport, &backend)).collect();
         for via in [Via::Direct, Via::Cnitool] {
             let mut times: Vec<(Vec<Duration>, Vec<Duration>)> = vec![(Vec::new(), Vec::new()); setups.len()];
             for i in 0..samples + WARMUP {
@@ -304,7 +306,7 @@ fn main() {
         go_home();
     }
     let reference = if hostport { "bridge + host-local + portmap" } else { "bridge + host-local" };
-    println!("reference = {reference}; one hostPort per pod: {hostport}\n");
+    println!("reference = {reference}; one hostPort per pod: {hostport}; weavice firewallBackend: {backend}\n");
     print_tables(&rows, &levels, samples);
 }
 
