@@ -211,3 +211,54 @@ fn status_says_not_available_when_the_range_is_full() {
     assert!(node.cni("DEL", &conf, "st1", &pod.path(), "eth0").ok);
     assert!(status().ok);
 }
+
+/// Runs weavice in the node namespace with /usr/sbin hidden (a tmpfs over it,
+/// in a private mount namespace), as on a node without netfilter tools.
+fn invoke_without_sbin(node: &Node, env: &[(&str, &str)], stdin: &[u8]) -> Reply {
+    use std::io::Write;
+    let script = format!("mount -t tmpfs none /usr/sbin && exec nsenter --net={} {}", node.ns.path(), bin("weavice"));
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn unshare");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Reply {
+        ok: out.status.success(),
+        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_firewall_backend_whose_tools_are_absent_is_invalid_config() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("nofw");
+    let pod = Netns::new("nfp");
+    let netns = pod.path();
+    let env =
+        [("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "nofw1"), ("CNI_NETNS", netns.as_str()), ("CNI_IFNAME", "eth0")];
+    for (backend, code, needle) in [
+        ("nftables", 7, "apt-get install nftables"),
+        ("iptables", 7, "apt-get install iptables"),
+        ("auto", 100, "neither"),
+    ] {
+        let conf = node.conf("1.1.0", "nofwnet", json!({"firewallBackend": backend}));
+        let r = invoke_without_sbin(&node, &env, conf.to_string().as_bytes());
+        assert!(!r.ok, "{backend}: {} {}", r.stdout, r.stderr);
+        assert_eq!(r.json["code"], code, "{backend}: {} {}", r.stdout, r.stderr);
+        assert!(r.json["msg"].as_str().unwrap_or_default().contains(needle), "{backend}: {}", r.stdout);
+        assert_eq!(node.ns.links(), ["lo"], "{backend}: nothing created");
+    }
+}

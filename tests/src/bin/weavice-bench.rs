@@ -262,8 +262,10 @@ fn main() {
     for &pods in &levels {
         // Both chains are set up side by side and measured alternately, sample
         // by sample, so drifting machine noise hits both alike.
-        let setups: Vec<Setup> =
-            [Plugin::Weavice, Plugin::Reference].into_iter().map(|p| Setup::new(p, pods, samples, hostport, &backend)).collect();
+        let setups: Vec<Setup> = [Plugin::Weavice, Plugin::Reference]
+            .into_iter()
+            .map(|p| Setup::new(p, pods, samples, hostport, &backend))
+            .collect();
         for via in [Via::Direct, Via::Cnitool] {
             let mut times: Vec<(Vec<Duration>, Vec<Duration>)> = vec![(Vec::new(), Vec::new()); setups.len()];
             for i in 0..samples + WARMUP {
