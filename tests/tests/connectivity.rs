@@ -369,3 +369,23 @@ fn static_addresses_and_mac_come_from_capabilities_and_args() {
     assert_eq!(ip_of(&r.json, true), "10.88.0.78");
     assert_eq!(ping(&a, "10.88.0.78"), Some(63));
 }
+
+#[test]
+fn del_succeeds_over_an_unreadable_state_file() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("corrupt");
+    let conf = node.conf("1.1.0", "cnet", json!({}));
+    let pod = Netns::new("cp");
+    assert!(node.cni("ADD", &conf, "c1", &pod.path(), "eth0").ok);
+    let state = node.dir.path("state/attachments/cnet/eth0/c1.json");
+    std::fs::write(&state, b"{ torn").unwrap();
+    let check = node.cni("CHECK", &conf, "c1", &pod.path(), "eth0");
+    assert_eq!(check.json["code"], 105, "{}", check.stdout);
+    let del = node.cni("DEL", &conf, "c1", &pod.path(), "eth0");
+    assert!(del.ok, "{} {}", del.stdout, del.stderr);
+    assert!(!std::path::Path::new(&state).exists());
+    assert_eq!(wait_links(&node.ns, &["lo", "wv0"]), ["lo", "wv0"]);
+    assert!(node.log().contains("unreadable"), "{}", node.log());
+}

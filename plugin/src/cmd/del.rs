@@ -24,8 +24,10 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
 
     // Port mappings first, so no DNAT points at an interface being removed.
     // They come from the saved state: runtimeConfig is often absent at DEL.
+    // An unreadable state file must not make DEL fail forever (kubelet would
+    // retry it endlessly): it is logged, treated as absent and removed below.
     let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname).unwrap_or_else(|e| {
-        errors.push(e);
+        warn!("DEL {}/{}: {e}; its port mappings, if any, are left to GC", args.container_id, args.ifname);
         None
     });
     let unmapped = match &saved {
