@@ -192,23 +192,8 @@ impl Node {
         cmd.args(["netns", "exec", &self.ns.name, &bin_or_reference(plugin)])
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_PATH", cni_path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn plugin");
-        child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
-        let out = child.wait_with_output().expect("wait plugin");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        Reply {
-            ok: out.status.success(),
-            json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
-            stdout,
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .env("CNI_PATH", cni_path());
+        run_plugin(cmd, env, stdin)
     }
 
     /// One CNI verb of weavice for (container ID, pod namespace path, ifname).
@@ -251,6 +236,24 @@ fn bin_or_reference(plugin: &str) -> String {
         own.to_string_lossy().into_owned()
     } else {
         format!("{REFERENCE_PLUGINS}/{plugin}")
+    }
+}
+
+/// Runs a prepared plugin command with `env` added and `stdin` fed in.
+pub fn run_plugin(mut cmd: Command, env: &[(&str, &str)], stdin: &[u8]) -> Reply {
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child =
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn plugin");
+    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    let out = child.wait_with_output().expect("wait plugin");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Reply {
+        ok: out.status.success(),
+        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

@@ -215,28 +215,10 @@ fn status_says_not_available_when_the_range_is_full() {
 /// Runs weavice in the node namespace with /usr/sbin hidden (a tmpfs over it,
 /// in a private mount namespace), as on a node without netfilter tools.
 fn invoke_without_sbin(node: &Node, env: &[(&str, &str)], stdin: &[u8]) -> Reply {
-    use std::io::Write;
     let script = format!("mount -t tmpfs none /usr/sbin && exec nsenter --net={} {}", node.ns.path(), bin("weavice"));
     let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn unshare");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    Reply {
-        ok: out.status.success(),
-        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
-        stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]).env_clear().env("PATH", "/usr/bin:/bin");
+    run_plugin(cmd, env, stdin)
 }
 
 #[test]
