@@ -46,6 +46,13 @@ pub fn parse_static_ips<'a>(requests: impl IntoIterator<Item = &'a str>) -> Resu
     Ok(out)
 }
 
+/// The static addresses an invocation asks for, from all three places the
+/// conventions allow: the `ips` capability, `args.cni.ips` and CNI_ARGS `IP`.
+pub fn requested_ips(net: &conf::NetConf, args: &conf::CmdArgs) -> Result<Vec<IpAddr>, ConfError> {
+    let from_config = net.runtime_config.ips.iter().chain(&net.args.cni.ips).map(String::as_str);
+    parse_static_ips(from_config.chain(args.args.get("IP").map(String::as_str)))
+}
+
 /// Reserves one address per range set. A repeated ADD for the same
 /// attachment returns what it already holds: never two sets of addresses.
 pub fn add(

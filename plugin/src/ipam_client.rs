@@ -34,10 +34,7 @@ impl Ipam {
     pub fn add(&self, net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
         match self {
             Ipam::InProcess(c) => {
-                let mut requests: Vec<&str> = net.runtime_config.ips.iter().map(String::as_str).collect();
-                requests.extend(net.args.cni.ips.iter().map(String::as_str));
-                requests.extend(args.args.get("IP").map(String::as_str));
-                let wanted = ipam::parse_static_ips(requests)?;
+                let wanted = ipam::requested_ips(net, args)?;
                 Ok(ipam::add(c, &net.name, &args.container_id, &args.ifname, &wanted)?)
             }
             Ipam::Exec { plugin } => {

@@ -55,10 +55,7 @@ fn verb(command: Command, stdin: &[u8]) -> Result<Option<serde_json::Value>, Ipa
     };
     match command {
         Command::Add => {
-            let mut requests: Vec<&str> = net.runtime_config.ips.iter().map(String::as_str).collect();
-            requests.extend(net.args.cni.ips.iter().map(String::as_str));
-            requests.extend(args.args.get("IP").map(String::as_str));
-            let wanted = ipam::parse_static_ips(requests)?;
+            let wanted = ipam::requested_ips(&net, &args)?;
             let result = ipam::add(&ipam, &net.name, &args.container_id, &args.ifname, &wanted)?;
             Ok(Some(result.to_value(net.cni_version)))
         }

@@ -14,19 +14,14 @@ use super::NetworkRules;
 use crate::error::PluginError;
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 const MASQ: &str = "WEAVICE-MASQ";
 const HOSTPORTS: &str = "WEAVICE-HOSTPORTS";
 const OUTPUT: &str = "WEAVICE-OUTPUT";
 
-fn tool(name: &str) -> Option<String> {
-    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].iter().map(|d| format!("{d}/{name}")).find(|p| Path::new(p).exists())
-}
-
 pub fn available() -> bool {
-    tool("iptables-restore").is_some() && tool("ip6tables-restore").is_some()
+    super::find_tool("iptables-restore").is_some() && super::find_tool("ip6tables-restore").is_some()
 }
 
 fn prefix(v4: bool) -> &'static str {
@@ -39,7 +34,7 @@ fn prefix(v4: bool) -> &'static str {
 
 fn save(v4: bool) -> Result<String, PluginError> {
     let name = format!("{}-save", prefix(v4));
-    let bin = tool(&name).ok_or_else(|| PluginError::Firewall(format!("{name} is not installed")))?;
+    let bin = super::find_tool(&name).ok_or_else(|| PluginError::Firewall(format!("{name} is not installed")))?;
     let out = Command::new(bin).stdin(Stdio::null()).output().map_err(PluginError::io(format!("run {name}")))?;
     if !out.status.success() {
         return Err(PluginError::Firewall(format!("{name} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
@@ -49,7 +44,7 @@ fn save(v4: bool) -> Result<String, PluginError> {
 
 fn restore(v4: bool, input: &str) -> Result<(), PluginError> {
     let name = format!("{}-restore", prefix(v4));
-    let bin = tool(&name).ok_or_else(|| PluginError::Firewall(format!("{name} is not installed")))?;
+    let bin = super::find_tool(&name).ok_or_else(|| PluginError::Firewall(format!("{name} is not installed")))?;
     let mut child = Command::new(bin)
         .args(["--noflush", "--wait"])
         .stdin(Stdio::piped())

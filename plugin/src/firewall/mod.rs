@@ -21,6 +21,14 @@ use std::net::IpAddr;
 
 pub const TABLE: &str = "inet weavice";
 
+/// Where a netfilter tool is installed, if it is (runtimes often pass a bare PATH).
+fn find_tool(name: &str) -> Option<String> {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| std::path::Path::new(p).exists())
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {

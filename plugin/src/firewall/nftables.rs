@@ -3,13 +3,10 @@
 
 use crate::error::PluginError;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn nft() -> Result<&'static str, PluginError> {
-    ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft", "/bin/nft"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
+fn nft() -> Result<String, PluginError> {
+    super::find_tool("nft")
         .ok_or_else(|| PluginError::Firewall("the nft tool is not installed (Debian: apt-get install nftables)".into()))
 }
 
