@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 hack/deps.sh
 cargo build --release --workspace --bins -q
 hack/build-cnitool.sh target/cnitool >/dev/null
-exec target/release/weavice-bench "$@"
+exec "target/$(rustc -vV | sed -n 's/^host: //p')/release/weavice-bench" "$@"

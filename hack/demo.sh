@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 hack/deps.sh
 echo "== build"
 cargo build --release --workspace --bins -q
+bin="$PWD/target/$(rustc -vV | sed -n 's/^host: //p')/release"
 hack/build-cnitool.sh target/cnitool >/dev/null
 
 tag="wvdemo$$"
@@ -46,7 +47,7 @@ cat > "$work/net.d/10-podnet.conflist" <<JSON
 }
 JSON
 echo "== conflist"; cat "$work/net.d/10-podnet.conflist"
-cni() { ip netns exec "$node" env NETCONFPATH="$work/net.d" CNI_PATH="$PWD/target/release:/usr/lib/cni" \
+cni() { ip netns exec "$node" env NETCONFPATH="$work/net.d" CNI_PATH="$bin:/usr/lib/cni" \
         CNI_CACHE_DIR="$work/cache" target/cnitool "$@"; }
 
 echo "== cnitool add (one result per pod)"

@@ -120,12 +120,19 @@ impl Drop for TempDir {
     }
 }
 
-/// Where the release binaries are (hack/test.sh builds them first).
+/// Where the release binaries are (hack/test.sh builds them first): the
+/// directory this executable was built into; test executables sit in its deps/.
 pub fn bin_dir() -> PathBuf {
     if let Ok(d) = std::env::var("WEAVICE_BIN_DIR") {
         return PathBuf::from(d);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release")
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    if dir.ends_with("deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 pub fn bin(name: &str) -> String {
