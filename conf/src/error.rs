@@ -106,7 +106,7 @@ impl ConfError {
 
 /// Deserializes `v`, naming the offending key in the error ("ipam.ranges[0]: ...").
 pub fn typed<T: serde::de::DeserializeOwned>(v: &serde_json::Value, prefix: &str) -> Result<T, ConfError> {
-    serde_path_to_error::deserialize(v.clone()).map_err(|e| {
+    serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." {

@@ -104,9 +104,11 @@ pub fn apply(table: &str, elements: &[Element], add: bool) -> io::Result<()> {
     // One acknowledgement per element, or the first error (then the kernel
     // has aborted the whole transaction).
     let mut acked = 0;
-    let mut buf = vec![0u8; 64 * 1024];
+    // spare capacity, not zeroed: every zeroed page is a fault
+    let mut buf = Vec::with_capacity(64 * 1024);
     while acked < elements.len() {
-        let n = sock.recv(&mut &mut buf[..], 0)?;
+        buf.clear();
+        let n = sock.recv(&mut buf, 0)?;
         let mut off = 0;
         while off + 16 <= n {
             let len = u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or_default()) as usize;

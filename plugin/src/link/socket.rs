@@ -30,6 +30,9 @@ impl NlError {
 }
 
 /// Bound to the namespace the calling thread was in when it was opened.
+/// Receive buffer: larger than any datagram the kernel sends (dumps included).
+const RECV_CAPACITY: usize = 64 * 1024;
+
 pub struct Netlink {
     sock: Socket,
     seq: u32,
@@ -41,7 +44,14 @@ impl Netlink {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind_auto()?;
         sock.connect(&SocketAddr::new(0, 0))?;
-        Ok(Netlink { sock, seq: 0, buf: vec![0; 64 * 1024] })
+        Ok(Netlink { sock, seq: 0, buf: Vec::with_capacity(RECV_CAPACITY) })
+    }
+
+    /// One datagram into `buf`. Received into spare capacity, never zeroed
+    /// first: zeroing 64 KiB cost 16 page faults per socket, ~50 µs here.
+    fn recv(&mut self) -> io::Result<usize> {
+        self.buf.clear();
+        self.sock.recv(&mut self.buf, 0)
     }
 
     /// A request answered by an acknowledgement (create, set, delete).
@@ -73,7 +83,7 @@ impl Netlink {
         self.sock.send(&out, 0).map_err(|e| (0, e.into()))?;
         let mut acked = 0;
         while acked < n {
-            let len = self.sock.recv(&mut &mut self.buf[..], 0).map_err(|e| (acked, e.into()))?;
+            let len = self.recv().map_err(|e| (acked, e.into()))?;
             let mut offset = 0;
             while offset < len {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..len])
@@ -124,7 +134,7 @@ impl Netlink {
 
         let mut replies = Vec::new();
         loop {
-            let n = self.sock.recv(&mut &mut self.buf[..], 0)?;
+            let n = self.recv()?;
             let mut offset = 0;
             while offset < n {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..n])
