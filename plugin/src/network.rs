@@ -18,6 +18,25 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
+/// How a pod's host veth sits on its bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortOptions {
+    pub isolated: bool,
+    pub hairpin: bool,
+}
+
+/// Routed pods reach each other only through the node. With nftables a bridge
+/// filter enforces it (firewall/isolation.rs), and hairpin lets a DNAT that
+/// br_netfilter forwards at L2 return to the pod it came from. With iptables
+/// port isolation does, and br_netfilter's L2 DNAT is dropped (docs/datapath.md).
+pub fn port_options(net: &conf::NetConf, backend: Backend) -> PortOptions {
+    match (net.pod_to_pod, backend) {
+        (conf::PodToPod::Routed, Backend::Nftables) => PortOptions { isolated: false, hairpin: true },
+        (conf::PodToPod::Routed, Backend::Iptables) => PortOptions { isolated: true, hairpin: false },
+        (conf::PodToPod::Bridged, _) => PortOptions { isolated: false, hairpin: net.hairpin_mode },
+    }
+}
+
 /// The node-level state a network's config asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wanted {

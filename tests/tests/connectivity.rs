@@ -150,6 +150,65 @@ fn without_ip_masq_the_outside_sees_the_pod_address() {
 }
 
 #[test]
+fn routed_pods_meet_only_through_the_node() {
+    routed_isolation_case("nftables");
+}
+
+#[test]
+fn routed_pods_meet_only_through_the_node_with_iptables() {
+    routed_isolation_case("iptables");
+}
+
+/// With br_netfilter on (kube-proxy nodes), as the kernel defaults once it is loaded.
+fn routed_isolation_case(backend: &str) {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("iso");
+    for knob in ["net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"] {
+        let set = node.ns.exec("sysctl", &["-qw", knob]);
+        assert!(set.status.success(), "br_netfilter is not available: {}", String::from_utf8_lossy(&set.stderr));
+    }
+    let conf = node.conf("1.1.0", "isonet", json!({"firewallBackend": backend}));
+    let (a, b) = (Netns::new("ia"), Netns::new("ib"));
+    let ra = node.cni("ADD", &conf, "isoa", &a.path(), "eth0");
+    assert!(ra.ok && node.cni("ADD", &conf, "isob", &b.path(), "eth0").ok, "{}", ra.stdout);
+    let ip_a = ip_of(&ra.json, true);
+    serve_tcp(&a, "0.0.0.0:80", "pod-a");
+    assert_eq!(tcp_fetch(&b, &format!("{ip_a}:80")), "pod-a", "through the node");
+
+    // b claims a is on-link: frames go to a's MAC, port to port, and are dropped
+    let mac_a = ra.json["interfaces"][2]["mac"].as_str().unwrap().to_string();
+    b.ip(&["neigh", "replace", &ip_a, "lladdr", &mac_a, "dev", "eth0", "nud", "permanent"]);
+    b.ip(&["route", "replace", &format!("{ip_a}/32"), "dev", "eth0"]);
+    assert_eq!(tcp_fetch(&b, &format!("{ip_a}:80")), "", "L2 from pod to pod must not pass");
+    b.ip(&["route", "del", &format!("{ip_a}/32"), "dev", "eth0"]);
+
+    if backend == "nftables" {
+        // a Service as kube-proxy makes one: DNAT to a pod on the same bridge,
+        // which br_netfilter forwards port to port
+        let rule = format!("add rule ip svc pre ip daddr 10.96.0.10 tcp dport 80 dnat to {ip_a}:80");
+        for cmd in ["add table ip svc", "add chain ip svc pre { type nat hook prerouting priority dstnat; }", &rule] {
+            let out = node.ns.exec("nft", &[cmd]);
+            assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert_eq!(tcp_fetch(&b, "10.96.0.10:80"), "pod-a", "a Service from a pod on the same node");
+    } else {
+        let host_veth = ra.json["interfaces"][1]["name"].as_str().unwrap();
+        node.ns.ip(&["link", "set", host_veth, "type", "bridge_slave", "isolated", "off"]);
+        let bad = node.cni("CHECK", &conf, "isoa", &a.path(), "eth0");
+        assert!(
+            bad.json["msg"].as_str().unwrap().contains(&format!("isolation of bridge port {host_veth}")),
+            "{}",
+            bad.stdout
+        );
+    }
+    for (id, p) in [("isoa", &a), ("isob", &b)] {
+        assert!(node.cni("DEL", &conf, id, &p.path(), "eth0").ok);
+    }
+}
+
+#[test]
 fn bridged_mode_switches_pods_at_l2() {
     if !require_root() {
         return;
@@ -194,14 +253,9 @@ fn del_is_idempotent_and_check_reports_what_is_missing() {
     let ok = node.cni("CHECK", &with_prev, "del1", &pod.path(), "eth0");
     assert!(ok.ok, "{}", ok.stdout);
 
-    node.ns.ip(&["link", "set", &host_veth, "type", "bridge_slave", "isolated", "off"]);
+    node.ns.exec("nft", &["delete", "table", "bridge", "weavice"]);
     let bad = node.cni("CHECK", &with_prev, "del1", &pod.path(), "eth0");
-    assert!(
-        bad.json["msg"].as_str().unwrap().contains(&format!("isolation of bridge port {host_veth}")),
-        "{}",
-        bad.stdout
-    );
-    node.ns.ip(&["link", "set", &host_veth, "type", "bridge_slave", "isolated", "on"]);
+    assert!(bad.json["msg"].as_str().unwrap().contains("drop rule for routed ports"), "{}", bad.stdout);
 
     pod.ip(&["route", "del", "default"]);
     let bad = node.cni("CHECK", &with_prev, "del1", &pod.path(), "eth0");

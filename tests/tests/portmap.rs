@@ -39,16 +39,16 @@ fn with_backend(mut conf: Value, backend: &str) -> Value {
     conf
 }
 
-/// A node namespace where br_netfilter leaves the bridge alone. With
-/// `bridge-nf-call-iptables=1` (the kernel's default once br_netfilter is
-/// loaded, and what kube-proxy nodes run), the IP prerouting hook runs at
-/// bridge level and a DNAT from one pod to another pod on the same bridge is
-/// forwarded port to port, which routed mode's isolated ports drop: hostPort
-/// from another pod and hairpin do not work there yet (see docs/datapath.md).
-fn node_without_br_netfilter(tag: &str) -> Node {
+/// A node namespace as kube-proxy nodes have it, br_netfilter on: a DNAT from
+/// one pod to another on the same bridge is then forwarded port to port. The
+/// nftables backend lets it through; with iptables, routed mode's isolated
+/// ports drop it (docs/datapath.md), so that node has br_netfilter off.
+fn node_for(backend: &str, tag: &str) -> Node {
     let node = Node::new(tag);
-    for knob in ["net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0"] {
-        let _ = node.ns.exec("sysctl", &["-qw", knob]);
+    let on = if backend == "nftables" { "1" } else { "0" };
+    for knob in ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"] {
+        let set = node.ns.exec("sysctl", &["-qw", &format!("{knob}={on}")]);
+        assert!(set.status.success(), "{knob}: {}", String::from_utf8_lossy(&set.stderr));
     }
     node
 }
@@ -71,7 +71,7 @@ fn mapped_ports_case(backend: &str) {
     if !require_root() {
         return;
     }
-    let node = node_without_br_netfilter("pm");
+    let node = node_for(backend, "pm");
     let outside = Netns::new("pmo");
     attach_outside(&node.ns, &outside);
     let (a, b) = (Netns::new("pma"), Netns::new("pmb"));

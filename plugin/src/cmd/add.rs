@@ -145,7 +145,7 @@ fn build(
     let want = network::Wanted::new(net, &ranges, &gateways, backend);
     let mut ready = network::ensure(&mut node.netlink, &net.state_dir, &net.name, &want, false)?;
 
-    let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
+    let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname, routed);
     let peer_mac = mac.unwrap_or_else(|| veth::pod_mac(&net.name, &args.container_id, &args.ifname));
     let spec = |bridge_index| veth::VethSpec {
         host: &host_name,
@@ -166,7 +166,7 @@ fn build(
         Err(e) => return Err(e),
     };
     made.veth = Some(host_name.clone());
-    veth::attach(&mut node.netlink, &host_link, routed, net.hairpin_mode && !routed)?;
+    veth::attach(&mut node.netlink, &host_link, network::port_options(net, backend))?;
 
     let ifname = &args.ifname;
     // veths report their peer's index, so no lookup in the pod is needed

@@ -9,7 +9,7 @@ use crate::ipam_client::Ipam;
 use crate::link::{self, veth, Link};
 use crate::state::Attachment;
 use crate::{info, warn};
-use conf::{CmdArgs, NetConf};
+use conf::{CmdArgs, NetConf, PodToPod};
 
 /// DEL's output: the retired host veth whose kernel deletion (about 20 ms of
 /// RCU grace periods) main runs after answering the runtime.
@@ -43,7 +43,10 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
     }
 
     // The host side is found by name, so DEL needs neither netns nor state.
-    let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname);
+    let host_name = match &saved {
+        Some(a) if !a.host_veth.is_empty() => a.host_veth.clone(),
+        _ => veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed),
+    };
     match link::get(&mut node.netlink, &host_name) {
         Ok(Some(l)) => match veth::retire(&mut node.netlink, &l) {
             Ok(Some(tomb)) => retired = Some(tomb),

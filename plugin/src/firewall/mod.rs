@@ -6,6 +6,7 @@
 
 pub mod conntrack;
 pub mod iptables;
+pub mod isolation;
 pub mod masquerade;
 pub mod nft_netlink;
 pub mod nftables;
@@ -74,11 +75,12 @@ pub fn apply(rules: &NetworkRules) -> Result<(), PluginError> {
         return iptables::apply(rules);
     }
     nftables::apply(&format!(
-        "add table {TABLE}\n{}{}{}{}",
+        "add table {TABLE}\n{}{}{}{}{}",
         portmap::render_skeleton(),
         masquerade::render(rules),
         portmap::masquerade_rules(masquerade::CHAIN),
-        redirect::render(rules)
+        redirect::render(rules),
+        if rules.routed { isolation::render() } else { String::new() }
     ))
 }
 
@@ -135,7 +137,7 @@ pub fn check_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr], backend
     let elements = pod_elements(mappings, pod_ips)?;
     let missing = match backend {
         Backend::Iptables => iptables::missing_mappings(&elements)?,
-        Backend::Nftables => portmap::missing(&nftables::list_table()?, &elements),
+        Backend::Nftables => portmap::missing(&nftables::list_table(TABLE)?, &elements),
     };
     if missing.is_empty() {
         return Ok(());
@@ -152,9 +154,12 @@ pub fn check(rules: &NetworkRules) -> Result<(), PluginError> {
         }
         return Err(PluginError::Check(format!("firewall state missing: {}", missing.join(", "))));
     }
-    let listing = nftables::list_table()?;
+    let listing = nftables::list_table(TABLE)?;
     let mut missing = masquerade::missing(&listing, rules);
     missing.extend(redirect::missing(&listing, rules));
+    if rules.routed {
+        missing.extend(isolation::missing(&listing, &nftables::list_table(isolation::BRIDGE_TABLE)?, rules));
+    }
     if !listing.contains(&format!("jump {}", portmap::CHAIN)) {
         missing.push(format!("jump to {}", portmap::CHAIN));
     }

@@ -32,10 +32,11 @@ pub fn apply(script: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// The table's listing, empty when it does not exist.
-pub fn list_table() -> Result<String, PluginError> {
+/// A table's listing (`table` is "<family> <name>"), empty when it does not exist.
+pub fn list_table(table: &str) -> Result<String, PluginError> {
     let out = Command::new(nft()?)
-        .args(["list", "table", "inet", "weavice"])
+        .args(["list", "table"])
+        .args(table.split_whitespace())
         .stdin(Stdio::null())
         .output()
         .map_err(PluginError::io("run nft"))?;

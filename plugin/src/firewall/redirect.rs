@@ -1,6 +1,6 @@
 //! No ICMP redirects out of routed bridges. In routed mode pod-to-pod traffic
 //! leaves the bridge it came in on, so the node would tell a pod its peer is
-//! on-link, which isolated ports make unreachable. IPv4 pods would act on it
+//! on-link, which it cannot reach at L2 (firewall/isolation.rs). IPv4 pods would act on it
 //! (a host's accept_redirects is ORed with the namespace-wide `all`), and the
 //! node's `send_redirects` is ORed with `all` too, so a per-interface sysctl
 //! cannot stop it. One rule per family, one set element per network.

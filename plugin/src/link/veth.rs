@@ -8,15 +8,18 @@ use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::{LinkBridgePort, LinkUnspec, LinkVeth};
 use sha2::{Digest, Sha256};
 
-const HOST_PREFIX: &str = "wv";
+/// Prefix of routed-mode host veths, which the bridge filter keeps from
+/// talking to each other at L2 (firewall/isolation.rs); bridged ones differ.
+pub const ROUTED_PREFIX: &str = "wv";
+const BRIDGED_PREFIX: &str = "wb";
 /// Prefix of a host veth whose deletion was handed to a background process.
 pub const TOMBSTONE_PREFIX: &str = "wx";
 
 /// Host-side name from (network, container ID, ifname): 14 characters.
-pub fn host_name(network: &str, container_id: &str, ifname: &str) -> String {
+pub fn host_name(network: &str, container_id: &str, ifname: &str, routed: bool) -> String {
     let d = Sha256::digest(format!("{network}\0{container_id}\0{ifname}").as_bytes());
     let hex: String = d.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("{HOST_PREFIX}{hex}")
+    format!("{}{hex}", if routed { ROUTED_PREFIX } else { BRIDGED_PREFIX })
 }
 
 /// The pod side's MAC when the runtime asks for none: stable per attachment,
@@ -27,7 +30,7 @@ pub fn pod_mac(network: &str, container_id: &str, ifname: &str) -> Vec<u8> {
 }
 
 pub fn tombstone_name(host: &str) -> String {
-    format!("{TOMBSTONE_PREFIX}{}", &host[HOST_PREFIX.len()..])
+    format!("{TOMBSTONE_PREFIX}{}", host.get(TOMBSTONE_PREFIX.len()..).unwrap_or(host))
 }
 
 pub struct VethSpec<'a> {
@@ -79,16 +82,16 @@ pub fn create(nl: &mut Netlink, s: &VethSpec<'_>) -> Result<Link, PluginError> {
     }
 }
 
-/// Brings the host side up as a bridge port: `isolated` keeps pods from
-/// reaching each other at L2 (routed mode). IPv6 goes off on the port before
+/// Brings the host side up as a bridge port with `opts` (network::port_options).
+/// IPv6 goes off on the port before
 /// it comes up: a port needs no link-local address, and each one would cost a
 /// DAD run and an fe80::/64 route that every later ADD's route insertion walks.
-pub fn attach(nl: &mut Netlink, port: &Link, isolated: bool, hairpin: bool) -> Result<(), PluginError> {
+pub fn attach(nl: &mut Netlink, port: &Link, opts: crate::network::PortOptions) -> Result<(), PluginError> {
     if std::path::Path::new("/proc/sys/net/ipv6").exists() {
         crate::sysctl::write_if("ipv6", &port.name, "disable_ipv6", "1")?;
     }
-    let mut msg = LinkBridgePort::new(port.index).isolated(isolated);
-    if hairpin {
+    let mut msg = LinkBridgePort::new(port.index).isolated(opts.isolated);
+    if opts.hairpin {
         msg = msg.hairpin(true);
     }
     // one RTM_NEWLINK without create flags: port options and IFF_UP together
@@ -118,11 +121,12 @@ mod tests {
 
     #[test]
     fn names_fit_and_differ_per_attachment() {
-        let a = host_name("net", "c1", "eth0");
+        let a = host_name("net", "c1", "eth0", true);
         assert_eq!(a.len(), 14);
-        assert_ne!(a, host_name("net", "c1", "eth1"));
-        assert_ne!(a, host_name("net2", "c1", "eth0"));
-        assert_eq!(a, host_name("net", "c1", "eth0"));
+        assert!(a.starts_with(ROUTED_PREFIX) && !host_name("net", "c1", "eth0", false).starts_with(ROUTED_PREFIX));
+        assert_ne!(a, host_name("net", "c1", "eth1", true));
+        assert_ne!(a, host_name("net2", "c1", "eth0", true));
+        assert_eq!(a, host_name("net", "c1", "eth0", true));
         assert!(tombstone_name(&a).starts_with(TOMBSTONE_PREFIX));
         assert_eq!(tombstone_name(&a).len(), 14);
         let mac = pod_mac("net", "c1", "eth0");
