@@ -25,6 +25,9 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
+/// What is wrong, the environment, stdin, the expected code, a word the message must hold.
+type Case = (&'static str, Vec<(&'static str, String)>, String, u64, &'static str);
+
 #[test]
 fn bad_input_gets_a_cni_error_and_leaves_no_state() {
     if !require_root() {
@@ -61,7 +64,7 @@ fn bad_input_gets_a_cni_error_and_leaves_no_state() {
         }
         e
     };
-    let cases: Vec<(&str, Vec<(&str, String)>, String, u64, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("malformed JSON", env("ADD", "c1", netns.clone(), "eth0"), "{\"cniVersion\": ".into(), 6, "decode"),
         (
             "unknown cniVersion",
