@@ -67,20 +67,58 @@ fn mapped_ports_with_the_iptables_backend() {
     mapped_ports_case("iptables");
 }
 
+#[test]
+fn mapped_ports_with_iptables_legacy() {
+    mapped_ports_case("iptables-legacy");
+}
+
+/// weavice in the node namespace with iptables-legacy behind every iptables
+/// name: xtables-legacy-multi bind-mounted over xtables-nft-multi in a
+/// private mount namespace, as on a node whose alternatives choose legacy.
+fn cni_legacy(node: &Node, verb: &str, conf: &Value, id: &str, pod: &str) -> Reply {
+    let script = format!(
+        "mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi && exec nsenter --net={} {}",
+        node.ns.path(),
+        bin("weavice")
+    );
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_PATH", cni_path());
+    let env = [("CNI_COMMAND", verb), ("CNI_CONTAINERID", id), ("CNI_NETNS", pod), ("CNI_IFNAME", "eth0")];
+    run_plugin(cmd, &env, conf.to_string().as_bytes())
+}
+
+fn legacy_dump(node: &Node) -> String {
+    let save = |cmd| String::from_utf8_lossy(&node.ns.exec(cmd, &[]).stdout).into_owned();
+    save("iptables-legacy-save") + &save("ip6tables-legacy-save")
+}
+
 fn mapped_ports_case(backend: &str) {
     if !require_root() {
         return;
     }
+    let legacy = backend == "iptables-legacy";
+    let backend = if legacy { "iptables" } else { backend };
     let node = node_for(backend, "pm");
+    let cni = |verb: &str, conf: &Value, id: &str, pod: &Netns| {
+        if legacy {
+            cni_legacy(&node, verb, conf, id, &pod.path())
+        } else {
+            node.cni(verb, conf, id, &pod.path(), "eth0")
+        }
+    };
+    let dump = || if legacy { legacy_dump(&node) } else { firewall_dump(&node.ns) };
     let outside = Netns::new("pmo");
     attach_outside(&node.ns, &outside);
     let (a, b) = (Netns::new("pma"), Netns::new("pmb"));
     let mappings = json!([{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}, {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]);
     let conf = with_backend(mapped(&node, mappings), backend);
-    let r = node.cni("ADD", &conf, "pma", &a.path(), "eth0");
+    let r = cni("ADD", &conf, "pma", &a);
     assert!(r.ok, "{} {}", r.stdout, r.stderr);
     let plain = with_backend(node.conf("1.1.0", "pmnet", json!({})), backend);
-    assert!(node.cni("ADD", &plain, "pmb", &b.path(), "eth0").ok);
+    assert!(cni("ADD", &plain, "pmb", &b).ok);
     serve_tcp(&a, "[::]:80", "pod-a"); // dual-stack socket
     udp_echo(&a, "0.0.0.0:53");
     serve_tcp(&outside, "0.0.0.0:8080", "outside");
@@ -94,23 +132,27 @@ fn mapped_ports_case(backend: &str) {
     assert!(udp_ask(&outside, "203.0.113.1:5353"), "udp from outside");
     assert_eq!(tcp_fetch(&b, "203.0.113.2:8080"), "outside", "traffic to other destinations is not rewritten");
 
-    let check = node.cni("CHECK", &conf, "pma", &a.path(), "eth0");
+    let check = cni("CHECK", &conf, "pma", &a);
     assert!(check.ok, "{}", check.stdout);
     if backend == "iptables" {
-        let dump = firewall_dump(&node.ns);
+        let rules = dump();
         assert!(
-            dump.contains("-A WEAVICE-HOSTPORTS -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.88.0.2:80"),
-            "{dump}"
+            rules.contains("-A WEAVICE-HOSTPORTS -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.88.0.2:80"),
+            "{rules}"
         );
-        assert!(!dump.contains("table inet weavice"), "{dump}");
+        let nft = firewall_dump(&node.ns);
+        assert!(!nft.contains("table inet weavice"), "{nft}");
+        if legacy {
+            assert!(!nft.contains("WEAVICE"), "iptables-nft must hold nothing: {nft}");
+        }
     }
 
     // DEL with no runtimeConfig removes exactly this pod's mappings
-    assert!(node.cni("DEL", &plain, "pma", &a.path(), "eth0").ok);
-    let table = firewall_dump(&node.ns);
+    assert!(cni("DEL", &plain, "pma", &a).ok);
+    let table = dump();
     assert!(!table.contains("8080") && !table.contains("5353"), "{table}");
     assert_eq!(tcp_fetch(&outside, "203.0.113.1:8080"), "");
-    assert!(node.cni("DEL", &plain, "pmb", &b.path(), "eth0").ok);
+    assert!(cni("DEL", &plain, "pmb", &b).ok);
 }
 
 #[test]
