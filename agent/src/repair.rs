@@ -26,7 +26,7 @@ pub fn run(state_dir: &str) -> Result<Report, PluginError> {
         report.networks += 1;
         for a in Attachment::list(state_dir, &name)? {
             if !a.port_mappings.is_empty() {
-                firewall::add_port_mappings(&a.port_mappings, &a.pod_ips(), a.backend)?;
+                firewall::add_port_mappings(&a.port_mappings, &a.pod_ips(), a.backend, false)?;
                 report.mappings += 1;
             }
         }

@@ -48,7 +48,9 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
     network::ensure(&mut node.netlink, &net.state_dir, &net.name, &network::Wanted::chained(backend), false)?;
     ports::claim(&mut node.netlink, net, args)?;
     let holder = ports::holder(net, args);
-    let installed = ports::install(&net.port_mappings, &pod_ips, backend).and_then(|()| {
+    // a repeated chained ADD finds its saved state: its rules may be in place
+    let fresh = !crate::state::path(&net.state_dir, &net.name, &args.container_id, &args.ifname).exists();
+    let installed = ports::install(&net.port_mappings, &pod_ips, backend, fresh).and_then(|()| {
         Attachment {
             network: net.name.clone(),
             container_id: args.container_id.clone(),
@@ -200,7 +202,8 @@ fn build(
     pod.ack_all(requests).map_err(|(i, e)| PluginError::netlink(what[i].clone())(e))?;
 
     let pod_ips: Vec<IpAddr> = ips.iter().map(|i| i.address.addr()).collect();
-    ports::install(&net.port_mappings, &pod_ips, backend)?;
+    // the veth was created exclusively: this attachment is new
+    ports::install(&net.port_mappings, &pod_ips, backend, true)?;
     made.ports_installed = pod_ips;
 
     let pod_mac = link::format_mac(&peer_mac);

@@ -22,7 +22,11 @@ pub fn claim(nl: &mut Netlink, net: &NetConf, args: &CmdArgs) -> Result<(), Plug
     if net.port_mappings.is_empty() {
         return Ok(());
     }
-    let local: Vec<IpAddr> = addr::dump(nl)?.into_iter().map(|(_, a)| a.addr()).collect();
+    let local: Vec<IpAddr> = if net.port_mappings.iter().any(|m| m.host_ip.is_some()) {
+        addr::dump(nl)?.into_iter().map(|(_, a)| a.addr()).collect()
+    } else {
+        Vec::new()
+    };
     for m in &net.port_mappings {
         if let Some(ip) = m.host_ip.filter(|ip| !local.contains(ip)) {
             return Err(
@@ -33,8 +37,8 @@ pub fn claim(nl: &mut Netlink, net: &NetConf, args: &CmdArgs) -> Result<(), Plug
     hostports::claim(&net.state_dir, &holder(net, args), &net.port_mappings)
 }
 
-pub fn install(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend) -> Result<(), PluginError> {
-    firewall::add_port_mappings(mappings, pod_ips, backend)
+pub fn install(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend, fresh: bool) -> Result<(), PluginError> {
+    firewall::add_port_mappings(mappings, pod_ips, backend, fresh)
 }
 
 /// Removes the mappings and drops the claims; both tolerate absence.

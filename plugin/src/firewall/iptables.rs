@@ -32,10 +32,15 @@ fn prefix(v4: bool) -> &'static str {
     }
 }
 
-fn save(v4: bool) -> Result<String, PluginError> {
+/// The rules of one family, of every table or of `table` only.
+fn save(v4: bool, table: Option<&str>) -> Result<String, PluginError> {
     let name = format!("{}-save", prefix(v4));
     let bin = super::find_tool(&name).ok_or_else(|| PluginError::Firewall(format!("{name} is not installed")))?;
-    let out = Command::new(bin).stdin(Stdio::null()).output().map_err(PluginError::io(format!("run {name}")))?;
+    let mut cmd = Command::new(bin);
+    if let Some(t) = table {
+        cmd.args(["-t", t]);
+    }
+    let out = cmd.stdin(Stdio::null()).output().map_err(PluginError::io(format!("run {name}")))?;
     if !out.status.success() {
         return Err(PluginError::Firewall(format!("{name} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
     }
@@ -88,7 +93,7 @@ fn skeleton(rules: &NetworkRules, v4: bool) -> Vec<(&'static str, Vec<&'static s
 /// Adds whatever of the skeleton is missing, in both families.
 pub fn apply(rules: &NetworkRules) -> Result<(), PluginError> {
     for v4 in [true, false] {
-        let existing = save(v4)?;
+        let existing = save(v4, None)?;
         let have: Vec<&str> = existing.lines().collect();
         let mut input = String::new();
         for (table, chains, lines) in skeleton(rules, v4) {
@@ -115,7 +120,7 @@ pub fn apply(rules: &NetworkRules) -> Result<(), PluginError> {
 pub fn missing(rules: &NetworkRules) -> Result<Vec<String>, PluginError> {
     let mut missing = Vec::new();
     for v4 in [true, false] {
-        let existing = save(v4)?;
+        let existing = save(v4, None)?;
         for (_, _, lines) in skeleton(rules, v4) {
             missing.extend(
                 lines
@@ -169,12 +174,14 @@ fn rules_by_family(elements: &[Element]) -> [(bool, Vec<String>); 2] {
 }
 
 /// Adds the rules not there yet (so a repair or a repeated ADD adds no twins).
-pub fn add_mappings(elements: &[Element]) -> Result<(), PluginError> {
+/// Adds the rules that are not there yet. For a new attachment (`fresh`)
+/// none can be, and the `iptables-save` that would find out is skipped.
+pub fn add_mappings(elements: &[Element], fresh: bool) -> Result<(), PluginError> {
     for (v4, lines) in rules_by_family(elements) {
         if lines.is_empty() {
             continue;
         }
-        let existing = save(v4)?;
+        let existing = if fresh { String::new() } else { save(v4, Some("nat"))? };
         let new: Vec<String> = lines.into_iter().filter(|l| !existing.lines().any(|e| e == l)).collect();
         if !new.is_empty() {
             restore(v4, &format!("*nat\n{}\nCOMMIT\n", new.join("\n")))?;
@@ -204,7 +211,7 @@ pub fn missing_mappings(elements: &[Element]) -> Result<Vec<String>, PluginError
         if lines.is_empty() {
             continue;
         }
-        let existing = save(v4)?;
+        let existing = save(v4, Some("nat"))?;
         missing.extend(lines.into_iter().filter(|l| !existing.lines().any(|e| e == l)).map(|l| format!("rule '{l}'")));
     }
     Ok(missing)

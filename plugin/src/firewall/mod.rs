@@ -91,13 +91,19 @@ fn pod_elements(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<Elements
 }
 
 /// Maps the pod's host ports: one transaction, then stale UDP flows flushed.
-pub fn add_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend) -> Result<(), PluginError> {
+/// `fresh`: the attachment is new, so none of its mappings can be installed yet.
+pub fn add_port_mappings(
+    mappings: &[PortMapping],
+    pod_ips: &[IpAddr],
+    backend: Backend,
+    fresh: bool,
+) -> Result<(), PluginError> {
     if mappings.is_empty() {
         return Ok(());
     }
     let elements = pod_elements(mappings, pod_ips)?;
     match backend {
-        Backend::Iptables => iptables::add_mappings(&elements)?,
+        Backend::Iptables => iptables::add_mappings(&elements, fresh)?,
         Backend::Nftables => nft_netlink::apply("weavice", &elements, true)
             .map_err(|e| PluginError::Firewall(format!("add port mapping elements: {e}")))?,
     }
