@@ -83,9 +83,9 @@ pub fn create(nl: &mut Netlink, s: &VethSpec<'_>) -> Result<Link, PluginError> {
 }
 
 /// Brings the host side up as a bridge port with `opts` (network::port_options).
-/// IPv6 goes off on the port before
-/// it comes up: a port needs no link-local address, and each one would cost a
-/// DAD run and an fe80::/64 route that every later ADD's route insertion walks.
+/// IPv6 goes off on the port before it comes up: a port needs no link-local
+/// address, and each one would cost a DAD run and an fe80::/64 route that
+/// every later ADD's route insertion walks.
 pub fn attach(nl: &mut Netlink, port: &Link, opts: crate::network::PortOptions) -> Result<(), PluginError> {
     if std::path::Path::new("/proc/sys/net/ipv6").exists() {
         crate::sysctl::write_if("ipv6", &port.name, "disable_ipv6", "1")?;
