@@ -1,9 +1,10 @@
 //! Routed pods reach each other only through the node (nftables backend).
 //!
-//! Port isolation cannot do it once br_netfilter is on (its default, and on
-//! every kube-proxy node): the node's DNAT from one pod to another on the
-//! same bridge (a hostPort, a hairpin, a Service) is then forwarded port to
-//! port, which isolation drops. So routed ports are not isolated and a bridge
+//! Port isolation cannot do it once br_netfilter runs bridged traffic through
+//! the IP hooks (`bridge-nf-call-iptables=1`, the default once the module is
+//! loaded, so on every kube-proxy node): the node's DNAT from one pod to
+//! another on the same bridge (a hostPort, a hairpin, a Service) is then
+//! forwarded port to port, which isolation drops. So routed ports are not isolated and a bridge
 //! filter drops what crosses from or to one of them at L2, except frames the
 //! node DNATed, which a prerouting rule marks. Routed host veths are named
 //! `wv…` (bridged ones `wb…`): this kernel's nftables cannot match the bridge.
