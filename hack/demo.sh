@@ -62,11 +62,19 @@ echo "== connectivity: pod to pod crosses the node at L3 (ttl 63), v4 and v6"
 run ip netns exec "${pods[0]}" ping -c1 -W1 "$(ip4 "${pods[1]}")" | grep ttl
 run ip netns exec "${pods[0]}" ping -c1 -W1 "$(ip6 "${pods[2]}")" | grep ttl
 
+echo "== pods meet only through the node: pod c forges an on-link entry for pod a, and gets nothing"
+a4=$(ip4 "${pods[0]}"); amac=$(ip -n "${pods[0]}" -br link show eth0 | awk '{print $3}')
+run ip -n "${pods[2]}" neigh replace "$a4" lladdr "$amac" dev eth0 nud permanent
+run ip -n "${pods[2]}" route replace "$a4/32" dev eth0
+ip netns exec "${pods[2]}" ping -c1 -W1 "$a4" >/dev/null && echo "reached at L2: unexpected" || echo "dropped at the bridge"
+ip -n "${pods[2]}" route del "$a4/32" dev eth0; ip -n "${pods[2]}" neigh del "$a4" dev eth0
+
 echo "== NAT: pod a pings the outside; conntrack shows the masquerade to the node's 203.0.113.1"
 run ip netns exec "${pods[0]}" ping -c1 -W1 203.0.113.2 | grep ttl
 ip netns exec "$node" conntrack -L -p icmp 2>/dev/null | grep 203.0.113.2 || true
-echo "== the node's netfilter state: one table, per network, nothing per pod"
+echo "== the node's netfilter state: set elements per network, nothing per pod"
 ip netns exec "$node" nft list table inet weavice
+ip netns exec "$node" nft list table bridge weavice
 
 echo "== cnitool check, then a route goes missing and CHECK says so"
 run cni check podnet "/run/netns/${pods[0]}" && echo "check: ok"
