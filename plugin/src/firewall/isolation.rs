@@ -57,7 +57,7 @@ mod tests {
     use super::*;
 
     fn rules(routed: bool) -> NetworkRules {
-        NetworkRules { ranges: vec![], masquerade: false, bridge: "wv0".into(), routed, backend: Default::default() }
+        NetworkRules::bare(routed)
     }
 
     #[test]

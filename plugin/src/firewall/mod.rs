@@ -69,6 +69,14 @@ pub struct NetworkRules {
     pub backend: Backend,
 }
 
+#[cfg(test)]
+impl NetworkRules {
+    /// A network on bridge wv0 with no ranges, for unit tests.
+    pub fn bare(routed: bool) -> Self {
+        NetworkRules { ranges: vec![], masquerade: false, bridge: "wv0".into(), routed, backend: Backend::default() }
+    }
+}
+
 /// Installs the network's netfilter state (idempotent).
 pub fn apply(rules: &NetworkRules) -> Result<(), PluginError> {
     if rules.backend == Backend::Iptables {
