@@ -56,10 +56,6 @@ pub fn missing(inet: &str, bridge: &str, rules: &NetworkRules) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn rules(routed: bool) -> NetworkRules {
-        NetworkRules::bare(routed)
-    }
-
     #[test]
     fn renders_the_mark_and_the_bridge_filter() {
         let s = render();
@@ -74,8 +70,8 @@ mod tests {
         let inet = "\t\tiifname @routed_bridges ct status dnat meta mark set meta mark | 0x00200000\n";
         let bridge =
             "\t\tmeta mark & 0x00200000 == 0x00200000 accept\n\t\tiifname \"wv*\" drop\n\t\toifname \"wv*\" drop\n";
-        assert!(missing(inet, bridge, &rules(true)).is_empty());
-        assert_eq!(missing("", "", &rules(true)).len(), 3);
-        assert!(missing("", "", &rules(false)).is_empty());
+        assert!(missing(inet, bridge, &NetworkRules::bare(true)).is_empty());
+        assert_eq!(missing("", "", &NetworkRules::bare(true)).len(), 3);
+        assert!(missing("", "", &NetworkRules::bare(false)).is_empty());
     }
 }

@@ -42,21 +42,17 @@ pub fn missing(listing: &str, rules: &NetworkRules) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn rules(routed: bool) -> NetworkRules {
-        NetworkRules::bare(routed)
-    }
-
     #[test]
     fn routed_networks_add_their_bridge() {
-        assert!(render(&rules(true)).contains("add element inet weavice routed_bridges { \"wv0\" }"));
-        assert!(!render(&rules(false)).contains("add element"));
+        assert!(render(&NetworkRules::bare(true)).contains("add element inet weavice routed_bridges { \"wv0\" }"));
+        assert!(!render(&NetworkRules::bare(false)).contains("add element"));
     }
 
     #[test]
     fn missing_state_is_named() {
         let listing = "\tset routed_bridges {\n\t\ttype ifname\n\t\telements = { \"wv0\" }\n\t}\n\tchain output {\n\t\toifname @routed_bridges icmp type redirect drop\n\t\toifname @routed_bridges icmpv6 type nd-redirect drop\n\t}\n";
-        assert!(missing(listing, &rules(true)).is_empty());
-        assert!(missing("", &rules(false)).is_empty());
-        assert_eq!(missing("", &rules(true)).len(), 3);
+        assert!(missing(listing, &NetworkRules::bare(true)).is_empty());
+        assert!(missing("", &NetworkRules::bare(false)).is_empty());
+        assert_eq!(missing("", &NetworkRules::bare(true)).len(), 3);
     }
 }
