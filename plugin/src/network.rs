@@ -107,9 +107,20 @@ pub struct Ready {
     pub from_marker: bool,
 }
 
+/// What this version sets up for a network. A marker written by a version
+/// that set up less (1: routed ports isolated, no bridge filter) reads as
+/// layout 1, so the next ADD sets the network up again.
+const LAYOUT: u32 = 2;
+
+fn old_layout() -> u32 {
+    1
+}
+
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Marker {
+    #[serde(default = "old_layout")]
+    layout: u32,
     boot_id: String,
     netns_inode: u64,
     wanted: Wanted,
@@ -159,7 +170,7 @@ pub fn ensure(
     let path = marker_path(state_dir, network);
     if !force {
         if let Ok(Ok(m)) = fs::read(&path).map(|b| serde_json::from_slice::<Marker>(&b)) {
-            if m.boot_id == boot_id && m.netns_inode == netns_inode && &m.wanted == want {
+            if m.layout == LAYOUT && m.boot_id == boot_id && m.netns_inode == netns_inode && &m.wanted == want {
                 return Ok(Ready { from_marker: true, ..m.ready });
             }
         }
@@ -185,7 +196,7 @@ pub fn ensure(
         Ready { bridge_index: br.index, bridge_mac: link::format_mac(&br.mac), from_marker: false }
     };
     firewall::apply(&want.rules)?;
-    let marker = Marker { boot_id, netns_inode, wanted: want.clone(), ready: ready.clone() };
+    let marker = Marker { layout: LAYOUT, boot_id, netns_inode, wanted: want.clone(), ready: ready.clone() };
     write_private(&path, &serde_json::to_vec_pretty(&marker).unwrap_or_default())?;
     Ok(ready)
 }

@@ -208,6 +208,32 @@ fn routed_isolation_case(backend: &str) {
     }
 }
 
+/// weavice before the bridge filter isolated routed ports and wrote markers
+/// without a layout: such a marker must not let an ADD skip the filter.
+#[test]
+fn a_marker_from_an_older_version_sets_the_network_up_again() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("lay");
+    let conf = node.conf("1.1.0", "laynet", json!({}));
+    let (a, b) = (Netns::new("lya"), Netns::new("lyb"));
+    assert!(node.cni("ADD", &conf, "laya", &a.path(), "eth0").ok);
+    let path = node.dir.path("state/networks/laynet.json");
+    let mut marker: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    marker.as_object_mut().unwrap().remove("layout");
+    std::fs::write(&path, marker.to_string()).unwrap();
+    node.ns.exec("nft", &["delete", "table", "bridge", "weavice"]);
+
+    assert!(node.cni("ADD", &conf, "layb", &b.path(), "eth0").ok);
+    let table =
+        String::from_utf8_lossy(&node.ns.exec("nft", &["list", "table", "bridge", "weavice"]).stdout).into_owned();
+    assert!(table.contains("iifname \"wv*\" drop"), "{table}");
+    for (id, p) in [("laya", &a), ("layb", &b)] {
+        assert!(node.cni("DEL", &conf, id, &p.path(), "eth0").ok);
+    }
+}
+
 #[test]
 fn bridged_mode_switches_pods_at_l2() {
     if !require_root() {
