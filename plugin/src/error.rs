@@ -48,6 +48,16 @@ impl PluginError {
         move |source| PluginError::Netlink { op, source }
     }
 
+    /// Ok for no errors, the error itself for one, `Multiple` for more:
+    /// for verbs that run every step and report all failures (DEL, GC).
+    pub fn all(mut errors: Vec<PluginError>) -> Result<(), PluginError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(PluginError::Multiple(errors)),
+        }
+    }
+
     /// The CNI code for this error. Every variant decides here, nowhere else.
     pub fn code(&self) -> u32 {
         let code = match self {

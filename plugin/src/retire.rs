@@ -11,23 +11,22 @@ use crate::link;
 /// also releases the netfilter sockets that deleted elements (see
 /// firewall::nft_netlink), which would otherwise delay this process's exit.
 pub fn finish_in_background(l: Option<link::Link>) {
+    let delete = || match &l {
+        Some(l) => link::connect().and_then(|mut nl| link::delete(&mut nl, l.index, &l.name)).is_ok(),
+        None => true,
+    };
     // SAFETY: weavice is single-threaded, so fork is safe; the child makes
     // only syscalls and leaves with _exit.
     match unsafe { libc::fork() } {
         0 => {
             detach();
-            let ok = match &l {
-                Some(l) => link::connect().and_then(|mut nl| link::delete(&mut nl, l.index, &l.name)).is_ok(),
-                None => true,
-            };
+            let ok = delete();
             // SAFETY: leave without running the parent's exit handlers again.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
         // no child: delete here, slower but complete
         pid if pid < 0 => {
-            if let Some(l) = &l {
-                let _ = link::connect().and_then(|mut nl| link::delete(&mut nl, l.index, &l.name));
-            }
+            delete();
         }
         _ => {}
     }

@@ -19,6 +19,11 @@ pub fn write_if(family: &str, ifname: &str, knob: &str, value: &str) -> Result<(
         .map_err(|source| PluginError::Sysctl { key: format!("net.{family}.conf.{ifname}.{knob}"), source })
 }
 
+/// Whether this namespace has IPv6 (`ipv6.disable=1` removes its sysctls).
+pub fn ipv6_available() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
+}
+
 fn write(path: &str, key: &str, value: &str) -> Result<(), PluginError> {
     let err = |source| PluginError::Sysctl { key: key.to_string(), source };
     if fs::read_to_string(path).map_err(err)?.trim() == value {

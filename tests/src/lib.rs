@@ -203,6 +203,19 @@ impl Node {
         run_plugin(cmd, env, stdin)
     }
 
+    /// Runs weavice in the node namespace from a private mount namespace in
+    /// which `mount` (a fixed shell command) ran first: a node whose tools
+    /// differ from this machine's.
+    pub fn invoke_after_mount(&self, mount: &str, env: &[(&str, &str)], stdin: &[u8]) -> Reply {
+        let script = format!("{mount} && exec nsenter --net={} {}", self.ns.path(), bin("weavice"));
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_PATH", cni_path());
+        run_plugin(cmd, env, stdin)
+    }
+
     /// One CNI verb of weavice for (container ID, pod namespace path, ifname).
     pub fn cni(&self, verb: &str, conf: &Value, id: &str, netns: &str, ifname: &str) -> Reply {
         let env = [("CNI_COMMAND", verb), ("CNI_CONTAINERID", id), ("CNI_NETNS", netns), ("CNI_IFNAME", ifname)];

@@ -215,13 +215,10 @@ fn status_says_not_available_when_the_range_is_full() {
     assert!(status().ok);
 }
 
-/// Runs weavice in the node namespace with /usr/sbin hidden (a tmpfs over it,
-/// in a private mount namespace), as on a node without netfilter tools.
+/// Runs weavice in the node namespace with /usr/sbin hidden (a tmpfs over it),
+/// as on a node without netfilter tools.
 fn invoke_without_sbin(node: &Node, env: &[(&str, &str)], stdin: &[u8]) -> Reply {
-    let script = format!("mount -t tmpfs none /usr/sbin && exec nsenter --net={} {}", node.ns.path(), bin("weavice"));
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]).env_clear().env("PATH", "/usr/bin:/bin");
-    run_plugin(cmd, env, stdin)
+    node.invoke_after_mount("mount -t tmpfs none /usr/sbin", env, stdin)
 }
 
 #[test]

@@ -62,6 +62,10 @@ fn cnitool_pods_ping_each_other_and_the_gateway_over_v4_and_v6() {
     };
     let (ra, rb) = (add(&a), add(&b));
     assert_eq!(ra["cniVersion"], "1.0.0");
+    // routed: host addresses, nothing on-link but the gateway
+    let addrs: Vec<&str> = ra["ips"].as_array().unwrap().iter().filter_map(|i| i["address"].as_str()).collect();
+    assert!(addrs.iter().any(|a| a.ends_with("/32")) && addrs.iter().any(|a| a.ends_with("/128")), "{addrs:?}");
+    assert!(a.ip(&["-o", "addr", "show", "eth0", "scope", "global"]).contains("/32"));
 
     // routed: one hop through the node, TTL 63 for both families
     assert_eq!(ping(&a, &ip_of(&rb, true)), Some(63), "v4 pod to pod");

@@ -72,22 +72,13 @@ fn mapped_ports_with_iptables_legacy() {
     mapped_ports_case("iptables-legacy");
 }
 
-/// weavice in the node namespace with iptables-legacy behind every iptables
-/// name: xtables-legacy-multi bind-mounted over xtables-nft-multi in a
-/// private mount namespace, as on a node whose alternatives choose legacy.
+/// weavice with iptables-legacy behind every iptables name
+/// (xtables-legacy-multi bind-mounted over xtables-nft-multi), as on a node
+/// whose alternatives choose legacy.
 fn cni_legacy(node: &Node, verb: &str, conf: &Value, id: &str, pod: &str) -> Reply {
-    let script = format!(
-        "mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi && exec nsenter --net={} {}",
-        node.ns.path(),
-        bin("weavice")
-    );
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_PATH", cni_path());
     let env = [("CNI_COMMAND", verb), ("CNI_CONTAINERID", id), ("CNI_NETNS", pod), ("CNI_IFNAME", "eth0")];
-    run_plugin(cmd, &env, conf.to_string().as_bytes())
+    let mount = "mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi";
+    node.invoke_after_mount(mount, &env, conf.to_string().as_bytes())
 }
 
 fn legacy_dump(node: &Node) -> String {

@@ -185,11 +185,7 @@ fn build(
     let mut requests = vec![link::up_request(pod_index)];
     let mut what = vec![format!("set {ifname} up")];
     for ip in &ipr.ips {
-        let a = if routed {
-            IpNet::new(ip.address.addr(), host_prefix(ip.address.addr())).expect("host prefix")
-        } else {
-            ip.address
-        };
+        let a = if routed { IpNet::from(ip.address.addr()) } else { ip.address };
         requests.push(addr::add_request(pod_index, a));
         what.push(format!("add address {a}"));
         ips.push(IpConfig { address: a, gateway: ip.gateway, interface: Some(2) });
@@ -253,14 +249,6 @@ fn gateway_of(ip: &IpConfig) -> Result<IpAddr, PluginError> {
     })
 }
 
-fn host_prefix(ip: IpAddr) -> u8 {
-    if ip.is_ipv4() {
-        32
-    } else {
-        128
-    }
-}
-
 fn default_net(v4: bool) -> IpNet {
     if v4 {
         "0.0.0.0/0".parse().expect("literal")
@@ -281,7 +269,7 @@ fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<RouteSpec>, PluginEr
         };
         let v4 = gw.is_ipv4();
         if routed {
-            out.push(RouteSpec { dst: IpNet::new(gw, host_prefix(gw)).expect("host prefix"), gw: None });
+            out.push(RouteSpec { dst: IpNet::from(gw), gw: None });
         }
         let has_default = ipr.routes.iter().any(|r| r.dst == default_net(v4));
         if !has_default {

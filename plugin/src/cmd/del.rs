@@ -92,9 +92,5 @@ fn finish(
         }
     }
     info!("DEL {}/{} netns={:?} errors={}", args.container_id, args.ifname, args.netns, errors.len());
-    match errors.len() {
-        0 => Ok(Deleted { retired }),
-        1 => Err(errors.remove(0)),
-        _ => Err(PluginError::Multiple(errors)),
-    }
+    PluginError::all(errors).map(|()| Deleted { retired })
 }

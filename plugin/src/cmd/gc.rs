@@ -53,9 +53,5 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
             errors.push(e);
         }
     }
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(PluginError::Multiple(errors)),
-    }
+    PluginError::all(errors)
 }

@@ -12,6 +12,7 @@
 use super::portmap::{Element, Field};
 use super::NetworkRules;
 use crate::error::PluginError;
+use ipnet::IpNet;
 use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
@@ -94,16 +95,15 @@ fn skeleton(rules: &NetworkRules, v4: bool) -> Vec<(&'static str, Vec<&'static s
 pub fn apply(rules: &NetworkRules) -> Result<(), PluginError> {
     for v4 in [true, false] {
         let existing = save(v4, None)?;
-        let have: Vec<&str> = existing.lines().collect();
         let mut input = String::new();
         for (table, chains, lines) in skeleton(rules, v4) {
             let mut body = String::new();
             for c in chains {
-                if !have.iter().any(|l| l.starts_with(&format!(":{c} "))) {
+                if !existing.lines().any(|l| l.starts_with(&format!(":{c} "))) {
                     body += &format!(":{c} - [0:0]\n");
                 }
             }
-            for l in lines.iter().filter(|l| !have.contains(&l.as_str())) {
+            for l in absent(&existing, lines) {
                 body += &format!("{l}\n");
             }
             if !body.is_empty() {
@@ -122,19 +122,19 @@ pub fn missing(rules: &NetworkRules) -> Result<Vec<String>, PluginError> {
     for v4 in [true, false] {
         let existing = save(v4, None)?;
         for (_, _, lines) in skeleton(rules, v4) {
-            missing.extend(
-                lines
-                    .into_iter()
-                    .filter(|l| !existing.lines().any(|e| e == l))
-                    .map(|l| format!("{} rule '{l}'", prefix(v4))),
-            );
+            missing.extend(absent(&existing, lines).into_iter().map(|l| format!("{} rule '{l}'", prefix(v4))));
         }
     }
     Ok(missing)
 }
 
-fn host(ip: &IpAddr) -> String {
-    format!("{ip}/{}", if ip.is_ipv4() { 32 } else { 128 })
+/// The lines of `lines` that `save` (an iptables-save listing) lacks.
+fn absent(save: &str, lines: Vec<String>) -> Vec<String> {
+    lines.into_iter().filter(|l| !save.lines().any(|e| e == l)).collect()
+}
+
+fn host(ip: &IpAddr) -> IpNet {
+    IpNet::from(*ip)
 }
 
 fn target(fields: &[Field]) -> Option<String> {
@@ -174,15 +174,15 @@ fn rules_by_family(elements: &[Element]) -> [(bool, Vec<String>); 2] {
 }
 
 /// Adds the rules not there yet (so a repair or a repeated ADD adds no twins).
-/// Adds the rules that are not there yet. For a new attachment (`fresh`)
-/// none can be, and the `iptables-save` that would find out is skipped.
+/// For a new attachment (`fresh`) none can be, and the `iptables-save` that
+/// would find out is skipped.
 pub fn add_mappings(elements: &[Element], fresh: bool) -> Result<(), PluginError> {
     for (v4, lines) in rules_by_family(elements) {
         if lines.is_empty() {
             continue;
         }
         let existing = if fresh { String::new() } else { save(v4, Some("nat"))? };
-        let new: Vec<String> = lines.into_iter().filter(|l| !existing.lines().any(|e| e == l)).collect();
+        let new = absent(&existing, lines);
         if !new.is_empty() {
             restore(v4, &format!("*nat\n{}\nCOMMIT\n", new.join("\n")))?;
         }
@@ -212,7 +212,7 @@ pub fn missing_mappings(elements: &[Element]) -> Result<Vec<String>, PluginError
             continue;
         }
         let existing = save(v4, Some("nat"))?;
-        missing.extend(lines.into_iter().filter(|l| !existing.lines().any(|e| e == l)).map(|l| format!("rule '{l}'")));
+        missing.extend(absent(&existing, lines).into_iter().map(|l| format!("rule '{l}'")));
     }
     Ok(missing)
 }

@@ -153,20 +153,21 @@ pub fn check_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr], backend
         Backend::Iptables => iptables::missing_mappings(&elements)?,
         Backend::Nftables => portmap::missing(&nftables::list_table(TABLE)?, &elements),
     };
+    complete(&format!("port mappings missing in table {TABLE}"), missing)
+}
+
+/// Ok when nothing is missing, else a CHECK error listing it after `what`.
+fn complete(what: &str, missing: Vec<String>) -> Result<(), PluginError> {
     if missing.is_empty() {
         return Ok(());
     }
-    Err(PluginError::Check(format!("port mappings missing in table {TABLE}: {}", missing.join(", "))))
+    Err(PluginError::Check(format!("{what}: {}", missing.join(", "))))
 }
 
 /// Reports what is missing, for CHECK.
 pub fn check(rules: &NetworkRules) -> Result<(), PluginError> {
     if rules.backend == Backend::Iptables {
-        let missing = iptables::missing(rules)?;
-        if missing.is_empty() {
-            return Ok(());
-        }
-        return Err(PluginError::Check(format!("firewall state missing: {}", missing.join(", "))));
+        return complete("firewall state missing", iptables::missing(rules)?);
     }
     let listing = nftables::list_table(TABLE)?;
     let mut missing = masquerade::missing(&listing, rules);
@@ -177,10 +178,7 @@ pub fn check(rules: &NetworkRules) -> Result<(), PluginError> {
     if !listing.contains(&format!("jump {}", portmap::CHAIN)) {
         missing.push(format!("jump to {}", portmap::CHAIN));
     }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(PluginError::Check(format!("firewall state missing in table {TABLE}: {}", missing.join(", "))))
+    complete(&format!("firewall state missing in table {TABLE}"), missing)
 }
 
 /// Elements of a set with single-value elements.

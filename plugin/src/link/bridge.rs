@@ -5,14 +5,6 @@ use crate::error::PluginError;
 use crate::sysctl;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
-use sha2::{Digest, Sha256};
-
-/// A stable, locally administered MAC derived from the bridge name, so the
-/// bridge never takes a port's MAC and neighbours' caches never flap.
-fn bridge_mac(name: &str) -> Vec<u8> {
-    let d = Sha256::digest(name.as_bytes());
-    vec![0x02, d[0], d[1], d[2], d[3], d[4]]
-}
 
 pub fn ensure(nl: &mut Netlink, name: &str, mtu: Option<u32>) -> Result<Link, PluginError> {
     if let Some(l) = get(nl, name)? {
@@ -24,7 +16,9 @@ pub fn ensure(nl: &mut Netlink, name: &str, mtu: Option<u32>) -> Result<Link, Pl
     // No multicast snooping: a new pod's MLD report goes out before its
     // link-local address leaves DAD and is not learnt, so the node's neighbour
     // solicitations for the pod would reach no port for a while.
-    let mut msg = rtnetlink::LinkBridge::new(name).mcast_snooping(false).address(bridge_mac(name));
+    // A MAC of its own, derived from its name: the bridge never takes a
+    // port's MAC, so neighbours' caches never flap.
+    let mut msg = rtnetlink::LinkBridge::new(name).mcast_snooping(false).address(super::derived_mac(name));
     if let Some(mtu) = mtu {
         msg = msg.mtu(mtu);
     }
@@ -37,7 +31,7 @@ pub fn ensure(nl: &mut Netlink, name: &str, mtu: Option<u32>) -> Result<Link, Pl
         get(nl, name)?.ok_or_else(|| PluginError::Kernel(format!("bridge {name} vanished right after creation")))?;
     // DAD off before the link-local address exists: while it is tentative
     // the node cannot solicit pods' IPv6 neighbours.
-    if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+    if sysctl::ipv6_available() {
         sysctl::set_if("ipv6", name, "accept_dad", "0")?;
     }
     if !l.up {

@@ -12,6 +12,7 @@ use crate::error::PluginError;
 use netlink_packet_route::link::{InfoBridgePort, InfoPortData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkUnspec;
+use sha2::{Digest, Sha256};
 pub use socket::Netlink;
 
 /// Opens a netlink socket in the namespace the thread is in now.
@@ -111,6 +112,13 @@ pub fn delete(nl: &mut Netlink, index: u32, name: &str) -> Result<(), PluginErro
         Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
         r => r.map_err(PluginError::netlink(format!("delete link {name}"))),
     }
+}
+
+/// A locally administered unicast MAC derived from `seed`: stable for the
+/// same seed, so nothing has to read it back or remember it.
+pub fn derived_mac(seed: &str) -> Vec<u8> {
+    let d = Sha256::digest(seed.as_bytes());
+    vec![0x02, d[0], d[1], d[2], d[3], d[4]]
 }
 
 pub fn format_mac(mac: &[u8]) -> String {

@@ -25,8 +25,7 @@ pub fn host_name(network: &str, container_id: &str, ifname: &str, routed: bool) 
 /// The pod side's MAC when the runtime asks for none: stable per attachment,
 /// locally administered, unicast. Choosing it saves reading it back.
 pub fn pod_mac(network: &str, container_id: &str, ifname: &str) -> Vec<u8> {
-    let d = Sha256::digest(format!("mac\0{network}\0{container_id}\0{ifname}").as_bytes());
-    vec![0x02, d[0], d[1], d[2], d[3], d[4]]
+    super::derived_mac(&format!("mac\0{network}\0{container_id}\0{ifname}"))
 }
 
 pub fn tombstone_name(host: &str) -> String {
@@ -87,7 +86,7 @@ pub fn create(nl: &mut Netlink, s: &VethSpec<'_>) -> Result<Link, PluginError> {
 /// address, and each one would cost a DAD run and an fe80::/64 route that
 /// every later ADD's route insertion walks.
 pub fn attach(nl: &mut Netlink, port: &Link, opts: crate::network::PortOptions) -> Result<(), PluginError> {
-    if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+    if crate::sysctl::ipv6_available() {
         crate::sysctl::write_if("ipv6", &port.name, "disable_ipv6", "1")?;
     }
     let mut msg = LinkBridgePort::new(port.index).isolated(opts.isolated);
