@@ -18,22 +18,14 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-/// How a pod's host veth sits on its bridge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortOptions {
-    pub isolated: bool,
-    pub hairpin: bool,
-}
-
-/// Routed pods reach each other only through the node. With nftables a bridge
-/// filter enforces it (firewall/isolation.rs), and hairpin lets a DNAT that
-/// br_netfilter forwards at L2 return to the pod it came from. With iptables
-/// port isolation does, and br_netfilter's L2 DNAT is dropped (docs/datapath.md).
-pub fn port_options(net: &conf::NetConf, backend: Backend) -> PortOptions {
-    match (net.pod_to_pod, backend) {
-        (conf::PodToPod::Routed, Backend::Nftables) => PortOptions { isolated: false, hairpin: true },
-        (conf::PodToPod::Routed, Backend::Iptables) => PortOptions { isolated: true, hairpin: false },
-        (conf::PodToPod::Bridged, _) => PortOptions { isolated: false, hairpin: net.hairpin_mode },
+/// Whether a pod's bridge port has hairpin on. Routed pods reach each other
+/// only through the node, which a bridge filter enforces instead of port
+/// isolation (firewall/isolation.rs); hairpin lets a DNAT that br_netfilter
+/// forwards at L2 return to the pod it came from.
+pub fn hairpin(net: &conf::NetConf) -> bool {
+    match net.pod_to_pod {
+        conf::PodToPod::Routed => true,
+        conf::PodToPod::Bridged => net.hairpin_mode,
     }
 }
 
@@ -108,9 +100,10 @@ pub struct Ready {
 }
 
 /// What this version sets up for a network. A marker written by a version
-/// that set up less (1: routed ports isolated, no bridge filter) reads as
-/// layout 1, so the next ADD sets the network up again.
-const LAYOUT: u32 = 2;
+/// that set up less (1: routed ports isolated, no bridge filter; 2: the same
+/// with the iptables backend) reads as older, so the next ADD sets the
+/// network up again.
+const LAYOUT: u32 = 3;
 
 fn old_layout() -> u32 {
     1

@@ -40,14 +40,12 @@ fn with_backend(mut conf: Value, backend: &str) -> Value {
 }
 
 /// A node namespace as kube-proxy nodes have it, br_netfilter on: a DNAT from
-/// one pod to another on the same bridge is then forwarded port to port. The
-/// nftables backend lets it through; with iptables, routed mode's isolated
-/// ports drop it (docs/datapath.md), so that node has br_netfilter off.
-fn node_for(backend: &str, tag: &str) -> Node {
+/// one pod to another on the same bridge is then forwarded port to port,
+/// which the bridge filter of either backend must let through.
+fn node_for(tag: &str) -> Node {
     let node = Node::new(tag);
-    let on = if backend == "nftables" { "1" } else { "0" };
     for knob in ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"] {
-        let set = node.ns.exec("sysctl", &["-qw", &format!("{knob}={on}")]);
+        let set = node.ns.exec("sysctl", &["-qw", &format!("{knob}=1")]);
         assert!(set.status.success(), "{knob}: {}", String::from_utf8_lossy(&set.stderr));
     }
     node
@@ -72,13 +70,20 @@ fn mapped_ports_with_iptables_legacy() {
     mapped_ports_case("iptables-legacy");
 }
 
-/// weavice with iptables-legacy behind every iptables name
-/// (xtables-legacy-multi bind-mounted over xtables-nft-multi), as on a node
-/// whose alternatives choose legacy.
+/// weavice on a node whose alternatives choose iptables-legacy: a private
+/// copy of /etc/alternatives, with the iptables names pointing at legacy,
+/// mounted over the real one (ebtables stays as Debian installs it).
 fn cni_legacy(node: &Node, verb: &str, conf: &Value, id: &str, pod: &str) -> Reply {
     let env = [("CNI_COMMAND", verb), ("CNI_CONTAINERID", id), ("CNI_NETNS", pod), ("CNI_IFNAME", "eth0")];
-    let mount = "mount --bind /usr/sbin/xtables-legacy-multi /usr/sbin/xtables-nft-multi";
-    node.invoke_after_mount(mount, &env, conf.to_string().as_bytes())
+    let alt = node.dir.path("alternatives");
+    let mut mount = format!("rm -rf {alt} && cp -a /etc/alternatives {alt}");
+    for fam in ["iptables", "ip6tables"] {
+        for suffix in ["", "-save", "-restore"] {
+            mount += &format!(" && ln -sfn /usr/sbin/{fam}-legacy{suffix} {alt}/{fam}{suffix}");
+        }
+    }
+    mount += &format!(" && mount --bind {alt} /etc/alternatives");
+    node.invoke_after_mount(&mount, &env, conf.to_string().as_bytes())
 }
 
 fn legacy_dump(node: &Node) -> String {
@@ -92,7 +97,7 @@ fn mapped_ports_case(backend: &str) {
     }
     let legacy = backend == "iptables-legacy";
     let backend = if legacy { "iptables" } else { backend };
-    let node = node_for(backend, "pm");
+    let node = node_for("pm");
     let cni = |verb: &str, conf: &Value, id: &str, pod: &Netns| {
         if legacy {
             cni_legacy(&node, verb, conf, id, &pod.path())
@@ -134,7 +139,12 @@ fn mapped_ports_case(backend: &str) {
         let nft = firewall_dump(&node.ns);
         assert!(!nft.contains("table inet weavice"), "{nft}");
         if legacy {
-            assert!(!nft.contains("WEAVICE"), "iptables-nft must hold nothing: {nft}");
+            let ip =
+                |fam| String::from_utf8_lossy(&node.ns.exec("nft", &["list", "table", fam, "nat"]).stdout).into_owned();
+            for fam in ["ip", "ip6"] {
+                assert!(!ip(fam).contains("WEAVICE"), "iptables-nft must hold nothing: {}", ip(fam));
+            }
+            assert!(legacy_dump(&node).contains("-A WEAVICE-FORWARD"), "the DNAT mark rule goes to legacy too");
         }
     }
 

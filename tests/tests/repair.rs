@@ -7,15 +7,15 @@ use weavice_tests::*;
 
 #[test]
 fn repair_restores_what_a_ruleset_flush_removed() {
-    repair_case("nftables", &["nft", "flush", "ruleset"]);
+    repair_case("nftables", &[&["nft", "flush", "ruleset"]]);
 }
 
 #[test]
 fn repair_restores_what_iptables_f_removed() {
-    repair_case("iptables", &["iptables", "-t", "nat", "-F"]);
+    repair_case("iptables", &[&["iptables", "-t", "nat", "-F"], &["ebtables", "-t", "nat", "-F"]]);
 }
 
-fn repair_case(backend: &str, flush: &[&str]) {
+fn repair_case(backend: &str, flushes: &[&[&str]]) {
     if !require_root() {
         return;
     }
@@ -36,7 +36,9 @@ fn repair_case(backend: &str, flush: &[&str]) {
         |port| udp_source_seen(&pod, &outside, SocketAddr::from(([203, 0, 113, 2], port))).map(|s| s.ip().to_string());
     assert_eq!(source(7101).as_deref(), Some("203.0.113.1"));
 
-    node.ns.exec(flush[0], &flush[1..]);
+    for flush in flushes {
+        assert!(node.ns.exec(flush[0], &flush[1..]).status.success(), "{flush:?}");
+    }
     assert!(
         tcp_fetch(&outside, "203.0.113.1:8090") != "pod",
         "the mapping is gone with the ruleset: {}",

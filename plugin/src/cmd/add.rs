@@ -168,7 +168,7 @@ fn build(
         Err(e) => return Err(e),
     };
     made.veth = Some(host_name.clone());
-    veth::attach(&mut node.netlink, &host_link, network::port_options(net, backend))?;
+    veth::attach(&mut node.netlink, &host_link, network::hairpin(net))?;
 
     let ifname = &args.ifname;
     // veths report their peer's index, so no lookup in the pod is needed

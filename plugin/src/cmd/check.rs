@@ -43,9 +43,6 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
             if br.as_ref().map(|b| b.index) != h.master || br.is_none() {
                 missing.push(format!("{} attached to bridge {}", saved.host_veth, saved.bridge));
             }
-            if network::port_options(net, saved.backend).isolated && h.isolated != Some(true) {
-                missing.push(format!("isolation of bridge port {}", saved.host_veth));
-            }
         }
     }
 

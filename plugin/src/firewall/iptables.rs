@@ -1,17 +1,22 @@
 //! The iptables backend, for nodes without nftables or whose operators want
 //! iptables. Works with iptables-nft and iptables-legacy alike: it only
-//! drives `iptables-restore`/`ip6tables-restore` (one process per family and
-//! change, never one per rule) and reads `iptables-save`.
+//! drives `iptables-restore`/`ip6tables-restore`/`ebtables-restore` (one
+//! process per family and change, never one per rule) and reads their saves.
 //!
 //! Chains: nat `WEAVICE-MASQ` (from POSTROUTING) and `WEAVICE-HOSTPORTS`
 //! (from PREROUTING and OUTPUT for local destinations), filter
-//! `WEAVICE-OUTPUT` (from OUTPUT). The per-network skeleton is added rule by
-//! rule where missing, so it never flushes anything; a pod's port mappings
-//! are DNAT rules (iptables has no DNAT maps), added and removed in one batch.
+//! `WEAVICE-OUTPUT` (from OUTPUT); for routed networks the bridge filter of
+//! isolation.rs: mangle `WEAVICE-FORWARD`, ebtables filter `WEAVICE-FORWARD`
+//! and `WEAVICE-ROUTED`, ebtables nat `WEAVICE-POSTROUTING`. The per-network
+//! skeleton is added rule by rule where missing, so it never flushes anything;
+//! a pod's port mappings are DNAT rules (iptables has no DNAT maps), added and
+//! removed in one batch.
 
+use super::isolation::{BRIDGED_MARK, DNAT_MARK};
 use super::portmap::{Element, Field};
 use super::NetworkRules;
 use crate::error::PluginError;
+use crate::link::veth::ROUTED_PREFIX;
 use ipnet::IpNet;
 use std::io::Write;
 use std::net::IpAddr;
@@ -20,22 +25,43 @@ use std::process::{Command, Stdio};
 const MASQ: &str = "WEAVICE-MASQ";
 const HOSTPORTS: &str = "WEAVICE-HOSTPORTS";
 const OUTPUT: &str = "WEAVICE-OUTPUT";
+const FORWARD: &str = "WEAVICE-FORWARD";
+const ROUTED: &str = "WEAVICE-ROUTED";
+const POSTROUTING: &str = "WEAVICE-POSTROUTING";
 
-pub fn available() -> bool {
-    super::find_tool("iptables-restore").is_some() && super::find_tool("ip6tables-restore").is_some()
+/// The xtables tools weavice drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    V4,
+    V6,
+    Bridge,
 }
 
-fn prefix(v4: bool) -> &'static str {
-    if v4 {
-        "iptables"
-    } else {
-        "ip6tables"
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::V4 => "iptables",
+            Tool::V6 => "ip6tables",
+            Tool::Bridge => "ebtables",
+        }
+    }
+
+    fn ip(v4: bool) -> Tool {
+        if v4 {
+            Tool::V4
+        } else {
+            Tool::V6
+        }
     }
 }
 
-/// The rules of one family, of every table or of `table` only.
-fn save(v4: bool, table: Option<&str>) -> Result<String, PluginError> {
-    let name = format!("{}-save", prefix(v4));
+pub fn available() -> bool {
+    ["iptables-restore", "ip6tables-restore", "ebtables-restore"].iter().all(|t| super::find_tool(t).is_some())
+}
+
+/// The rules of one tool, of every table or of `table` only.
+fn save(tool: Tool, table: Option<&str>) -> Result<String, PluginError> {
+    let name = format!("{}-save", tool.name());
     let bin = super::find_tool(&name).ok_or_else(|| PluginError::Firewall(format!("{name} is not installed")))?;
     let mut cmd = Command::new(bin);
     if let Some(t) = table {
@@ -48,11 +74,13 @@ fn save(v4: bool, table: Option<&str>) -> Result<String, PluginError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn restore(v4: bool, input: &str) -> Result<(), PluginError> {
-    let name = format!("{}-restore", prefix(v4));
+fn restore(tool: Tool, input: &str) -> Result<(), PluginError> {
+    let name = format!("{}-restore", tool.name());
     let bin = super::find_tool(&name).ok_or_else(|| PluginError::Firewall(format!("{name} is not installed")))?;
+    // ebtables-restore has no --wait: its nft variant commits atomically
+    let args: &[&str] = if tool == Tool::Bridge { &["--noflush"] } else { &["--noflush", "--wait"] };
     let mut child = Command::new(bin)
-        .args(["--noflush", "--wait"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -68,8 +96,24 @@ fn restore(v4: bool, input: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
-/// (table, chains, rules) the network needs in one family, as iptables-save prints them.
-fn skeleton(rules: &NetworkRules, v4: bool) -> Vec<(&'static str, Vec<&'static str>, Vec<String>)> {
+/// One table's share of the skeleton: its chains (with the declaration line
+/// a restore file gives a new one) and rules, as the save tool prints them.
+struct Table {
+    name: &'static str,
+    chains: Vec<(&'static str, String)>,
+    rules: Vec<String>,
+}
+
+fn ip_chain(name: &'static str) -> (&'static str, String) {
+    (name, format!(":{name} - [0:0]"))
+}
+
+/// What the network needs from one tool.
+fn skeleton(rules: &NetworkRules, tool: Tool) -> Vec<Table> {
+    if tool == Tool::Bridge {
+        return if rules.routed { bridge_filter() } else { Vec::new() };
+    }
+    let v4 = tool == Tool::V4;
     let mut nat = vec![
         format!("-A POSTROUTING -j {MASQ}"),
         format!("-A PREROUTING -m addrtype --dst-type LOCAL -j {HOSTPORTS}"),
@@ -84,34 +128,89 @@ fn skeleton(rules: &NetworkRules, v4: bool) -> Vec<(&'static str, Vec<&'static s
         }
     }
     let mut filter = vec![format!("-A OUTPUT -j {OUTPUT}")];
+    let mut mangle = Vec::new();
     if rules.routed {
         let icmp = if v4 { "-p icmp -m icmp --icmp-type 5" } else { "-p ipv6-icmp -m icmp6 --icmpv6-type 137" };
         filter.push(format!("-A {OUTPUT} -o {} {icmp} -j DROP", rules.bridge));
+        // the node's DNATs that br_netfilter forwards port to port (isolation.rs)
+        mangle.push(Table {
+            name: "mangle",
+            chains: vec![ip_chain(FORWARD)],
+            rules: vec![
+                format!("-A FORWARD -j {FORWARD}"),
+                format!(
+                    "-A {FORWARD} -i {} -m conntrack --ctstate DNAT -j MARK --set-xmark {DNAT_MARK:#x}/{DNAT_MARK:#x}",
+                    rules.bridge
+                ),
+            ],
+        });
     }
-    vec![("nat", vec![MASQ, HOSTPORTS], nat), ("filter", vec![OUTPUT], filter)]
+    let mut tables = vec![
+        Table { name: "nat", chains: vec![ip_chain(MASQ), ip_chain(HOSTPORTS)], rules: nat },
+        Table { name: "filter", chains: vec![ip_chain(OUTPUT)], rules: filter },
+    ];
+    tables.extend(mangle);
+    tables
 }
 
-/// Adds whatever of the skeleton is missing, in both families.
+/// Routed pods meet only through the node (isolation.rs): a frame bridged
+/// from or to a routed port is marked, non-IP ones dropped at once, and on
+/// its way out dropped unless the node DNATed it.
+fn bridge_filter() -> Vec<Table> {
+    let mark = |proto| format!("-A {ROUTED} -p {proto} -j mark --mark-or {BRIDGED_MARK:#x} --mark-target RETURN");
+    let both = BRIDGED_MARK | DNAT_MARK;
+    vec![
+        Table {
+            name: "filter",
+            // a restore with --noflush ignores a new chain's policy: the drop is a rule
+            chains: vec![(FORWARD, format!(":{FORWARD} RETURN")), (ROUTED, format!(":{ROUTED} RETURN"))],
+            rules: vec![
+                format!("-A FORWARD -j {FORWARD}"),
+                format!("-A {FORWARD} -i {ROUTED_PREFIX}+ -j {ROUTED}"),
+                format!("-A {FORWARD} -o {ROUTED_PREFIX}+ -j {ROUTED}"),
+                mark("IPv4"),
+                mark("IPv6"),
+                format!("-A {ROUTED} -j DROP"),
+            ],
+        },
+        Table {
+            name: "nat",
+            chains: vec![(POSTROUTING, format!(":{POSTROUTING} RETURN"))],
+            rules: vec![
+                format!("-A POSTROUTING -j {POSTROUTING}"),
+                format!("-A {POSTROUTING} --mark {BRIDGED_MARK:#x}/{both:#x} -j DROP"),
+            ],
+        },
+    ]
+}
+
+const TOOLS: [Tool; 3] = [Tool::V4, Tool::V6, Tool::Bridge];
+
+/// Adds whatever of the skeleton is missing, with every tool.
 pub fn apply(rules: &NetworkRules) -> Result<(), PluginError> {
-    for v4 in [true, false] {
-        let existing = save(v4, None)?;
+    for tool in TOOLS {
+        let tables = skeleton(rules, tool);
+        if tables.is_empty() {
+            continue;
+        }
+        let existing = save(tool, None)?;
         let mut input = String::new();
-        for (table, chains, lines) in skeleton(rules, v4) {
+        for t in tables {
             let mut body = String::new();
-            for c in chains {
-                if !existing.lines().any(|l| l.starts_with(&format!(":{c} "))) {
-                    body += &format!(":{c} - [0:0]\n");
+            for (chain, declaration) in t.chains {
+                if !existing.lines().any(|l| l.starts_with(&format!(":{chain} "))) {
+                    body += &format!("{declaration}\n");
                 }
             }
-            for l in absent(&existing, lines) {
+            for l in absent(&existing, t.rules) {
                 body += &format!("{l}\n");
             }
             if !body.is_empty() {
-                input += &format!("*{table}\n{body}COMMIT\n");
+                input += &format!("*{}\n{body}COMMIT\n", t.name);
             }
         }
         if !input.is_empty() {
-            restore(v4, &input)?;
+            restore(tool, &input)?;
         }
     }
     Ok(())
@@ -119,10 +218,14 @@ pub fn apply(rules: &NetworkRules) -> Result<(), PluginError> {
 
 pub fn missing(rules: &NetworkRules) -> Result<Vec<String>, PluginError> {
     let mut missing = Vec::new();
-    for v4 in [true, false] {
-        let existing = save(v4, None)?;
-        for (_, _, lines) in skeleton(rules, v4) {
-            missing.extend(absent(&existing, lines).into_iter().map(|l| format!("{} rule '{l}'", prefix(v4))));
+    for tool in TOOLS {
+        let tables = skeleton(rules, tool);
+        if tables.is_empty() {
+            continue;
+        }
+        let existing = save(tool, None)?;
+        for t in tables {
+            missing.extend(absent(&existing, t.rules).into_iter().map(|l| format!("{} rule '{l}'", tool.name())));
         }
     }
     Ok(missing)
@@ -181,10 +284,10 @@ pub fn add_mappings(elements: &[Element], fresh: bool) -> Result<(), PluginError
         if lines.is_empty() {
             continue;
         }
-        let existing = if fresh { String::new() } else { save(v4, Some("nat"))? };
+        let existing = if fresh { String::new() } else { save(Tool::ip(v4), Some("nat"))? };
         let new = absent(&existing, lines);
         if !new.is_empty() {
-            restore(v4, &format!("*nat\n{}\nCOMMIT\n", new.join("\n")))?;
+            restore(Tool::ip(v4), &format!("*nat\n{}\nCOMMIT\n", new.join("\n")))?;
         }
     }
     Ok(())
@@ -194,12 +297,12 @@ pub fn add_mappings(elements: &[Element], fresh: bool) -> Result<(), PluginError
 pub fn remove_mappings(elements: &[Element]) -> Result<(), PluginError> {
     for (v4, lines) in rules_by_family(elements) {
         let deletes: Vec<String> = lines.iter().map(|l| l.replacen("-A ", "-D ", 1)).collect();
-        if deletes.is_empty() || restore(v4, &format!("*nat\n{}\nCOMMIT\n", deletes.join("\n"))).is_ok() {
+        if deletes.is_empty() || restore(Tool::ip(v4), &format!("*nat\n{}\nCOMMIT\n", deletes.join("\n"))).is_ok() {
             continue;
         }
         // a batch fails whole when one rule is missing: go one by one
         for d in &deletes {
-            let _ = restore(v4, &format!("*nat\n{d}\nCOMMIT\n"));
+            let _ = restore(Tool::ip(v4), &format!("*nat\n{d}\nCOMMIT\n"));
         }
     }
     Ok(())
@@ -211,7 +314,7 @@ pub fn missing_mappings(elements: &[Element]) -> Result<Vec<String>, PluginError
         if lines.is_empty() {
             continue;
         }
-        let existing = save(v4, Some("nat"))?;
+        let existing = save(Tool::ip(v4), Some("nat"))?;
         missing.extend(absent(&existing, lines).into_iter().map(|l| format!("rule '{l}'")));
     }
     Ok(missing)
@@ -221,6 +324,23 @@ pub fn missing_mappings(elements: &[Element]) -> Result<Vec<String>, PluginError
 mod tests {
     use super::*;
     use conf::{PortMapping, Protocol};
+
+    #[test]
+    fn routed_networks_get_the_bridge_filter_as_the_saves_print_it() {
+        let lines = |routed, tool| -> Vec<String> {
+            skeleton(&NetworkRules::bare(routed), tool).into_iter().flat_map(|t| t.rules).collect()
+        };
+        let eb = lines(true, Tool::Bridge);
+        let ipv4 = "-A WEAVICE-ROUTED -p IPv4 -j mark --mark-or 0x400000 --mark-target RETURN".to_string();
+        let drop = "-A WEAVICE-ROUTED -j DROP".to_string();
+        // IP frames are marked and return before the drop of everything else
+        assert!(eb.iter().position(|l| *l == ipv4) < eb.iter().position(|l| *l == drop), "{eb:?}");
+        assert!(eb.contains(&"-A WEAVICE-POSTROUTING --mark 0x400000/0x600000 -j DROP".to_string()), "{eb:?}");
+        let mark = "-A WEAVICE-FORWARD -i wv0 -m conntrack --ctstate DNAT -j MARK --set-xmark 0x200000/0x200000";
+        assert!(lines(true, Tool::V6).contains(&mark.to_string()));
+        assert!(lines(false, Tool::Bridge).is_empty());
+        assert!(!lines(false, Tool::V4).iter().any(|l| l.contains("MARK")));
+    }
 
     #[test]
     fn mapping_rules_look_as_iptables_save_prints_them() {

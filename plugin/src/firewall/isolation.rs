@@ -1,13 +1,22 @@
-//! Routed pods reach each other only through the node (nftables backend).
+//! Routed pods reach each other only through the node.
 //!
 //! Port isolation cannot do it once br_netfilter runs bridged traffic through
 //! the IP hooks (`bridge-nf-call-iptables=1`, the default once the module is
 //! loaded, so on every kube-proxy node): the node's DNAT from one pod to
 //! another on the same bridge (a hostPort, a hairpin, a Service) is then
-//! forwarded port to port, which isolation drops. So routed ports are not isolated and a bridge
-//! filter drops what crosses from or to one of them at L2, except frames the
-//! node DNATed, which a prerouting rule marks. Routed host veths are named
-//! `wv…` (bridged ones `wb…`): this kernel's nftables cannot match the bridge.
+//! forwarded port to port, which isolation drops. So routed ports are not
+//! isolated and a bridge filter drops what crosses from or to one of them at
+//! L2, except frames the node DNATed, which carry [`DNAT_MARK`]. Routed host
+//! veths are named `wv…` (bridged ones `wb…`): this kernel's nftables cannot
+//! match the bridge.
+//!
+//! This file is the nftables rendering: a prerouting rule after DNAT marks,
+//! the bridge forward hook drops. iptables has no table after DNAT in
+//! prerouting and ebtables' forward chain runs before iptables' (which sees
+//! the DNAT), so iptables.rs splits the check: ebtables forward marks frames
+//! of routed ports with [`BRIDGED_MARK`] (and drops non-IP ones), mangle
+//! forward adds [`DNAT_MARK`] to DNATed ones, ebtables postrouting drops what
+//! has the first bit without the second.
 
 use super::redirect::SET as ROUTED_BRIDGES;
 use super::{NetworkRules, TABLE};
@@ -17,6 +26,8 @@ pub const BRIDGE_TABLE: &str = "bridge weavice";
 /// The packet mark bit for "DNATed by the node": ORed in, never cleared, so
 /// other users' mark bits survive.
 pub const DNAT_MARK: u32 = 0x0020_0000;
+/// The packet mark bit for "bridged from or to a routed port" (iptables backend).
+pub const BRIDGED_MARK: u32 = 0x0040_0000;
 const MARK_CHAIN: &str = "dnat_mark";
 
 pub fn render() -> String {

@@ -9,7 +9,7 @@ pub mod socket;
 pub mod veth;
 
 use crate::error::PluginError;
-use netlink_packet_route::link::{InfoBridgePort, InfoPortData, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkUnspec;
 use sha2::{Digest, Sha256};
@@ -30,8 +30,6 @@ pub struct Link {
     pub mtu: Option<u32>,
     /// For a veth: the peer's index (in the peer's namespace).
     pub peer_index: Option<u32>,
-    /// For a bridge port: whether it is isolated.
-    pub isolated: Option<bool>,
 }
 
 impl From<LinkMessage> for Link {
@@ -44,7 +42,6 @@ impl From<LinkMessage> for Link {
             master: None,
             mtu: None,
             peer_index: None,
-            isolated: None,
         };
         for a in m.attributes {
             match a {
@@ -53,16 +50,6 @@ impl From<LinkMessage> for Link {
                 LinkAttribute::Controller(i) => l.master = Some(i),
                 LinkAttribute::Mtu(m) => l.mtu = Some(m),
                 LinkAttribute::Link(i) => l.peer_index = Some(i),
-                LinkAttribute::LinkInfo(infos) => {
-                    for info in infos {
-                        if let LinkInfo::PortData(InfoPortData::BridgePort(opts)) = info {
-                            l.isolated = opts.iter().find_map(|o| match o {
-                                InfoBridgePort::Isolated(b) => Some(*b),
-                                _ => None,
-                            });
-                        }
-                    }
-                }
                 _ => {}
             }
         }

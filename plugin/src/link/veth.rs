@@ -81,16 +81,16 @@ pub fn create(nl: &mut Netlink, s: &VethSpec<'_>) -> Result<Link, PluginError> {
     }
 }
 
-/// Brings the host side up as a bridge port with `opts` (network::port_options).
+/// Brings the host side up as a bridge port, hairpin on or off (network::hairpin).
 /// IPv6 goes off on the port before it comes up: a port needs no link-local
 /// address, and each one would cost a DAD run and an fe80::/64 route that
 /// every later ADD's route insertion walks.
-pub fn attach(nl: &mut Netlink, port: &Link, opts: crate::network::PortOptions) -> Result<(), PluginError> {
+pub fn attach(nl: &mut Netlink, port: &Link, hairpin: bool) -> Result<(), PluginError> {
     if crate::sysctl::ipv6_available() {
         crate::sysctl::write_if("ipv6", &port.name, "disable_ipv6", "1")?;
     }
-    let mut msg = LinkBridgePort::new(port.index).isolated(opts.isolated);
-    if opts.hairpin {
+    let mut msg = LinkBridgePort::new(port.index);
+    if hairpin {
         msg = msg.hairpin(true);
     }
     // one RTM_NEWLINK without create flags: port options and IFF_UP together
