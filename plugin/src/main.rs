@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             drop(stdout);
             match after {
                 After::DeleteLink(l) => retire::finish_in_background(Some(l)),
-                After::Nothing if weavice::firewall::nft_netlink::lingering() => retire::finish_in_background(None),
+                After::Nothing if weavice::firewall::linger::any() => retire::finish_in_background(None),
                 After::Nothing => {}
             }
             ExitCode::SUCCESS

@@ -20,16 +20,29 @@ pub struct Deleted {
 pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
     let mut node = Node::connect()?;
     let mut errors = Vec::new();
-    let mut retired = None;
 
-    // Port mappings first, so no DNAT points at an interface being removed.
-    // They come from the saved state: runtimeConfig is often absent at DEL.
-    // An unreadable state file must not make DEL fail forever (kubelet would
-    // retry it endlessly): it is logged, treated as absent and removed below.
+    // Port mappings come from the saved state: runtimeConfig is often absent
+    // at DEL. An unreadable state file must not make DEL fail forever (kubelet
+    // would retry it endlessly): it is logged, treated as absent and removed below.
     let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname).unwrap_or_else(|e| {
         warn!("DEL {}/{}: {e}; its port mappings, if any, are left to GC", args.container_id, args.ifname);
         None
     });
+    // the main plugin before a chained weavice owns the interface and addresses
+    let chained = saved.as_ref().is_some_and(|a| a.chained);
+
+    // The interface goes first, the port mappings after: the kernel's release of
+    // deleted netfilter rules then runs while DEL finishes, not under the link
+    // changes (which would wait for it); a DNAT to a pod without its interface
+    // in between is simply unreachable.
+    let retired = if chained {
+        None
+    } else {
+        retire_host_veth(&mut node, net, args, saved.as_ref()).unwrap_or_else(|e| {
+            errors.push(e);
+            None
+        })
+    };
     let unmapped = match &saved {
         Some(a) => ports::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips(), a.backend),
         None => hostports::release(&net.state_dir, &ports::holder(net, args), &net.port_mappings),
@@ -37,33 +50,8 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
     if let Err(e) = unmapped {
         errors.push(e);
     }
-    if saved.as_ref().is_some_and(|a| a.chained) {
-        // the main plugin before weavice owns the interface and addresses
+    if chained {
         return finish(net, args, errors, None);
-    }
-
-    // The host side is found by name, so DEL needs neither netns nor state.
-    let host_name = match &saved {
-        Some(a) if !a.host_veth.is_empty() => a.host_veth.clone(),
-        _ => veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed),
-    };
-    match link::get(&mut node.netlink, &host_name) {
-        Ok(Some(l)) => match veth::retire(&mut node.netlink, &l) {
-            Ok(Some(tomb)) => retired = Some(tomb),
-            Ok(None) => {
-                if let Err(e) = link::delete(&mut node.netlink, l.index, &l.name) {
-                    errors.push(e)
-                }
-            }
-            Err(e) => {
-                warn!("DEL {}: cannot retire {host_name} ({e}); deleting it now", args.container_id);
-                if let Err(e) = link::delete(&mut node.netlink, l.index, &l.name) {
-                    errors.push(e)
-                }
-            }
-        },
-        Ok(None) => {}
-        Err(e) => errors.push(e),
     }
 
     match Ipam::from_conf(net) {
@@ -77,6 +65,30 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
     }
 
     finish(net, args, errors, retired)
+}
+
+/// Takes the host veth out of the way (or deletes it when that fails);
+/// returns the retired link whose deletion main finishes in the background.
+/// Found by name, so DEL needs neither netns nor state.
+fn retire_host_veth(
+    node: &mut Node,
+    net: &NetConf,
+    args: &CmdArgs,
+    saved: Option<&Attachment>,
+) -> Result<Option<Link>, PluginError> {
+    let host_name = match saved {
+        Some(a) if !a.host_veth.is_empty() => a.host_veth.clone(),
+        _ => veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed),
+    };
+    let Some(l) = link::get(&mut node.netlink, &host_name)? else { return Ok(None) };
+    match veth::retire(&mut node.netlink, &l) {
+        Ok(Some(tomb)) => Ok(Some(tomb)),
+        Ok(None) => link::delete(&mut node.netlink, l.index, &l.name).map(|()| None),
+        Err(e) => {
+            warn!("DEL {}: cannot retire {host_name} ({e}); deleting it now", args.container_id);
+            link::delete(&mut node.netlink, l.index, &l.name).map(|()| None)
+        }
+    }
 }
 
 fn finish(

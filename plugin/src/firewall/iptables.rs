@@ -12,6 +12,7 @@
 //! a pod's port mappings are DNAT rules (iptables has no DNAT maps), added and
 //! removed in one batch.
 
+use super::commit_watch::{CommitWatch, Outcome};
 use super::isolation::{BRIDGED_MARK, DNAT_MARK};
 use super::portmap::{Element, Field};
 use super::NetworkRules;
@@ -20,6 +21,7 @@ use crate::link::veth::ROUTED_PREFIX;
 use ipnet::IpNet;
 use std::io::Write;
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 
 const MASQ: &str = "WEAVICE-MASQ";
@@ -75,7 +77,20 @@ fn save(tool: Tool, table: Option<&str>) -> Result<String, PluginError> {
 }
 
 fn restore(tool: Tool, input: &str) -> Result<(), PluginError> {
+    run_restore(tool, input, false)
+}
+
+/// Deletes a pod's rules (one table, one commit): done once nf_tables
+/// announces the commit, leaving the tool to sit out the deferred destruction
+/// of the rules alone (commit_watch.rs).
+fn delete_pod_rules(v4: bool, input: &str) -> Result<(), PluginError> {
+    run_restore(Tool::ip(v4), input, true)
+}
+
+fn run_restore(tool: Tool, input: &str, until_commit: bool) -> Result<(), PluginError> {
     let name = format!("{}-restore", tool.name());
+    // listening starts before the tool does; without it, wait for the exit
+    let watch = if until_commit { CommitWatch::new().ok() } else { None };
     let bin = super::find_tool(&name).ok_or_else(|| PluginError::Firewall(format!("{name} is not installed")))?;
     // ebtables-restore has no --wait: its nft variant commits atomically
     let args: &[&str] = if tool == Tool::Bridge { &["--noflush"] } else { &["--noflush", "--wait"] };
@@ -88,6 +103,11 @@ fn restore(tool: Tool, input: &str) -> Result<(), PluginError> {
         .map_err(PluginError::io(format!("run {name}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(input.as_bytes()).map_err(PluginError::io(format!("write to {name}")))?;
+    }
+    if let (Some(watch), Some(stderr)) = (&watch, &child.stderr) {
+        if let Outcome::Committed = watch.wait(child.id(), stderr.as_raw_fd()) {
+            return Ok(());
+        }
     }
     let out = child.wait_with_output().map_err(PluginError::io(format!("wait for {name}")))?;
     if !out.status.success() {
@@ -297,12 +317,12 @@ pub fn add_mappings(elements: &[Element], fresh: bool) -> Result<(), PluginError
 pub fn remove_mappings(elements: &[Element]) -> Result<(), PluginError> {
     for (v4, lines) in rules_by_family(elements) {
         let deletes: Vec<String> = lines.iter().map(|l| l.replacen("-A ", "-D ", 1)).collect();
-        if deletes.is_empty() || restore(Tool::ip(v4), &format!("*nat\n{}\nCOMMIT\n", deletes.join("\n"))).is_ok() {
+        if deletes.is_empty() || delete_pod_rules(v4, &format!("*nat\n{}\nCOMMIT\n", deletes.join("\n"))).is_ok() {
             continue;
         }
         // a batch fails whole when one rule is missing: go one by one
         for d in &deletes {
-            let _ = restore(Tool::ip(v4), &format!("*nat\n{d}\nCOMMIT\n"));
+            let _ = delete_pod_rules(v4, &format!("*nat\n{d}\nCOMMIT\n"));
         }
     }
     Ok(())

@@ -4,9 +4,11 @@
 //! iptables (chains `WEAVICE-*`, see iptables.rs). The per-network skeleton is
 //! installed once (network.rs says when).
 
+pub mod commit_watch;
 pub mod conntrack;
 pub mod iptables;
 pub mod isolation;
+pub mod linger;
 pub mod masquerade;
 pub mod nft_netlink;
 pub mod nftables;

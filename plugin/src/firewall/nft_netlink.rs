@@ -5,17 +5,6 @@
 use super::portmap::Element;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use std::io;
-use std::sync::Mutex;
-
-/// Sockets that deleted elements. Releasing such a socket waits for
-/// nf_tables' deferred element destruction (an RCU grace period, about
-/// 20 ms here), so they are kept open until the process hands its last work
-/// to a background child (retire.rs) and the child's exit releases them.
-static LINGERING: Mutex<Vec<Socket>> = Mutex::new(Vec::new());
-
-pub fn lingering() -> bool {
-    LINGERING.lock().map(|l| !l.is_empty()).unwrap_or(false)
-}
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -127,9 +116,7 @@ pub fn apply(table: &str, elements: &[Element], add: bool) -> io::Result<()> {
         }
     }
     if !add {
-        if let Ok(mut l) = LINGERING.lock() {
-            l.push(sock);
-        }
+        super::linger::keep(sock);
     }
     Ok(())
 }
