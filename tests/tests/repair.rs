@@ -60,7 +60,20 @@ fn repair_case(backend: &str, flushes: &[&[&str]]) {
     let before = firewall_dump(&node.ns);
     assert!(node.ns.exec(&bin("weavice-agent"), &["repair", "--state-dir", &node.dir.path("state")]).status.success());
     assert_eq!(firewall_dump(&node.ns), before);
+
+    // DEL after someone removed part of the pod's mappings: the rest still goes
+    let (tool, args): (&str, &[&str]) = match backend {
+        "nftables" => ("nft", &["flush", "map", "inet", "weavice", "hostport_v4"]),
+        _ => ("iptables", &["-t", "nat", "-F", "WEAVICE-HOSTPORTS"]),
+    };
+    assert!(node.ns.exec(tool, args).status.success());
     assert!(node.cni("DEL", &conf, "rep1", &pod.path(), "eth0").ok);
+    let pod_ip = r.json["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let dump = firewall_dump(&node.ns);
+    assert!(!dump.contains(&format!("{pod_ip} ")) && !dump.contains(&format!("{pod_ip}/")), "{dump}");
+    let next = Netns::new("repn");
+    assert!(node.cni("ADD", &conf, "rep2", &next.path(), "eth0").ok, "the port is free again");
+    assert!(node.cni("DEL", &conf, "rep2", &next.path(), "eth0").ok);
 }
 
 #[test]

@@ -201,6 +201,11 @@ struct Row {
 /// Discarded ADD/DEL pairs before measuring, per chain and way of invoking.
 const WARMUP: usize = 3;
 
+/// Pause before each timed operation, so the kernel's deferred work from the
+/// previous one, of either chain (RCU callbacks, veth and rule destruction),
+/// lands in neither's measurement.
+const SETTLE: Duration = Duration::from_millis(100);
+
 /// One chain on its own node namespace, with its resident and probe pods.
 struct Setup {
     bench: Bench,
@@ -272,8 +277,10 @@ fn main() {
                 for (s, t) in setups.iter().zip(times.iter_mut()) {
                     enter(&s.node.path());
                     let id = format!("probe{i}");
-                    let (add, del) =
-                        (s.bench.run(via, "ADD", &id, &s.probes[i]), s.bench.run(via, "DEL", &id, &s.probes[i]));
+                    std::thread::sleep(SETTLE);
+                    let add = s.bench.run(via, "ADD", &id, &s.probes[i]);
+                    std::thread::sleep(SETTLE);
+                    let del = s.bench.run(via, "DEL", &id, &s.probes[i]);
                     if i >= WARMUP {
                         t.0.push(add);
                         t.1.push(del);
@@ -313,7 +320,7 @@ fn main() {
 }
 
 fn print_tables(rows: &[Row], levels: &[usize], samples: usize) {
-    println!("{samples} ADD+DEL pairs per row after {WARMUP} discarded, sequential, the two chains alternating sample by sample; times in ms, wall clock from spawn to exit.\n");
+    println!("{samples} ADD+DEL pairs per row after {WARMUP} discarded, sequential, {} ms pause before each operation, the two chains alternating sample by sample; times in ms, wall clock from spawn to exit.\n", SETTLE.as_millis());
     println!("| plugin | via | pods on node | ADD p50 | ADD p95 | DEL p50 | DEL p95 | rules |");
     println!("|---|---|---|---|---|---|---|---|");
     for r in rows {
