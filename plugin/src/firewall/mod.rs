@@ -22,7 +22,16 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
-pub const TABLE: &str = "inet weavice";
+/// The table's name, spelled once for both forms below.
+macro_rules! table_name {
+    () => {
+        "weavice"
+    };
+}
+/// As the nft tool names it.
+pub const TABLE: &str = concat!("inet ", table_name!());
+/// As netlink names it (family `inet` goes in the message header).
+const TABLE_NAME: &str = table_name!();
 
 /// Where a netfilter tool is installed, if it is (runtimes often pass a bare PATH).
 fn find_tool(name: &str) -> Option<String> {
@@ -114,7 +123,7 @@ pub fn add_port_mappings(
     let elements = pod_elements(mappings, pod_ips)?;
     match backend {
         Backend::Iptables => iptables::add_mappings(&elements, fresh)?,
-        Backend::Nftables => nft_netlink::apply("weavice", &elements, true)
+        Backend::Nftables => nft_netlink::apply(TABLE_NAME, &elements, true)
             .map_err(|e| PluginError::Firewall(format!("add port mapping elements: {e}")))?,
     }
     conntrack::flush_udp(mappings);
@@ -131,12 +140,12 @@ pub fn remove_port_mappings(mappings: &[PortMapping], pod_ips: &[IpAddr], backen
     if backend == Backend::Iptables {
         return iptables::remove_mappings(&elements);
     }
-    if nft_netlink::apply("weavice", &elements, false).is_ok() {
+    if nft_netlink::apply(TABLE_NAME, &elements, false).is_ok() {
         return Ok(());
     }
     // one transaction fails whole when any element is missing: go one by one
     for e in &elements {
-        match nft_netlink::apply("weavice", std::slice::from_ref(e), false) {
+        match nft_netlink::apply(TABLE_NAME, std::slice::from_ref(e), false) {
             Err(err) if err.raw_os_error() != Some(libc::ENOENT) => {
                 return Err(PluginError::Firewall(format!("delete element {} from {}: {err}", e.text(), e.set)))
             }
