@@ -174,6 +174,18 @@ impl Node {
         Node { ns: Netns::new(tag), dir: TempDir::new(tag) }
     }
 
+    /// A node as kube-proxy nodes have it, br_netfilter on (the kernel's
+    /// default once the module is loaded): a DNAT from one pod to another on
+    /// the same bridge is then forwarded port to port.
+    pub fn with_br_netfilter(tag: &str) -> Self {
+        let node = Node::new(tag);
+        for knob in ["net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"] {
+            let set = node.ns.exec("sysctl", &["-qw", knob]);
+            assert!(set.status.success(), "br_netfilter is not available: {}", String::from_utf8_lossy(&set.stderr));
+        }
+        node
+    }
+
     /// A weavice plugin config with this node's state, log and IPAM dirs.
     pub fn conf(&self, version: &str, name: &str, extra: Value) -> Value {
         let mut c = json!({

@@ -169,11 +169,7 @@ fn routed_isolation_case(backend: &str) {
     if !require_root() {
         return;
     }
-    let node = Node::new("iso");
-    for knob in ["net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"] {
-        let set = node.ns.exec("sysctl", &["-qw", knob]);
-        assert!(set.status.success(), "br_netfilter is not available: {}", String::from_utf8_lossy(&set.stderr));
-    }
+    let node = Node::with_br_netfilter("iso");
     let conf = node.conf("1.1.0", "isonet", json!({"firewallBackend": backend}));
     let (a, b) = (Netns::new("ia"), Netns::new("ib"));
     let ra = node.cni("ADD", &conf, "isoa", &a.path(), "eth0");

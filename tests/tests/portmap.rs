@@ -39,18 +39,6 @@ fn with_backend(mut conf: Value, backend: &str) -> Value {
     conf
 }
 
-/// A node namespace as kube-proxy nodes have it, br_netfilter on: a DNAT from
-/// one pod to another on the same bridge is then forwarded port to port,
-/// which the bridge filter of either backend must let through.
-fn node_for(tag: &str) -> Node {
-    let node = Node::new(tag);
-    for knob in ["net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"] {
-        let set = node.ns.exec("sysctl", &["-qw", &format!("{knob}=1")]);
-        assert!(set.status.success(), "{knob}: {}", String::from_utf8_lossy(&set.stderr));
-    }
-    node
-}
-
 fn nft_table(node: &Node) -> String {
     String::from_utf8_lossy(&node.ns.exec("nft", &["list", "table", "inet", "weavice"]).stdout).into_owned()
 }
@@ -97,7 +85,9 @@ fn mapped_ports_case(backend: &str) {
     }
     let legacy = backend == "iptables-legacy";
     let backend = if legacy { "iptables" } else { backend };
-    let node = node_for("pm");
+    // br_netfilter on: the bridge filter of either backend must let a DNAT
+    // from another pod and the hairpin through
+    let node = Node::with_br_netfilter("pm");
     let cni = |verb: &str, conf: &Value, id: &str, pod: &Netns| {
         if legacy {
             cni_legacy(&node, verb, conf, id, &pod.path())
@@ -139,10 +129,10 @@ fn mapped_ports_case(backend: &str) {
         let nft = firewall_dump(&node.ns);
         assert!(!nft.contains("table inet weavice"), "{nft}");
         if legacy {
-            let ip =
-                |fam| String::from_utf8_lossy(&node.ns.exec("nft", &["list", "table", fam, "nat"]).stdout).into_owned();
             for fam in ["ip", "ip6"] {
-                assert!(!ip(fam).contains("WEAVICE"), "iptables-nft must hold nothing: {}", ip(fam));
+                let nat =
+                    String::from_utf8_lossy(&node.ns.exec("nft", &["list", "table", fam, "nat"]).stdout).into_owned();
+                assert!(!nat.contains("WEAVICE"), "iptables-nft must hold nothing: {nat}");
             }
             assert!(legacy_dump(&node).contains("-A WEAVICE-FORWARD"), "the DNAT mark rule goes to legacy too");
         }
