@@ -1,11 +1,11 @@
 //! Restores the node side of every network and attachment weavice recorded:
-//! bridge, gateway addresses, sysctls and netfilter skeleton per network
-//! (network::ensure, forced), then each attachment's port mappings.
+//! bridge, gateway addresses, sysctls and firewall skeleton per network
+//! (network::ensure, forced), then each attachment's port forwards.
 //! Idempotent: running it on an intact node changes nothing.
 
-use weavice::error::PluginError;
-use weavice::state::Attachment;
-use weavice::{firewall, link, network};
+use datapath::attachment::Attachment;
+use datapath::netlink::RouteSocket;
+use datapath::{firewall, network, DatapathError};
 
 pub struct Report {
     networks: usize,
@@ -18,15 +18,17 @@ impl std::fmt::Display for Report {
     }
 }
 
-pub fn run(state_dir: &str) -> Result<Report, PluginError> {
-    let mut nl = link::connect()?;
+pub fn run(state_dir: &str) -> Result<Report, DatapathError> {
+    let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
     let mut report = Report { networks: 0, mappings: 0 };
     for (name, wanted) in network::recorded(state_dir)? {
         network::ensure(&mut nl, state_dir, &name, &wanted, true)?;
+        log::info!("network {name}: set up");
         report.networks += 1;
         for a in Attachment::list(state_dir, &name)? {
             if !a.port_mappings.is_empty() {
-                firewall::add_port_mappings(&a.port_mappings, &a.pod_ips(), a.backend, false)?;
+                firewall::install_forwards(a.backend, &a.forwards()?, false)?;
+                log::info!("{}/{}: {} port mapping(s) restored", a.container_id, a.ifname, a.port_mappings.len());
                 report.mappings += 1;
             }
         }

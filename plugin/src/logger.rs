@@ -1,59 +1,82 @@
-//! Log lines appended to the configured file; warnings and errors also go to
-//! stderr, which runtimes capture. Never stdout:
-//! stdout carries only the result or error JSON.
+//! Where the `log` records of this process go: lines appended to the
+//! configured file; warnings and errors also to stderr, which runtimes
+//! capture. Never stdout: stdout carries only the result or error JSON.
 
 use conf::netconf::log_level::Level;
-use std::fs::OpenOptions;
+use log::{LevelFilter, Log, Metadata, Record};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 struct Sink {
-    level: Level,
-    file: Option<std::sync::Mutex<std::fs::File>>,
+    file: Option<Mutex<File>>,
     tag: String,
 }
 
-static SINK: OnceLock<Sink> = OnceLock::new();
+struct Logger {
+    sink: OnceLock<Sink>,
+}
 
-/// Called once the configuration is known; before that only errors reach stderr.
-pub fn init(level: Level, file: Option<&str>, tag: String) {
+static LOGGER: Logger = Logger { sink: OnceLock::new() };
+
+/// At start: until [`configure`], only errors reach stderr.
+pub fn install() {
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(LevelFilter::Error);
+    }
+}
+
+/// Once the configuration is known.
+pub fn configure(level: Level, file: Option<&str>, tag: String) {
     let file = file.and_then(|p| {
         ipam::private_file::open(std::path::Path::new(p), OpenOptions::new().create(true).append(true))
             .ok()
-            .map(std::sync::Mutex::new)
+            .map(Mutex::new)
     });
-    let _ = SINK.set(Sink { level, file, tag });
+    let _ = LOGGER.sink.set(Sink { file, tag });
+    log::set_max_level(match level {
+        Level::Error => LevelFilter::Error,
+        Level::Warn => LevelFilter::Warn,
+        Level::Info => LevelFilter::Info,
+        Level::Debug => LevelFilter::Debug,
+    });
 }
 
-pub fn log(level: Level, msg: std::fmt::Arguments) {
-    let sink = SINK.get();
-    if level > sink.map_or(Level::Error, |s| s.level) {
-        return;
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= log::max_level()
     }
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let tag = sink.map_or("", |s| s.tag.as_str());
-    let line = format!(
-        "{}.{:06} {:?} weavice[{}] {tag} {msg}\n",
-        now.as_secs(),
-        now.subsec_micros(),
-        level,
-        std::process::id()
-    );
-    if level <= Level::Warn {
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }
-    if let Some(f) = sink.and_then(|s| s.file.as_ref()) {
-        if let Ok(mut f) = f.lock() {
-            let _ = f.write_all(line.as_bytes());
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let sink = self.sink.get();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let level = match record.level() {
+            log::Level::Error => "Error",
+            log::Level::Warn => "Warn",
+            log::Level::Info => "Info",
+            log::Level::Debug => "Debug",
+            log::Level::Trace => "Trace",
+        };
+        let line = format!(
+            "{}.{:06} {level} weavice[{}] {} {}\n",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            sink.map_or("", |s| s.tag.as_str()),
+            record.args()
+        );
+        if record.level() <= log::Level::Warn {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+        if let Some(f) = sink.and_then(|s| s.file.as_ref()) {
+            if let Ok(mut f) = f.lock() {
+                let _ = f.write_all(line.as_bytes());
+            }
         }
     }
-}
 
-#[macro_export]
-macro_rules! info { ($($t:tt)*) => { $crate::logger::log(conf::netconf::log_level::Level::Info, format_args!($($t)*)) } }
-#[macro_export]
-macro_rules! warn { ($($t:tt)*) => { $crate::logger::log(conf::netconf::log_level::Level::Warn, format_args!($($t)*)) } }
-#[macro_export]
-macro_rules! debug { ($($t:tt)*) => { $crate::logger::log(conf::netconf::log_level::Level::Debug, format_args!($($t)*)) } }
-#[macro_export]
-macro_rules! error { ($($t:tt)*) => { $crate::logger::log(conf::netconf::log_level::Level::Error, format_args!($($t)*)) } }
+    fn flush(&self) {}
+}

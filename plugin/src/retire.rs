@@ -1,22 +1,24 @@
 //! The last step of DEL, off the runtime's critical path: deleting a retired
 //! veth costs about 20 ms of RCU grace periods in the kernel. By now the veth
-//! is down, off the bridge and renamed (see link::veth::retire), so the pod is
+//! is down, off the bridge and renamed (datapath::link::veth), so the pod is
 //! gone from the network's point of view; a child process finishes the job
 //! after the container runtime has its answer. If the child dies, GC removes
-//! the link.
+//! the link. Only a short-lived, single-threaded process may do this, which
+//! is why it lives in the plugin binary and not in the node library.
 
-use crate::link;
+use datapath::link::Link;
+use datapath::netlink::{Lingering, RouteSocket};
 
-/// Deletes the retired link (if any) in a detached child; the child's exit
-/// also releases the netfilter sockets that deleted elements (see
-/// firewall::nft_netlink), which would otherwise delay this process's exit.
-pub fn finish_in_background(l: Option<link::Link>) {
+/// Deletes the retired link (if any) in a detached child. The child also
+/// inherits the netfilter sockets whose release would wait (`lingering`), so
+/// its exit, not this process's, waits for the kernel.
+pub fn finish_in_background(l: Option<Link>, lingering: Lingering) {
     let delete = || match &l {
-        Some(l) => link::connect().and_then(|mut nl| link::delete(&mut nl, l.index, &l.name)).is_ok(),
+        Some(l) => RouteSocket::open().ok().is_some_and(|mut nl| nl.link().delete(l.index, &l.name).is_ok()),
         None => true,
     };
-    // SAFETY: weavice is single-threaded, so fork is safe; the child makes
-    // only syscalls and leaves with _exit.
+    // SAFETY: weavice is single-threaded here (namespace threads have ended),
+    // so fork is safe; the child makes only syscalls and leaves with _exit.
     match unsafe { libc::fork() } {
         0 => {
             detach();
@@ -30,6 +32,8 @@ pub fn finish_in_background(l: Option<link::Link>) {
         }
         _ => {}
     }
+    // the child holds its own references now: closing ours does not wait
+    drop(lingering);
 }
 
 /// New session, stdio on /dev/null: the container runtime reading our stdout

@@ -1,17 +1,20 @@
 //! ADD: bridge, veth pair, addresses, routes, masquerade, saved state.
 //! A linear script; on failure everything created so far is undone.
 
-use super::{ports, requested_mac, Node};
+use super::{hairpin, node_socket, pod_socket, requested_mac, wanted};
 use crate::error::PluginError;
-use crate::firewall::Backend;
 use crate::ipam_client::Ipam;
-use crate::link::{self, addr, route, route::RouteSpec, veth};
-use crate::netns::NetNs;
-use crate::network;
-use crate::state::Attachment;
-use crate::{info, warn};
-use conf::{CmdArgs, CniResult, ConfError, Interface, IpConfig, NetConf, PodToPod, Route};
+use crate::port_mappings;
+use conf::{CmdArgs, CniResult, ConfError, Interface, IpConfig, NetConf, PodToPod};
+use datapath::attachment::{Attachment, Pod};
+use datapath::firewall::Backend;
+use datapath::link::{self, veth};
+use datapath::netlink::RouteSocket;
+use datapath::netns::NetNs;
+use datapath::route::{self, Route};
+use datapath::{addr, network, DatapathError};
 use ipnet::IpNet;
+use log::{info, warn};
 use std::net::IpAddr;
 
 /// What has been made, for rollback.
@@ -44,14 +47,14 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
         return Err(ConfError::Invalid("prevResult has no IP addresses to map ports to".into()).into());
     }
     let backend = Backend::select(net.firewall_backend)?;
-    let mut node = Node::connect()?;
-    network::ensure(&mut node.netlink, &net.state_dir, &net.name, &network::Wanted::chained(backend), false)?;
-    ports::claim(&mut node.netlink, net, args)?;
-    let holder = ports::holder(net, args);
+    let mut node = node_socket()?;
+    network::ensure(&mut node, &net.state_dir, &net.name, &network::Wanted::chained(backend), false)?;
+    port_mappings::claim(&mut node, net, args)?;
+    let holder = port_mappings::holder(net, args);
     // a repeated chained ADD finds its saved state: its rules may be in place
-    let fresh = !crate::state::path(&net.state_dir, &net.name, &args.container_id, &args.ifname).exists();
-    let installed = ports::install(&net.port_mappings, &pod_ips, backend, fresh).and_then(|()| {
-        Attachment {
+    let fresh = !datapath::attachment::path(&net.state_dir, &net.name, &args.container_id, &args.ifname).exists();
+    let installed = port_mappings::install(&net.port_mappings, &pod_ips, backend, fresh).and_then(|()| {
+        Ok(Attachment {
             network: net.name.clone(),
             container_id: args.container_id.clone(),
             ifname: args.ifname.clone(),
@@ -59,6 +62,7 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
             bridge: String::new(),
             host_veth: String::new(),
             mac: String::new(),
+            pod: Pod::from_args(&args.args),
             ips: result.ips.clone(),
             ranges: Vec::new(),
             routes: Vec::new(),
@@ -67,10 +71,10 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
             chained: true,
             backend,
         }
-        .save(&net.state_dir)
+        .save(&net.state_dir)?)
     });
     if let Err(e) = installed {
-        let _ = ports::remove(&net.state_dir, &holder, &net.port_mappings, &pod_ips, backend);
+        let _ = port_mappings::remove(&net.state_dir, &holder, &net.port_mappings, &pod_ips, backend);
         return Err(e);
     }
     info!("ADD {}/{} chained: {} port mappings", args.container_id, args.ifname, net.port_mappings.len());
@@ -94,14 +98,14 @@ fn standalone(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
     let mac = requested_mac(net, args)?;
     let backend = Backend::select(net.firewall_backend)?;
     let pod_ns = NetNs::open(&args.netns)?;
-    let mut node = Node::connect()?;
-    let mut pod = node.connect_in(&pod_ns)?;
-    if link::get(&mut pod, &args.ifname)?.is_some() {
+    let mut node = node_socket()?;
+    let mut pod = pod_socket(&pod_ns)?;
+    if pod.link().get(&args.ifname)?.is_some() {
         return Err(PluginError::InterfaceExists { ifname: args.ifname.clone(), netns: args.netns.clone() });
     }
 
     let mut made = Made::default();
-    let built = ports::claim(&mut node.netlink, net, args).and_then(|()| {
+    let built = port_mappings::claim(&mut node, net, args).and_then(|()| {
         made.ports_claimed = true;
         build(net, args, &ipam, &mut node, &pod_ns, &mut pod, mac, backend, &mut made)
     });
@@ -120,9 +124,9 @@ fn build(
     net: &NetConf,
     args: &CmdArgs,
     ipam: &Ipam,
-    node: &mut Node,
+    node: &mut RouteSocket,
     pod_ns: &NetNs,
-    pod: &mut link::Netlink,
+    pod: &mut RouteSocket,
     mac: Option<Vec<u8>>,
     backend: Backend,
     made: &mut Made,
@@ -144,8 +148,8 @@ fn build(
     }
     let ranges: Vec<IpNet> = ipr.ips.iter().map(|i| i.address.trunc()).collect();
     let gateways: Vec<IpAddr> = ipr.ips.iter().filter_map(|i| i.gateway).collect();
-    let want = network::Wanted::new(net, &ranges, &gateways, backend);
-    let mut ready = network::ensure(&mut node.netlink, &net.state_dir, &net.name, &want, false)?;
+    let want = wanted(net, &ranges, &gateways, backend);
+    let mut ready = network::ensure(node, &net.state_dir, &net.name, &want, false)?;
 
     let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname, routed);
     let peer_mac = mac.unwrap_or_else(|| veth::pod_mac(&net.name, &args.container_id, &args.ifname));
@@ -157,26 +161,27 @@ fn build(
         mtu: net.mtu,
         peer_mac: peer_mac.clone(),
     };
-    let host_link = match veth::create(&mut node.netlink, &spec(ready.bridge_index)) {
+    let host_link = match node.link().create_veth(&spec(ready.bridge_index)) {
         Ok(l) => l,
         // the marker's bridge may be gone (deleted by hand): set up for real, once
         Err(e) if ready.from_marker => {
             warn!("veth creation with the recorded bridge failed ({e}); setting network {} up again", net.name);
-            ready = network::ensure(&mut node.netlink, &net.state_dir, &net.name, &want, true)?;
-            veth::create(&mut node.netlink, &spec(ready.bridge_index))?
+            ready = network::ensure(node, &net.state_dir, &net.name, &want, true)?;
+            node.link().create_veth(&spec(ready.bridge_index))?
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     made.veth = Some(host_name.clone());
-    veth::attach(&mut node.netlink, &host_link, network::hairpin(net))?;
+    node.link().attach_port(&host_link, hairpin(net))?;
 
     let ifname = &args.ifname;
     // veths report their peer's index, so no lookup in the pod is needed
     let pod_index = match host_link.peer_index {
         Some(i) => i,
         None => {
-            link::get(pod, ifname)?
-                .ok_or_else(|| PluginError::Kernel(format!("{ifname} missing in the pod after creation")))?
+            pod.link()
+                .get(ifname)?
+                .ok_or_else(|| DatapathError::Kernel(format!("{ifname} missing in the pod after creation")))?
                 .index
         }
     };
@@ -192,18 +197,18 @@ fn build(
     }
     let routes = pod_routes(net, &ipr)?;
     for r in &routes {
-        requests.push(route::add_request(pod_index, r)?);
-        what.push(format!("add route {}{}", r.dst, r.gw.map(|g| format!(" via {g}")).unwrap_or_default()));
+        requests.push(route::add_request(&r.clone().dev(pod_index))?);
+        what.push(format!("add route {}", r.describe()));
     }
-    pod.ack_all(requests).map_err(|(i, e)| PluginError::netlink(what[i].clone())(e))?;
+    pod.batch(requests).map_err(|e| DatapathError::netlink(what[e.index].clone())(e.source))?;
 
     let pod_ips: Vec<IpAddr> = ips.iter().map(|i| i.address.addr()).collect();
     // the veth was created exclusively: this attachment is new
-    ports::install(&net.port_mappings, &pod_ips, backend, true)?;
+    port_mappings::install(&net.port_mappings, &pod_ips, backend, true)?;
     made.ports_installed = pod_ips;
 
     let pod_mac = link::format_mac(&peer_mac);
-    let result_routes: Vec<Route> = routes.iter().map(|r| Route { dst: r.dst, gw: r.gw }).collect();
+    let result_routes: Vec<conf::Route> = routes.iter().map(|r| conf::Route { dst: r.dst, gw: r.gw }).collect();
     Attachment {
         network: net.name.clone(),
         container_id: args.container_id.clone(),
@@ -212,6 +217,7 @@ fn build(
         bridge: net.bridge.clone(),
         host_veth: host_name.clone(),
         mac: pod_mac.clone(),
+        pod: Pod::from_args(&args.args),
         ips: ips.clone(),
         ranges,
         routes: result_routes.clone(),
@@ -257,10 +263,11 @@ fn default_net(v4: bool) -> IpNet {
     }
 }
 
-/// Routes inside the pod. Routed mode: the pod holds a /32 or /128, reaches
-/// its gateway on-link and everything else through it, so it never resolves
-/// a peer (design.md section 3). IPAM routes without a gateway use the family's.
-fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<RouteSpec>, PluginError> {
+/// Routes inside the pod (main table; the interface is set when they are
+/// added). Routed mode: the pod holds a /32 or /128, reaches its gateway
+/// on-link and everything else through it, so it never resolves a peer
+/// (docs/datapath.md). IPAM routes without a gateway use the family's.
+fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<Route>, PluginError> {
     let routed = net.pod_to_pod == PodToPod::Routed;
     let mut out = Vec::new();
     for ip in &ipr.ips {
@@ -269,11 +276,11 @@ fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<RouteSpec>, PluginEr
         };
         let v4 = gw.is_ipv4();
         if routed {
-            out.push(RouteSpec { dst: IpNet::from(gw), gw: None });
+            out.push(Route::on_link(IpNet::from(gw)));
         }
         let has_default = ipr.routes.iter().any(|r| r.dst == default_net(v4));
         if !has_default {
-            out.push(RouteSpec { dst: default_net(v4), gw: Some(gw) });
+            out.push(Route::via(default_net(v4), gw));
         }
     }
     for r in &ipr.routes {
@@ -286,24 +293,27 @@ fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<RouteSpec>, PluginEr
             ))
             .into());
         }
-        let spec = RouteSpec { dst: r.dst, gw };
-        if !out.contains(&spec) {
-            out.push(spec);
+        let route = match gw {
+            Some(gw) => Route::via(r.dst, gw),
+            None => Route::on_link(r.dst),
+        };
+        if !out.contains(&route) {
+            out.push(route);
         }
     }
     Ok(out)
 }
 
-fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &mut Node, backend: Backend, made: Made) {
+fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &mut RouteSocket, backend: Backend, made: Made) {
     if made.ports_claimed {
-        let (mappings, holder) = (&net.port_mappings, ports::holder(net, args));
-        if let Err(e) = ports::remove(&net.state_dir, &holder, mappings, &made.ports_installed, backend) {
+        let (mappings, holder) = (&net.port_mappings, port_mappings::holder(net, args));
+        if let Err(e) = port_mappings::remove(&net.state_dir, &holder, mappings, &made.ports_installed, backend) {
             warn!("rollback: {e}");
         }
     }
     if let Some(name) = made.veth {
-        if let Ok(Some(l)) = link::get(&mut node.netlink, &name) {
-            if let Err(e) = link::delete(&mut node.netlink, l.index, &name) {
+        if let Ok(Some(l)) = node.link().get(&name) {
+            if let Err(e) = node.link().delete(l.index, &name) {
                 warn!("rollback: {e}");
             }
         }

@@ -1,14 +1,15 @@
 //! CHECK: the attachment still looks as ADD left it; says what is missing.
 
-use super::{require_version, Node};
+use super::{node_socket, pod_socket, require_version, wanted};
 use crate::error::PluginError;
-use crate::firewall;
 use crate::ipam_client::Ipam;
-use crate::link::{self, addr, route};
-use crate::netns::NetNs;
-use crate::network;
-use crate::state::Attachment;
+use crate::port_mappings;
 use conf::{CmdArgs, CniResult, CniVersion, NetConf};
+use datapath::attachment::Attachment;
+use datapath::link::format_mac;
+use datapath::netns::NetNs;
+use datapath::network;
+use datapath::route::{RouteFilter, MAIN_TABLE};
 
 pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     require_version(net, "CHECK", "0.4.0", CniVersion::V0_4_0)?;
@@ -19,8 +20,10 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     };
     let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname)?.ok_or_else(unknown)?;
     let mut missing: Vec<String> = Vec::new();
-    if let Err(e) = firewall::check_port_mappings(&saved.port_mappings, &saved.pod_ips(), saved.backend) {
-        missing.push(e.to_string());
+    match port_mappings::missing(&saved.port_mappings, &saved.pod_ips(), saved.backend) {
+        Ok(gone) if gone.is_empty() => {}
+        Ok(gone) => missing.push(format!("{} port mappings missing: {}", saved.backend, gone.join(", "))),
+        Err(e) => missing.push(e.to_string()),
     }
     if saved.chained {
         return verdict(args, missing);
@@ -35,36 +38,37 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         }
     }
 
-    let mut node = Node::connect()?;
-    match link::get(&mut node.netlink, &saved.host_veth)? {
+    let mut node = node_socket()?;
+    match node.link().get(&saved.host_veth)? {
         None => missing.push(format!("host interface {}", saved.host_veth)),
         Some(h) => {
-            let br = link::get(&mut node.netlink, &saved.bridge)?;
+            let br = node.link().get(&saved.bridge)?;
             if br.as_ref().map(|b| b.index) != h.master || br.is_none() {
                 missing.push(format!("{} attached to bridge {}", saved.host_veth, saved.bridge));
             }
         }
     }
 
-    let pod_ns = NetNs::open(&args.netns)?;
-    let mut pod = node.connect_in(&pod_ns)?;
-    match link::get(&mut pod, &args.ifname)? {
+    let mut pod = pod_socket(&NetNs::open(&args.netns)?)?;
+    match pod.link().get(&args.ifname)? {
         None => missing.push(format!("interface {} in {}", args.ifname, args.netns)),
         Some(l) => {
             if !l.up {
                 missing.push(format!("{} is down", args.ifname));
             }
-            if link::format_mac(&l.mac) != saved.mac {
-                missing.push(format!("{} has MAC {}, expected {}", args.ifname, link::format_mac(&l.mac), saved.mac));
+            if format_mac(&l.mac) != saved.mac {
+                missing.push(format!("{} has MAC {}, expected {}", args.ifname, format_mac(&l.mac), saved.mac));
             }
-            let have = addr::list(&mut pod, l.index)?;
+            let have = pod.addr().list(l.index)?;
             for ip in &saved.ips {
                 if !have.contains(&ip.address) {
                     missing.push(format!("address {} on {}", ip.address, args.ifname));
                 }
             }
-            let mut routes = route::list(&mut pod, l.index, true)?;
-            routes.extend(route::list(&mut pod, l.index, false)?);
+            let mut routes = Vec::new();
+            for v4 in [true, false] {
+                routes.extend(pod.route().list(RouteFilter { v4, table: MAIN_TABLE, oif: Some(l.index) })?);
+            }
             for r in &saved.routes {
                 if !routes.iter().any(|x| x.dst == r.dst && x.gw == r.gw) {
                     missing.push(format!("route {}{}", r.dst, r.gw.map(|g| format!(" via {g}")).unwrap_or_default()));
@@ -79,8 +83,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         }
     }
     let gateways: Vec<std::net::IpAddr> = saved.ips.iter().filter_map(|i| i.gateway).collect();
-    missing
-        .extend(network::check(&mut node.netlink, &network::Wanted::new(net, &saved.ranges, &gateways, saved.backend)));
+    missing.extend(network::missing(&mut node, &wanted(net, &saved.ranges, &gateways, saved.backend)));
 
     verdict(args, missing)
 }

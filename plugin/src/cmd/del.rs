@@ -2,23 +2,21 @@
 //! prevResult, twice, and after a half-failed ADD; every step runs and all
 //! failures are reported together.
 
-use super::{ports, Node};
+use super::{node_socket, Done};
 use crate::error::PluginError;
-use crate::hostports;
 use crate::ipam_client::Ipam;
-use crate::link::{self, veth, Link};
-use crate::state::Attachment;
-use crate::{info, warn};
+use crate::port_mappings;
 use conf::{CmdArgs, NetConf, PodToPod};
+use datapath::attachment::Attachment;
+use datapath::hostports;
+use datapath::link::{veth, Link};
+use datapath::netlink::{Lingering, RouteSocket};
+use log::{info, warn};
 
-/// DEL's output: the retired host veth whose kernel deletion (about 20 ms of
-/// RCU grace periods) main runs after answering the runtime.
-pub struct Deleted {
-    pub retired: Option<Link>,
-}
-
-pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
-    let mut node = Node::connect()?;
+/// The retired host veth, whose kernel deletion (about 20 ms of RCU grace
+/// periods) main runs after answering the runtime, goes in `Done`.
+pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
+    let mut node = node_socket()?;
     let mut errors = Vec::new();
 
     // Port mappings come from the saved state: runtimeConfig is often absent
@@ -44,34 +42,42 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Deleted, PluginError> {
         })
     };
     let unmapped = match &saved {
-        Some(a) => ports::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips(), a.backend),
-        None => hostports::release(&net.state_dir, &ports::holder(net, args), &net.port_mappings),
+        Some(a) => port_mappings::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips(), a.backend),
+        None => hostports::release(&net.state_dir, &port_mappings::holder(net, args), &net.port_mappings)
+            .map(|()| Lingering::default())
+            .map_err(Into::into),
     };
-    if let Err(e) = unmapped {
+    let lingering = unmapped.unwrap_or_else(|e| {
         errors.push(e);
-    }
-    if chained {
-        return finish(net, args, errors, None);
-    }
-
-    match Ipam::from_conf(net) {
-        Ok(Some(ipam)) => {
-            if let Err(e) = ipam.del(net, args) {
-                errors.push(e)
+        Lingering::default()
+    });
+    if !chained {
+        match Ipam::from_conf(net) {
+            Ok(Some(ipam)) => {
+                if let Err(e) = ipam.del(net, args) {
+                    errors.push(e)
+                }
             }
+            Ok(None) => {}
+            Err(e) => errors.push(e),
         }
-        Ok(None) => {}
-        Err(e) => errors.push(e),
     }
 
-    finish(net, args, errors, retired)
+    if errors.is_empty() {
+        // kept while anything failed, so a retried DEL or GC still finds it
+        if let Err(e) = Attachment::remove(&net.state_dir, &net.name, &args.container_id, &args.ifname) {
+            errors.push(e.into());
+        }
+    }
+    info!("DEL {}/{} netns={:?} errors={}", args.container_id, args.ifname, args.netns, errors.len());
+    PluginError::all(errors).map(|()| Done { result: None, retired, lingering })
 }
 
 /// Takes the host veth out of the way (or deletes it when that fails);
 /// returns the retired link whose deletion main finishes in the background.
 /// Found by name, so DEL needs neither netns nor state.
 fn retire_host_veth(
-    node: &mut Node,
+    node: &mut RouteSocket,
     net: &NetConf,
     args: &CmdArgs,
     saved: Option<&Attachment>,
@@ -80,29 +86,13 @@ fn retire_host_veth(
         Some(a) if !a.host_veth.is_empty() => a.host_veth.clone(),
         _ => veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed),
     };
-    let Some(l) = link::get(&mut node.netlink, &host_name)? else { return Ok(None) };
-    match veth::retire(&mut node.netlink, &l) {
+    let Some(l) = node.link().get(&host_name)? else { return Ok(None) };
+    match node.link().retire(&l) {
         Ok(Some(tomb)) => Ok(Some(tomb)),
-        Ok(None) => link::delete(&mut node.netlink, l.index, &l.name).map(|()| None),
+        Ok(None) => Ok(node.link().delete(l.index, &l.name).map(|()| None)?),
         Err(e) => {
             warn!("DEL {}: cannot retire {host_name} ({e}); deleting it now", args.container_id);
-            link::delete(&mut node.netlink, l.index, &l.name).map(|()| None)
+            Ok(node.link().delete(l.index, &l.name).map(|()| None)?)
         }
     }
-}
-
-fn finish(
-    net: &NetConf,
-    args: &CmdArgs,
-    mut errors: Vec<PluginError>,
-    retired: Option<Link>,
-) -> Result<Deleted, PluginError> {
-    if errors.is_empty() {
-        // kept while anything failed, so a retried DEL or GC still finds it
-        if let Err(e) = Attachment::remove(&net.state_dir, &net.name, &args.container_id, &args.ifname) {
-            errors.push(e);
-        }
-    }
-    info!("DEL {}/{} netns={:?} errors={}", args.container_id, args.ifname, args.netns, errors.len());
-    PluginError::all(errors).map(|()| Deleted { retired })
 }

@@ -2,49 +2,55 @@
 //! claims, host veth, saved state and IPAM reservations), and finishes
 //! retired veths left behind.
 
-use super::{ports, require_version, Node};
+use super::{node_socket, require_version, Done};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
-use crate::link::{self, veth};
-use crate::state::Attachment;
-use crate::{info, warn};
+use crate::port_mappings;
 use conf::{CmdArgs, CniVersion, NetConf};
+use datapath::attachment::Attachment;
+use datapath::link::veth;
+use datapath::netlink::Lingering;
+use log::{info, warn};
 
-pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
+pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     require_version(net, "GC", "1.1.0", CniVersion::V1_1_0)?;
     let keep = net.valid_attachments.clone().unwrap_or_default();
-    let mut node = Node::connect()?;
+    let mut node = node_socket()?;
     let mut errors = Vec::new();
+    let mut lingering = Lingering::default();
 
     for a in Attachment::list(&net.state_dir, &net.name)? {
         if keep.iter().any(|k| k.container_id == a.container_id && k.ifname == a.ifname) {
             continue;
         }
         info!("GC releases {}/{} ({})", a.container_id, a.ifname, a.host_veth);
-        let removed = (|| {
-            ports::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips(), a.backend)?;
+        let mut removed = || -> Result<(), PluginError> {
+            lingering.extend(port_mappings::remove(
+                &net.state_dir,
+                &a.holder(),
+                &a.port_mappings,
+                &a.pod_ips(),
+                a.backend,
+            )?);
             // a chained attachment has no veth of weavice's
             if !a.chained {
-                if let Some(l) = link::get(&mut node.netlink, &a.host_veth)? {
-                    link::delete(&mut node.netlink, l.index, &l.name)?;
+                if let Some(l) = node.link().get(&a.host_veth)? {
+                    node.link().delete(l.index, &l.name)?;
                 }
             }
-            Attachment::remove(&net.state_dir, &net.name, &a.container_id, &a.ifname)
-        })();
-        if let Err(e) = removed {
+            Ok(Attachment::remove(&net.state_dir, &net.name, &a.container_id, &a.ifname)?)
+        };
+        if let Err(e) = removed() {
             errors.push(e);
         }
     }
 
     // veths whose background deletion did not finish (DEL's child was killed)
-    let tombs: Vec<link::Link> = link::list(&mut node.netlink)?
-        .into_iter()
-        .filter(|l| l.name.starts_with(veth::TOMBSTONE_PREFIX) && l.name.len() == 14)
-        .collect();
+    let tombs: Vec<_> = node.link().list()?.into_iter().filter(|l| veth::is_tombstone(&l.name)).collect();
     for l in tombs {
         warn!("GC deletes leftover retired veth {}", l.name);
-        if let Err(e) = link::delete(&mut node.netlink, l.index, &l.name) {
-            errors.push(e);
+        if let Err(e) = node.link().delete(l.index, &l.name) {
+            errors.push(e.into());
         }
     }
 
@@ -53,5 +59,5 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
             errors.push(e);
         }
     }
-    PluginError::all(errors)
+    PluginError::all(errors).map(|()| Done { lingering, ..Done::default() })
 }

@@ -4,29 +4,45 @@ pub mod add;
 pub mod check;
 pub mod del;
 pub mod gc;
-pub mod ports;
 pub mod status;
 
 use crate::error::PluginError;
-use crate::link::{self, Netlink};
-use crate::netns::NetNs;
-use conf::{CmdArgs, CniVersion, ConfError, NetConf};
+use conf::{CmdArgs, CniVersion, ConfError, NetConf, PodToPod};
+use datapath::firewall::{Backend, NetworkRules};
+use datapath::link::{self, Link};
+use datapath::netlink::{Lingering, RouteSocket};
+use datapath::netns::NetNs;
+use datapath::network::{FirewallSpec, Wanted};
+use datapath::DatapathError;
+use ipnet::IpNet;
+use serde_json::Value;
+use std::net::IpAddr;
 
-/// The namespace the plugin was started in (the node) and a netlink handle there.
-pub struct Node {
-    pub ns: NetNs,
-    pub netlink: Netlink,
+/// What a verb leaves to main: the result to print, and what to finish in
+/// the background once the runtime has it.
+#[derive(Default)]
+pub struct Done {
+    pub result: Option<Value>,
+    /// A host veth retired by DEL, whose kernel deletion takes ~20 ms.
+    pub retired: Option<Link>,
+    /// Netfilter sockets whose release would wait for the kernel.
+    pub lingering: Lingering,
 }
 
-impl Node {
-    pub fn connect() -> Result<Self, PluginError> {
-        Ok(Node { ns: NetNs::current()?, netlink: link::connect()? })
+impl Done {
+    pub fn answer(result: Value) -> Self {
+        Done { result: Some(result), ..Default::default() }
     }
+}
 
-    /// A netlink handle bound to `pod`'s namespace.
-    pub fn connect_in(&self, pod: &NetNs) -> Result<Netlink, PluginError> {
-        pod.run(&self.ns, link::connect)?
-    }
+/// A netlink socket in the namespace the plugin was started in (the node).
+pub fn node_socket() -> Result<RouteSocket, PluginError> {
+    Ok(RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?)
+}
+
+/// A netlink socket bound to `pod`'s namespace.
+pub fn pod_socket(pod: &NetNs) -> Result<RouteSocket, PluginError> {
+    Ok(pod.run(RouteSocket::open)?.map_err(DatapathError::netlink(format!("open netlink socket in {}", pod.path)))?)
 }
 
 pub fn require_version(
@@ -50,5 +66,45 @@ pub fn requested_mac(net: &NetConf, args: &CmdArgs) -> Result<Option<Vec<u8>>, P
             Some(mac) if mac[0] & 1 == 0 => Ok(Some(mac)),
             _ => Err(ConfError::Invalid(format!("MAC {s:?} is not a unicast address like 02:42:ac:11:00:02")).into()),
         },
+    }
+}
+
+/// The node-level state a network's config asks for, from the pod ranges
+/// and the gateways IPAM chose.
+pub fn wanted(net: &NetConf, ranges: &[IpNet], gateways: &[IpAddr], backend: Backend) -> Wanted {
+    let gateways = if net.is_gateway {
+        gateways
+            .iter()
+            .filter_map(|gw| ranges.iter().find(|r| r.contains(gw)).and_then(|r| IpNet::new(*gw, r.prefix_len()).ok()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let routed = net.pod_to_pod == PodToPod::Routed;
+    Wanted {
+        bridge: net.bridge.clone(),
+        mtu: net.mtu,
+        gateways,
+        routed,
+        firewall: FirewallSpec {
+            rules: NetworkRules {
+                ranges: ranges.to_vec(),
+                masquerade: net.ip_masq,
+                bridge: net.bridge.clone(),
+                routed,
+            },
+            backend,
+        },
+    }
+}
+
+/// Whether a pod's bridge port has hairpin on. Routed pods reach each other
+/// only through the node, which a bridge filter enforces instead of port
+/// isolation (datapath firewall/nftables/isolation.rs); hairpin lets a DNAT
+/// that br_netfilter forwards at L2 return to the pod it came from.
+pub fn hairpin(net: &NetConf) -> bool {
+    match net.pod_to_pod {
+        PodToPod::Routed => true,
+        PodToPod::Bridged => net.hairpin_mode,
     }
 }

@@ -8,7 +8,7 @@ use conf::{CmdArgs, CniVersion, NetConf};
 pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     require_version(net, "STATUS", "1.1.0", CniVersion::V1_1_0)?;
     ipam::private_file::make_dirs(std::path::Path::new(&net.state_dir))
-        .map_err(PluginError::io(format!("state dir {}", net.state_dir)))?;
+        .map_err(datapath::DatapathError::io(format!("state dir {}", net.state_dir)))?;
     match Ipam::from_conf(net)? {
         Some(ipam) => ipam.status(net, args),
         None => Ok(()),

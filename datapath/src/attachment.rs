@@ -1,0 +1,157 @@
+//! What ADD made, per attachment, so DEL, CHECK and GC work from weavice's
+//! own record rather than from whatever the runtime still remembers.
+//!
+//! `<stateDir>/attachments/<network>/<ifname>/<containerID>.json`, root-only.
+
+use crate::firewall::{Backend, PodForwards};
+use crate::hostports::Holder;
+use crate::{DatapathError, Result};
+use conf::{IpConfig, Route};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub network: String,
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: String,
+    pub bridge: String,
+    pub host_veth: String,
+    pub mac: String,
+    /// The Kubernetes pod, when the runtime named it (`K8S_POD_*` in CNI_ARGS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Pod>,
+    pub ips: Vec<IpConfig>,
+    /// The pod ranges the addresses came from (the network's masquerade sets).
+    pub ranges: Vec<IpNet>,
+    pub routes: Vec<Route>,
+    pub ipam_type: Option<String>,
+    #[serde(default)]
+    pub port_mappings: Vec<conf::PortMapping>,
+    /// Chained after another main plugin: weavice made no interface.
+    #[serde(default)]
+    pub chained: bool,
+    /// Where the port mappings live.
+    #[serde(default)]
+    pub backend: Backend,
+}
+
+/// A Kubernetes pod's identity, as the runtime passed it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+}
+
+impl Pod {
+    /// From `K8S_POD_NAMESPACE`, `K8S_POD_NAME` and `K8S_POD_UID`.
+    pub fn from_args(args: &std::collections::HashMap<String, String>) -> Option<Self> {
+        Some(Pod {
+            namespace: args.get("K8S_POD_NAMESPACE")?.clone(),
+            name: args.get("K8S_POD_NAME")?.clone(),
+            uid: args.get("K8S_POD_UID").cloned(),
+        })
+    }
+}
+
+impl std::fmt::Display for Pod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl Attachment {
+    pub fn pod_ips(&self) -> Vec<std::net::IpAddr> {
+        self.ips.iter().map(|i| i.address.addr()).collect()
+    }
+
+    pub fn holder(&self) -> Holder {
+        Holder {
+            network: self.network.clone(),
+            container_id: self.container_id.clone(),
+            ifname: self.ifname.clone(),
+            pod: self.pod.as_ref().map(Pod::to_string),
+        }
+    }
+
+    /// Its port mappings as the firewall takes them.
+    pub fn forwards(&self) -> Result<PodForwards> {
+        PodForwards::new(&self.port_mappings, &self.pod_ips())
+    }
+}
+
+/// Writes a file readable by root only. In place rather than through a
+/// rename (a rename costs a journalled directory update on the ADD path):
+/// state files are written once per attachment, and a torn one is reported
+/// by name and cleared by GC.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = ipam::private_file::open(path, OpenOptions::new().write(true).create(true).truncate(true))
+        .map_err(DatapathError::io(format!("write {}", path.display())))?;
+    f.write_all(bytes).map_err(DatapathError::io(format!("write {}", path.display())))
+}
+
+fn network_dir(state_dir: &str, network: &str) -> PathBuf {
+    Path::new(state_dir).join("attachments").join(network)
+}
+
+pub fn path(state_dir: &str, network: &str, container_id: &str, ifname: &str) -> PathBuf {
+    network_dir(state_dir, network).join(ifname).join(format!("{container_id}.json"))
+}
+
+impl Attachment {
+    pub fn save(&self, state_dir: &str) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| DatapathError::State { path: state_dir.into(), why: e.to_string() })?;
+        write_private(&path(state_dir, &self.network, &self.container_id, &self.ifname), &bytes)
+    }
+
+    pub fn load(state_dir: &str, network: &str, container_id: &str, ifname: &str) -> Result<Option<Self>> {
+        read(&path(state_dir, network, container_id, ifname))
+    }
+
+    pub fn remove(state_dir: &str, network: &str, container_id: &str, ifname: &str) -> Result<()> {
+        let p = path(state_dir, network, container_id, ifname);
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(DatapathError::io(format!("remove {}", p.display()))(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every saved attachment of the network (GC only: a directory walk).
+    pub fn list(state_dir: &str, network: &str) -> Result<Vec<Self>> {
+        let mut out = Vec::new();
+        let Ok(ifdirs) = fs::read_dir(network_dir(state_dir, network)) else {
+            return Ok(out);
+        };
+        for ifdir in ifdirs.flatten() {
+            let Ok(files) = fs::read_dir(ifdir.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                if f.path().extension().is_some_and(|e| e == "json") {
+                    out.extend(read(&f.path())?);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn read(p: &Path) -> Result<Option<Attachment>> {
+    match fs::read(p) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| DatapathError::State {
+            path: p.display().to_string(),
+            why: format!("unreadable ({e}); remove it and run GC"),
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(DatapathError::io(format!("read {}", p.display()))(e)),
+    }
+}

@@ -1,0 +1,128 @@
+//! The iptables backend, for nodes without nftables or whose operators want
+//! iptables (iptables-nft or iptables-legacy). The per-network skeleton
+//! (skeleton.rs) is added rule by rule where missing, so it never flushes
+//! anything; a pod's forwards are DNAT rules (forwards.rs), added and removed
+//! in one batch per family.
+
+mod commit_watch;
+mod forwards;
+mod rules;
+mod skeleton;
+mod tools;
+
+use super::{Firewall, NetworkRules, PodForwards};
+use crate::netlink::Lingering;
+use crate::Result;
+use rules::{Saved, XtRule};
+use tools::Tool;
+
+pub use tools::available;
+
+pub struct Iptables;
+
+/// The rules of `wanted` that `saved` lacks.
+fn absent<'a>(saved: &Saved, wanted: &'a [XtRule]) -> Vec<&'a XtRule> {
+    wanted.iter().filter(|r| !saved.has(r)).collect()
+}
+
+/// A restore file adding `lines` to `table`.
+fn restore_input(table: &str, lines: &[String]) -> String {
+    format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"))
+}
+
+impl Firewall for Iptables {
+    fn apply_network(&self, net: &NetworkRules) -> Result<()> {
+        for tool in tools::ALL {
+            let tables = skeleton::skeleton(net, tool);
+            if tables.is_empty() {
+                continue;
+            }
+            let saved = tools::save(tool, None)?;
+            let mut input = String::new();
+            for t in &tables {
+                let mut lines: Vec<String> = t
+                    .chains
+                    .iter()
+                    .filter(|(chain, _)| !saved.has_chain(t.name, chain))
+                    .map(|(_, declaration)| declaration.clone())
+                    .collect();
+                lines.extend(absent(&saved, &t.rules).into_iter().map(XtRule::append));
+                if !lines.is_empty() {
+                    input += &restore_input(t.name, &lines);
+                }
+            }
+            if !input.is_empty() {
+                tools::restore(tool, &input)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn missing_network(&self, net: &NetworkRules) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for tool in tools::ALL {
+            let tables = skeleton::skeleton(net, tool);
+            if tables.is_empty() {
+                continue;
+            }
+            let saved = tools::save(tool, None)?;
+            for t in &tables {
+                missing.extend(
+                    absent(&saved, &t.rules).into_iter().map(|r| format!("{} rule '{}'", tool.name(), r.append())),
+                );
+            }
+        }
+        Ok(missing)
+    }
+
+    fn add_forwards(&self, f: &PodForwards, fresh: bool) -> Result<()> {
+        for (v4, rules) in forwards::rules_by_family(f) {
+            if rules.is_empty() {
+                continue;
+            }
+            // a new attachment's rules cannot be there yet: no save needed
+            let new: Vec<String> = if fresh {
+                rules.iter().map(XtRule::append).collect()
+            } else {
+                absent(&tools::save(Tool::ip(v4), Some("nat"))?, &rules).into_iter().map(XtRule::append).collect()
+            };
+            if !new.is_empty() {
+                tools::restore(Tool::ip(v4), &restore_input("nat", &new))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_forwards(&self, f: &PodForwards) -> Result<Lingering> {
+        let mut lingering = Lingering::default();
+        for (v4, rules) in forwards::rules_by_family(f) {
+            if rules.is_empty() {
+                continue;
+            }
+            let deletes: Vec<String> = rules.iter().map(XtRule::delete).collect();
+            if let Ok(l) = tools::restore_until_commit(Tool::ip(v4), &restore_input("nat", &deletes)) {
+                lingering.extend(l);
+                continue;
+            }
+            // a batch fails whole when one rule is missing: go one by one
+            for d in deletes {
+                if let Ok(l) = tools::restore_until_commit(Tool::ip(v4), &restore_input("nat", &[d])) {
+                    lingering.extend(l);
+                }
+            }
+        }
+        Ok(lingering)
+    }
+
+    fn missing_forwards(&self, f: &PodForwards) -> Result<Vec<String>> {
+        let mut missing = Vec::new();
+        for (v4, rules) in forwards::rules_by_family(f) {
+            if rules.is_empty() {
+                continue;
+            }
+            let saved = tools::save(Tool::ip(v4), Some("nat"))?;
+            missing.extend(absent(&saved, &rules).into_iter().map(|r| format!("rule '{}'", r.append())));
+        }
+        Ok(missing)
+    }
+}

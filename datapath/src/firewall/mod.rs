@@ -1,0 +1,123 @@
+//! Netfilter state weavice owns, behind one trait with two backends, chosen
+//! once per network (`firewallBackend`): nftables (nftables/: table
+//! `inet weavice`; a network's ranges and bridge are set elements, a pod's
+//! host ports map elements) or iptables (iptables/: chains `WEAVICE-*`).
+//! Backends take backend-neutral inputs: [`NetworkRules`] for the
+//! per-network skeleton (installed once; network.rs says when) and
+//! [`PodForwards`] for a pod's port mappings.
+
+pub mod forwards;
+pub mod iptables;
+pub mod nftables;
+
+pub use forwards::{PodForwards, PortForward};
+
+use crate::netlink::Lingering;
+use crate::{DatapathError, Result};
+use conf::netconf::FirewallBackend;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// What one network needs from netfilter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRules {
+    /// The pod ranges: never masqueraded as destinations.
+    pub ranges: Vec<IpNet>,
+    /// Masquerade what leaves the ranges (`ipMasq`).
+    pub masquerade: bool,
+    pub bridge: String,
+    /// Pods reach each other only through the node (isolation, no ICMP redirects).
+    pub routed: bool,
+}
+
+/// One netfilter backend. Every change is one transaction (or one per
+/// tool), never one per rule.
+pub trait Firewall {
+    /// Installs the network's skeleton and its ranges (idempotent).
+    fn apply_network(&self, net: &NetworkRules) -> Result<()>;
+    /// What of it is missing, each piece named, for CHECK.
+    fn missing_network(&self, net: &NetworkRules) -> Result<Vec<String>>;
+    /// Installs a pod's forwards. `fresh`: the attachment is new, so none of
+    /// them can be installed yet and looking is skipped.
+    fn add_forwards(&self, f: &PodForwards, fresh: bool) -> Result<()>;
+    /// Removes them; ones already gone are not an error.
+    fn remove_forwards(&self, f: &PodForwards) -> Result<Lingering>;
+    fn missing_forwards(&self, f: &PodForwards) -> Result<Vec<String>>;
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Nftables,
+    Iptables,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Nftables => "nftables",
+            Backend::Iptables => "iptables",
+        })
+    }
+}
+
+impl Backend {
+    /// Resolves the config's choice against what this node has installed.
+    pub fn select(choice: FirewallBackend) -> Result<Backend> {
+        let absent = |what: &str, pkg: &str| {
+            DatapathError::Invalid(format!(
+                "firewallBackend \"{what}\": its tools are not installed on this node (Debian: apt-get install {pkg})"
+            ))
+        };
+        match choice {
+            FirewallBackend::Nftables if nftables::available() => Ok(Backend::Nftables),
+            FirewallBackend::Nftables => Err(absent("nftables", "nftables")),
+            FirewallBackend::Iptables if iptables::available() => Ok(Backend::Iptables),
+            FirewallBackend::Iptables => Err(absent("iptables", "iptables")),
+            FirewallBackend::Auto if nftables::available() => Ok(Backend::Nftables),
+            FirewallBackend::Auto if iptables::available() => Ok(Backend::Iptables),
+            FirewallBackend::Auto => {
+                Err(DatapathError::Firewall("neither nft nor iptables-restore is installed".into()))
+            }
+        }
+    }
+
+    pub fn driver(self) -> &'static dyn Firewall {
+        match self {
+            Backend::Nftables => &nftables::Nftables,
+            Backend::Iptables => &iptables::Iptables,
+        }
+    }
+}
+
+/// Installs a pod's forwards, then deletes stale UDP flows to their ports:
+/// conntrack keeps the decision made for a flow's first packet, so a flow
+/// that began before the mapping would bypass it.
+pub fn install_forwards(backend: Backend, f: &PodForwards, fresh: bool) -> Result<()> {
+    if f.is_empty() {
+        return Ok(());
+    }
+    backend.driver().add_forwards(f, fresh)?;
+    let udp = f.udp_ports();
+    if let Err(e) = crate::conntrack::flush_udp(&udp) {
+        log::warn!("cannot flush UDP conntrack entries for ports {udp:?}: {e}");
+    }
+    Ok(())
+}
+
+/// Where a netfilter tool is installed, if it is (runtimes often pass a bare PATH).
+fn find_tool(name: &str) -> Option<String> {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+#[cfg(test)]
+impl NetworkRules {
+    /// A network on bridge wv0 with no ranges, for unit tests.
+    pub fn bare(routed: bool) -> Self {
+        NetworkRules { ranges: vec![], masquerade: false, bridge: "wv0".into(), routed }
+    }
+}

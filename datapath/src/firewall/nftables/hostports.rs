@@ -1,0 +1,221 @@
+//! hostPort DNAT. The rules are installed once with the network; a pod's
+//! forwards are elements of four maps, so mapping a port costs the same with
+//! one pod on the node or thousands.
+//!
+//! - `hostport_v4`/`_v6`: `proto . port : podIP . containerPort` (any local address)
+//! - `hostip_v4`/`_v6`: `hostIP . proto . port : podIP . containerPort`
+//! - `hairpin_v4`/`_v6`: `podIP . podIP`, masqueraded so a pod reaching its own
+//!   hostPort gets the reply through the node
+//!
+//! Only traffic to the node's own addresses (`fib daddr type local`) is
+//! looked up, from outside (prerouting) and from the node itself (output).
+//! 127.0.0.1 works through route_localnet on the bridge and a masquerade of
+//! DNATed loopback traffic; `[::1]` cannot be mapped (IPv6 has no route_localnet).
+
+use super::expr::{concat, ct_dnat, dnat_map, eq, fib_daddr_type, jump, meta, payload, prefix, set, verdict};
+use super::masquerade::CHAIN as MASQ_CHAIN;
+use super::{Rule, Skeleton, INET};
+use crate::firewall::PodForwards;
+use conf::Protocol;
+use serde_json::{json, Value};
+use std::net::IpAddr;
+
+pub const CHAIN: &str = "WEAVICE-HOSTPORTS";
+
+pub fn skeleton() -> Skeleton {
+    let mut objects = String::new();
+    for (fam, ty) in [("v4", "ipv4_addr"), ("v6", "ipv6_addr")] {
+        objects +=
+            &format!("add map {INET} hostport_{fam} {{ type inet_proto . inet_service : {ty} . inet_service; }}\n");
+        objects += &format!(
+            "add map {INET} hostip_{fam} {{ type {ty} . inet_proto . inet_service : {ty} . inet_service; }}\n"
+        );
+        objects += &format!("add set {INET} hairpin_{fam} {{ type {ty} . {ty}; }}\n");
+    }
+    objects += &format!("add chain {INET} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n");
+    objects += &format!("add chain {INET} nat_output {{ type nat hook output priority -100; policy accept; }}\n");
+    objects += &format!("add chain {INET} {CHAIN}\n");
+
+    let rule = |chain, expr, name: String| Rule { table: INET, chain, expr, name };
+    let mut rules = Vec::new();
+    for chain in ["prerouting", "nat_output"] {
+        rules.push(rule(
+            chain,
+            vec![eq(fib_daddr_type(), json!("local")), jump(CHAIN)],
+            format!("jump to {CHAIN} in {chain}"),
+        ));
+    }
+    let l4 = || vec![meta("l4proto"), payload("th", "dport")];
+    for (ip, fam) in [("ip", "v4"), ("ip6", "v6")] {
+        let with_ip = [vec![payload(ip, "daddr")], l4()].concat();
+        rules.push(rule(
+            CHAIN,
+            vec![dnat_map(ip, with_ip, &format!("hostip_{fam}"))],
+            format!("the DNAT rule for hostip_{fam}"),
+        ));
+        rules.push(rule(
+            CHAIN,
+            vec![dnat_map(ip, l4(), &format!("hostport_{fam}"))],
+            format!("the DNAT rule for hostport_{fam}"),
+        ));
+    }
+    for (ip, fam) in [("ip", "v4"), ("ip6", "v6")] {
+        let pair = concat(vec![payload(ip, "saddr"), payload(ip, "daddr")]);
+        rules.push(rule(
+            MASQ_CHAIN,
+            vec![ct_dnat(), eq(pair, set(&format!("hairpin_{fam}"))), verdict("masquerade")],
+            format!("the hairpin masquerade rule ({fam})"),
+        ));
+    }
+    let loopback = eq(payload("ip", "saddr"), prefix(&"127.0.0.0/8".parse().expect("literal prefix")));
+    rules.push(rule(
+        MASQ_CHAIN,
+        vec![ct_dnat(), loopback, verdict("masquerade")],
+        "the 127.0.0.1 masquerade rule".into(),
+    ));
+    Skeleton { objects, rules, elements: Vec::new() }
+}
+
+/// One field of a concatenated key or value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Addr(IpAddr),
+    Proto(Protocol),
+    Port(u16),
+}
+
+impl Field {
+    fn text(&self) -> String {
+        match self {
+            Field::Addr(ip) => ip.to_string(),
+            Field::Proto(p) => p.to_string(),
+            Field::Port(p) => p.to_string(),
+        }
+    }
+
+    /// As `nft -j` lists it.
+    fn json(&self) -> Value {
+        match self {
+            Field::Port(p) => json!(p),
+            other => json!(other.text()),
+        }
+    }
+
+    /// As nftables lays a field out in a concatenation: network byte order,
+    /// padded to a 4-byte register.
+    fn bytes(&self) -> Vec<u8> {
+        let mut b = match self {
+            Field::Addr(IpAddr::V4(a)) => a.octets().to_vec(),
+            Field::Addr(IpAddr::V6(a)) => a.octets().to_vec(),
+            Field::Proto(p) => vec![match p {
+                Protocol::Tcp => 6,
+                Protocol::Udp => 17,
+                Protocol::Sctp => 132,
+            }],
+            Field::Port(p) => p.to_be_bytes().to_vec(),
+        };
+        b.resize(b.len().div_ceil(4) * 4, 0);
+        b
+    }
+}
+
+/// An element of one of the port-forward sets or maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub set: String,
+    pub key: Vec<Field>,
+    pub data: Option<Vec<Field>>,
+}
+
+fn join(fields: &[Field]) -> String {
+    fields.iter().map(Field::text).collect::<Vec<_>>().join(" . ")
+}
+
+fn bytes(fields: &[Field]) -> Vec<u8> {
+    fields.iter().flat_map(Field::bytes).collect()
+}
+
+fn json_of(fields: &[Field]) -> Value {
+    match fields {
+        [one] => one.json(),
+        many => concat(many.iter().map(Field::json).collect()),
+    }
+}
+
+impl Element {
+    pub fn key_bytes(&self) -> Vec<u8> {
+        bytes(&self.key)
+    }
+
+    pub fn data_bytes(&self) -> Option<Vec<u8>> {
+        self.data.as_deref().map(bytes)
+    }
+
+    /// As `nft -j` lists it: `[key, data]` in a map, the key in a set.
+    pub fn json(&self) -> Value {
+        match &self.data {
+            Some(d) => json!([json_of(&self.key), json_of(d)]),
+            None => json_of(&self.key),
+        }
+    }
+
+    pub fn describe_key(&self) -> String {
+        join(&self.key)
+    }
+}
+
+fn fam(ip: &IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "v4"
+    } else {
+        "v6"
+    }
+}
+
+/// Every element a pod's forwards need.
+pub fn elements(f: &PodForwards) -> Vec<Element> {
+    let mut out: Vec<Element> = f
+        .forwards
+        .iter()
+        .map(|fw| {
+            let (set, mut key) = match fw.host_ip {
+                Some(h) => (format!("hostip_{}", fam(&fw.pod_ip)), vec![Field::Addr(h)]),
+                None => (format!("hostport_{}", fam(&fw.pod_ip)), vec![]),
+            };
+            key.extend([Field::Proto(fw.protocol), Field::Port(fw.host_port)]);
+            Element { set, key, data: Some(vec![Field::Addr(fw.pod_ip), Field::Port(fw.pod_port)]) }
+        })
+        .collect();
+    out.extend(f.hairpin.iter().map(|ip| Element {
+        set: format!("hairpin_{}", fam(ip)),
+        key: vec![Field::Addr(*ip), Field::Addr(*ip)],
+        data: None,
+    }));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::forwards::tests::sample;
+
+    #[test]
+    fn elements_per_family_and_host_ip() {
+        let e = elements(&sample());
+        let text: Vec<String> = e.iter().map(|e| format!("{} {}", e.set, e.json())).collect();
+        assert_eq!(
+            text,
+            [
+                r#"hostport_v4 [{"concat":["tcp",8080]},{"concat":["10.0.0.5",80]}]"#,
+                r#"hostport_v6 [{"concat":["tcp",8080]},{"concat":["fd00::5",80]}]"#,
+                r#"hostip_v4 [{"concat":["192.0.2.1","udp",53]},{"concat":["10.0.0.5",5353]}]"#,
+                r#"hairpin_v4 {"concat":["10.0.0.5","10.0.0.5"]}"#,
+                r#"hairpin_v6 {"concat":["fd00::5","fd00::5"]}"#,
+            ]
+        );
+        assert_eq!(e[0].describe_key(), "tcp . 8080");
+        // binary layout: each field padded to 4 bytes, network byte order
+        assert_eq!(e[0].key_bytes(), vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        assert_eq!(e[0].data_bytes().unwrap(), vec![10, 0, 0, 5, 0, 80, 0, 0]);
+    }
+}

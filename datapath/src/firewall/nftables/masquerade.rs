@@ -1,0 +1,82 @@
+//! MASQUERADE for traffic that leaves the pod ranges.
+//!
+//! Sets `pod_v4`/`pod_v6` hold every network's ranges (never masqueraded as
+//! destinations); `masq_v4`/`masq_v6` the ranges of networks with ipMasq.
+
+use super::expr::{eq, jump, ne, payload, prefix, set, verdict};
+use super::{Elem, Rule, Skeleton, INET};
+use crate::firewall::NetworkRules;
+use ipnet::IpNet;
+
+pub const CHAIN: &str = "WEAVICE-MASQ";
+
+fn family(net: &IpNet) -> &'static str {
+    if net.addr().is_ipv4() {
+        "v4"
+    } else {
+        "v6"
+    }
+}
+
+pub fn skeleton(net: &NetworkRules) -> Skeleton {
+    let mut objects = String::new();
+    for (fam, ty) in [("v4", "ipv4_addr"), ("v6", "ipv6_addr")] {
+        for set in ["pod", "masq"] {
+            objects += &format!("add set {INET} {set}_{fam} {{ type {ty}; flags interval; }}\n");
+        }
+    }
+    objects +=
+        &format!("add chain {INET} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n");
+    objects += &format!("add chain {INET} {CHAIN}\n");
+
+    let rule = |chain, expr, name: &str| Rule { table: INET, chain, expr, name: name.into() };
+    let mut rules = vec![rule("postrouting", vec![jump(CHAIN)], &format!("jump to {CHAIN} in postrouting"))];
+    for (ip, fam, what) in [("ip", "v4", "IPv4"), ("ip6", "v6", "IPv6")] {
+        rules.push(rule(
+            CHAIN,
+            vec![
+                eq(payload(ip, "saddr"), set(&format!("masq_{fam}"))),
+                ne(payload(ip, "daddr"), set(&format!("pod_{fam}"))),
+                verdict("masquerade"),
+            ],
+            &format!("the masquerade rule ({what})"),
+        ));
+    }
+
+    let mut elements = Vec::new();
+    for r in &net.ranges {
+        let sets: &[&'static str] = match (family(r), net.masquerade) {
+            ("v4", true) => &["pod_v4", "masq_v4"],
+            ("v4", false) => &["pod_v4"],
+            (_, true) => &["pod_v6", "masq_v6"],
+            (_, false) => &["pod_v6"],
+        };
+        elements.extend(sets.iter().map(|s| Elem { set: s, text: r.to_string(), json: prefix(r) }));
+    }
+    Skeleton { objects, rules, elements }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(ranges: &[&str], masquerade: bool) -> NetworkRules {
+        NetworkRules {
+            ranges: ranges.iter().map(|r| r.parse().unwrap()).collect(),
+            masquerade,
+            bridge: "wv0".into(),
+            routed: true,
+        }
+    }
+
+    #[test]
+    fn a_network_adds_its_ranges_per_family() {
+        let s = skeleton(&net(&["10.1.0.0/16", "fd01::/64"], true));
+        let sets: Vec<(&str, &str)> = s.elements.iter().map(|e| (e.set, e.text.as_str())).collect();
+        assert_eq!(
+            sets,
+            [("pod_v4", "10.1.0.0/16"), ("masq_v4", "10.1.0.0/16"), ("pod_v6", "fd01::/64"), ("masq_v6", "fd01::/64")]
+        );
+        assert!(!skeleton(&net(&["10.1.0.0/16"], false)).elements.iter().any(|e| e.set == "masq_v4"));
+    }
+}

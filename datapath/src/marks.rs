@@ -1,0 +1,65 @@
+//! Which packet-mark bits weavice uses, and which other node software uses.
+//!
+//! Packet marks are shared by everything on the node. weavice only ORs its
+//! bits in and matches them under a mask, never sets or compares the whole
+//! mark, so other owners' bits survive. Chains (later) take their bits from
+//! [`free`], which leaves out every owner below.
+
+/// A set of mark bits and what they mean to their owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkBits {
+    pub owner: &'static str,
+    pub mask: u32,
+    pub purpose: &'static str,
+}
+
+/// "DNATed by the node": routed pods' frames carrying it may cross the
+/// bridge (firewall isolation).
+pub const DNAT: u32 = 0x0020_0000;
+/// "bridged from or to a routed port" (the iptables backend's isolation).
+pub const BRIDGED: u32 = 0x0040_0000;
+
+pub const WEAVICE: &[MarkBits] = &[
+    MarkBits { owner: "weavice", mask: DNAT, purpose: "DNATed by the node (routed-port bridge filter)" },
+    MarkBits { owner: "weavice", mask: BRIDGED, purpose: "bridged from or to a routed port (iptables backend)" },
+];
+
+/// Other owners' bits, by default (their sources are named in docs/datapath.md).
+pub const FOREIGN: &[MarkBits] = &[
+    MarkBits { owner: "kube-proxy", mask: 0x0000_4000, purpose: "masquerade (iptables and nftables modes)" },
+    MarkBits { owner: "kubelet (before 1.28)", mask: 0x0000_8000, purpose: "KUBE-MARK-DROP" },
+    // Felix hands out its mask from the lowest bit: accept, pass, drop,
+    // scratch0, scratch1, then an endpoint block that it only uses with
+    // kube-proxy in IPVS mode.
+    MarkBits { owner: "Calico", mask: 0x001f_0000, purpose: "accept, pass, drop, scratch0, scratch1" },
+    MarkBits { owner: "Calico (IPVS mode)", mask: 0xffe0_0000, purpose: "endpoint marks" },
+];
+
+/// Bits neither weavice nor a known owner uses by default.
+pub fn free() -> u32 {
+    !WEAVICE.iter().chain(FOREIGN).fold(0, |all, b| all | b.mask)
+}
+
+/// The owners whose bits `mask` touches, for messages about a configured mask.
+pub fn owners_of(mask: u32) -> Vec<&'static MarkBits> {
+    WEAVICE.iter().chain(FOREIGN).filter(|b| b.mask & mask != 0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weavice_bits_are_single_distinct_and_clear_of_kube_proxy_and_calicos_defaults() {
+        for b in WEAVICE {
+            assert_eq!(b.mask.count_ones(), 1, "{b:?}");
+            let others: Vec<_> = owners_of(b.mask).into_iter().filter(|o| o != &b).collect();
+            // Calico's endpoint block overlaps only in IPVS mode (documented)
+            assert!(others.iter().all(|o| o.owner == "Calico (IPVS mode)"), "{b:?} collides with {others:?}");
+        }
+        assert_eq!(DNAT & BRIDGED, 0);
+        let free = free();
+        assert_eq!(free & (DNAT | BRIDGED | 0xc000), 0);
+        assert_eq!(free, 0x0000_3fff, "what is left for chains");
+    }
+}

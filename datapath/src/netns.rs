@@ -1,0 +1,63 @@
+//! Network namespaces. Work inside one runs on a dedicated thread that
+//! enters it and ends with the work, so no thread ever changes namespace
+//! under code that does not expect it: safe in a multi-threaded daemon. A
+//! netlink socket opened there stays bound to that namespace and can be used
+//! from any thread afterwards: `ns.run(RouteSocket::open)` opens one once.
+
+use crate::{DatapathError, Result};
+use std::fs::File;
+use std::os::unix::io::{AsRawFd, RawFd};
+
+pub struct NetNs {
+    file: File,
+    pub path: String,
+}
+
+impl NetNs {
+    pub fn open(path: &str) -> Result<Self> {
+        let file = File::open(path).map_err(|e| DatapathError::Netns {
+            path: path.to_string(),
+            why: if e.kind() == std::io::ErrorKind::NotFound { "does not exist".into() } else { e.to_string() },
+        })?;
+        Ok(NetNs { file, path: path.to_string() })
+    }
+
+    /// The namespace the calling thread is in.
+    pub fn current() -> Result<Self> {
+        Self::open("/proc/thread-self/ns/net")
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// Runs `f` on a new thread inside this namespace and returns its result.
+    /// Costs a thread (tens of microseconds), once per namespace visit.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        std::thread::scope(|s| {
+            let worker = std::thread::Builder::new()
+                .name("netns".into())
+                .spawn_scoped(s, || {
+                    self.enter()?;
+                    Ok(f())
+                })
+                .map_err(DatapathError::io(format!("start a thread for {}", self.path)))?;
+            worker.join().unwrap_or_else(|_| Err(DatapathError::Kernel(format!("work inside {} panicked", self.path))))
+        })
+    }
+
+    /// Switches the calling thread; private to `run`, whose thread ends after it.
+    fn enter(&self) -> Result<()> {
+        // SAFETY: setns on a descriptor we own; it changes only this thread's namespace.
+        if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            let e = std::io::Error::last_os_error();
+            let why = if e.raw_os_error() == Some(libc::EINVAL) {
+                "is not a network namespace".to_string()
+            } else {
+                e.to_string()
+            };
+            return Err(DatapathError::Netns { path: self.path.clone(), why });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! Port mappings of one attachment, shared by ADD (standalone and chained),
+//! DEL, CHECK, GC and rollback: claim, install, remove, release.
+
+use crate::error::PluginError;
+use conf::{CmdArgs, ConfError, NetConf, PortMapping};
+use datapath::attachment::Pod;
+use datapath::firewall::{self, Backend, PodForwards};
+use datapath::hostports::{self, Holder};
+use datapath::netlink::{Lingering, RouteSocket};
+use std::net::IpAddr;
+
+pub fn holder(net: &NetConf, args: &CmdArgs) -> Holder {
+    Holder {
+        network: net.name.clone(),
+        container_id: args.container_id.clone(),
+        ifname: args.ifname.clone(),
+        pod: Pod::from_args(&args.args).map(|p| p.to_string()),
+    }
+}
+
+/// Checks every hostIP is an address of this node, then claims the ports.
+/// Nothing is installed yet; a refusal leaves nothing behind.
+pub fn claim(nl: &mut RouteSocket, net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
+    if net.port_mappings.is_empty() {
+        return Ok(());
+    }
+    let local: Vec<IpAddr> = if net.port_mappings.iter().any(|m| m.host_ip.is_some()) {
+        nl.addr().dump()?.into_iter().map(|a| a.net.addr()).collect()
+    } else {
+        Vec::new()
+    };
+    for m in &net.port_mappings {
+        if let Some(ip) = m.host_ip.filter(|ip| !local.contains(ip)) {
+            return Err(
+                ConfError::Invalid(format!("port mapping {m}: hostIP {ip} is not an address of this node")).into()
+            );
+        }
+    }
+    Ok(hostports::claim(&net.state_dir, &holder(net, args), &net.port_mappings)?)
+}
+
+/// Installs the mappings in one transaction and flushes stale UDP flows to
+/// the mapped ports. `fresh`: the attachment is new.
+pub fn install(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend, fresh: bool) -> Result<(), PluginError> {
+    if mappings.is_empty() {
+        return Ok(());
+    }
+    Ok(firewall::install_forwards(backend, &PodForwards::new(mappings, pod_ips)?, fresh)?)
+}
+
+/// Removes the mappings and drops the claims; both tolerate absence.
+pub fn remove(
+    state_dir: &str,
+    holder: &Holder,
+    mappings: &[PortMapping],
+    pod_ips: &[IpAddr],
+    backend: Backend,
+) -> Result<Lingering, PluginError> {
+    // no pod address: nothing was installed (a rollback before the addresses)
+    let removed = if mappings.is_empty() || pod_ips.is_empty() {
+        Ok(Lingering::default())
+    } else {
+        PodForwards::new(mappings, pod_ips).and_then(|f| backend.driver().remove_forwards(&f))
+    };
+    hostports::release(state_dir, holder, mappings)?;
+    Ok(removed?)
+}
+
+/// What of the mappings is missing, for CHECK.
+pub fn missing(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend) -> Result<Vec<String>, PluginError> {
+    if mappings.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(backend.driver().missing_forwards(&PodForwards::new(mappings, pod_ips)?)?)
+}
