@@ -146,6 +146,59 @@ fn mapped_ports_case(backend: &str) {
     assert!(cni("DEL", &plain, "pmb", &b).ok);
 }
 
+/// A UDP flow that began before its port was mapped would keep bypassing the
+/// new DNAT (conntrack keeps its first decision): ADD deletes it over
+/// netlink. The conntrack tool is replaced by one that leaves a trace, so a
+/// run of it would show.
+#[test]
+fn a_udp_host_port_flushes_stale_flows_without_running_conntrack() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("pmct");
+    let outside = Netns::new("pmcto");
+    attach_outside(&node.ns, &outside);
+    // a first pod sets the network up; its NAT rules make conntrack track the node
+    let first = Netns::new("pmct1");
+    let plain = node.conf("1.1.0", "ctnet", json!({}));
+    assert!(node.cni("ADD", &plain, "ct1", &first.path(), "eth0").ok);
+    let send_from_40000 = || {
+        outside.run(|| {
+            let s = UdpSocket::bind("0.0.0.0:40000").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+            s.send_to(b"hi", "203.0.113.1:5353").unwrap();
+            let mut buf = [0u8; 8];
+            s.recv_from(&mut buf).is_ok()
+        })
+    };
+    assert!(!send_from_40000(), "nothing answers on the node yet");
+    let flows = || {
+        let out = node.ns.exec("conntrack", &["-L", "-p", "udp", "--orig-port-dst", "5353"]);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(flows(), 1, "the stale flow");
+
+    let trace = node.dir.path("conntrack-ran");
+    let fake = node.dir.path("conntrack");
+    std::fs::write(&fake, format!("#!/bin/sh\ntouch {trace}\n")).unwrap();
+    sh("chmod", &["755", &fake]);
+    let pod = Netns::new("pmct2");
+    udp_echo(&pod, "0.0.0.0:53");
+    let udp = json!([{"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]);
+    let conf = node.conf("1.1.0", "ctnet", json!({"runtimeConfig": {"portMappings": udp}}));
+    let netns = pod.path();
+    let env =
+        [("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "ct2"), ("CNI_NETNS", netns.as_str()), ("CNI_IFNAME", "eth0")];
+    let r =
+        node.invoke_after_mount(&format!("mount --bind {fake} /usr/sbin/conntrack"), &env, conf.to_string().as_bytes());
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    assert_eq!(flows(), 0, "ADD deleted the stale flow");
+    assert!(!std::path::Path::new(&trace).exists(), "ADD ran no conntrack process");
+    assert!(send_from_40000(), "the same source now reaches the pod");
+    assert!(node.cni("DEL", &conf, "ct2", &pod.path(), "eth0").ok);
+    assert!(node.cni("DEL", &plain, "ct1", &first.path(), "eth0").ok);
+}
+
 #[test]
 fn a_port_in_use_is_refused_naming_its_holder() {
     if !require_root() {
@@ -160,7 +213,7 @@ fn a_port_in_use_is_refused_naming_its_holder() {
             ("CNI_CONTAINERID", id.to_string()),
             ("CNI_NETNS", pod.path()),
             ("CNI_IFNAME", "eth0".to_string()),
-            ("CNI_ARGS", format!("K8S_POD_NAMESPACE=shop;K8S_POD_NAME={id}")),
+            ("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={id};K8S_POD_UID=uid-{id}")),
         ]
     };
     let run = |id: &'static str, pod: &Netns| {
@@ -169,6 +222,10 @@ fn a_port_in_use_is_refused_naming_its_holder() {
         node.invoke("weavice", &e, conf.to_string().as_bytes())
     };
     assert!(run("web1", &a).ok);
+    // the attachment's state names the pod, for the journal and chains
+    let state = std::fs::read_to_string(node.dir.path("state/attachments/pmnet/eth0/web1.json")).unwrap();
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["pod"], json!({"namespace": "shop", "name": "web1", "uid": "uid-web1"}), "{state}");
     let before = (nft_table(&node), node.ns.links());
     let r = run("web2", &b);
     assert!(!r.ok);
