@@ -26,7 +26,7 @@ enum Cmd {
     /// port mappings of every network weavice recorded (idempotent).
     Repair {
         /// The networks' `stateDir`.
-        #[arg(long, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
+        #[arg(long, global = true, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
         state_dir: PathBuf,
     },
 }

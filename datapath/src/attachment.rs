@@ -74,12 +74,7 @@ impl Attachment {
     }
 
     pub fn holder(&self) -> Holder {
-        Holder {
-            network: self.network.clone(),
-            container_id: self.container_id.clone(),
-            ifname: self.ifname.clone(),
-            pod: self.pod.as_ref().map(Pod::to_string),
-        }
+        Holder::new(&self.network, &self.container_id, &self.ifname, self.pod.as_ref())
     }
 
     /// Its port mappings as the firewall takes them.

@@ -24,6 +24,15 @@ pub struct Holder {
 }
 
 impl Holder {
+    pub fn new(network: &str, container_id: &str, ifname: &str, pod: Option<&crate::attachment::Pod>) -> Self {
+        Holder {
+            network: network.into(),
+            container_id: container_id.into(),
+            ifname: ifname.into(),
+            pod: pod.map(ToString::to_string),
+        }
+    }
+
     fn same_attachment(&self, other: &Holder) -> bool {
         self.network == other.network && self.container_id == other.container_id && self.ifname == other.ifname
     }

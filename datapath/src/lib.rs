@@ -16,6 +16,7 @@ pub mod conntrack;
 pub mod error;
 pub mod firewall;
 pub mod hostports;
+pub mod lingering;
 pub mod link;
 pub mod marks;
 pub mod netlink;

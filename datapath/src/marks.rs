@@ -40,11 +40,6 @@ pub fn free() -> u32 {
     !WEAVICE.iter().chain(FOREIGN).fold(0, |all, b| all | b.mask)
 }
 
-/// The owners whose bits `mask` touches, for messages about a configured mask.
-pub fn owners_of(mask: u32) -> Vec<&'static MarkBits> {
-    WEAVICE.iter().chain(FOREIGN).filter(|b| b.mask & mask != 0).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,7 +48,7 @@ mod tests {
     fn weavice_bits_are_single_distinct_and_clear_of_kube_proxy_and_calicos_defaults() {
         for b in WEAVICE {
             assert_eq!(b.mask.count_ones(), 1, "{b:?}");
-            let others: Vec<_> = owners_of(b.mask).into_iter().filter(|o| o != &b).collect();
+            let others: Vec<_> = WEAVICE.iter().chain(FOREIGN).filter(|o| o.mask & b.mask != 0 && o != &b).collect();
             // Calico's endpoint block overlaps only in IPVS mode (documented)
             assert!(others.iter().all(|o| o.owner == "Calico (IPVS mode)"), "{b:?} collides with {others:?}");
         }

@@ -22,11 +22,6 @@ impl NetNs {
         Ok(NetNs { file, path: path.to_string() })
     }
 
-    /// The namespace the calling thread is in.
-    pub fn current() -> Result<Self> {
-        Self::open("/proc/thread-self/ns/net")
-    }
-
     pub fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }

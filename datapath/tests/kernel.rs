@@ -101,3 +101,33 @@ fn rules_steer_by_mark_and_incoming_interface() {
     assert_eq!(ns.ip(&["rule", "show", "pref", "1000"]).trim(), "");
     assert!(!nl.rule().list(true).unwrap().contains(&rule));
 }
+
+/// nfnetlink answers a batch it refuses (here: an unknown subsystem) only
+/// at the batch's first delimiter, which asks for no acknowledgement: the
+/// batch must fail there, not wait for the acknowledgements that never come.
+#[test]
+fn a_batch_refused_at_its_delimiter_fails_instead_of_waiting() {
+    use datapath::netlink::{NetfilterSocket, Request};
+    use netlink_packet_netfilter::nftables::{NfTablesMessage, TableMessage};
+    use netlink_packet_netfilter::none::ControlMessage;
+    use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
+    if !require_root() {
+        return;
+    }
+    let ns = Netns::new("dpnf");
+    let mut nl = NetNs::open(&ns.path()).unwrap().run(NetfilterSocket::open).unwrap().unwrap();
+    let delimiter = |m| NetfilterMessage::new(NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, 99), m);
+    let get = NetfilterMessage::new(
+        NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0),
+        NfTablesMessage::GetTable(TableMessage { attributes: Vec::new() }),
+    );
+    let batch = vec![
+        Request::unacknowledged(delimiter(ControlMessage::BatchBegin)),
+        Request::new(get, 0),
+        Request::unacknowledged(delimiter(ControlMessage::BatchEnd)),
+    ];
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(nl.batch(batch).map_err(|e| e.index)));
+    let outcome = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("the batch returned");
+    assert_eq!(outcome, Err(Some(0)));
+}

@@ -42,9 +42,14 @@ pub fn configure(level: Level, file: Option<&str>, tag: String) {
     });
 }
 
+/// weavice's own crates; the netlink crates' warnings about kernel
+/// attributes they do not know are not the runtime's concern.
+const OURS: [&str; 4] = ["weavice", "datapath", "ipam", "conf"];
+
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= log::max_level()
+        let ours = OURS.iter().any(|c| metadata.target().split("::").next() == Some(c));
+        metadata.level() <= log::max_level() && (ours || metadata.level() == log::Level::Error)
     }
 
     fn log(&self, record: &Record) {

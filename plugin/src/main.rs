@@ -22,7 +22,10 @@ fn main() -> ExitCode {
     // One malloc arena: a thread that enters the pod's namespace would
     // otherwise make glibc map a new one (128 MiB reserved, then trimmed).
     // SAFETY: mallopt before any thread exists.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1)
+    };
     logger::install();
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);

@@ -6,16 +6,12 @@ use conf::{CmdArgs, ConfError, NetConf, PortMapping};
 use datapath::attachment::Pod;
 use datapath::firewall::{self, Backend, PodForwards};
 use datapath::hostports::{self, Holder};
-use datapath::netlink::{Lingering, RouteSocket};
+use datapath::lingering::Lingering;
+use datapath::netlink::RouteSocket;
 use std::net::IpAddr;
 
 pub fn holder(net: &NetConf, args: &CmdArgs) -> Holder {
-    Holder {
-        network: net.name.clone(),
-        container_id: args.container_id.clone(),
-        ifname: args.ifname.clone(),
-        pod: Pod::from_args(&args.args).map(|p| p.to_string()),
-    }
+    Holder::new(&net.name, &args.container_id, &args.ifname, Pod::from_args(&args.args).as_ref())
 }
 
 /// Checks every hostIP is an address of this node, then claims the ports.
@@ -42,9 +38,6 @@ pub fn claim(nl: &mut RouteSocket, net: &NetConf, args: &CmdArgs) -> Result<(), 
 /// Installs the mappings in one transaction and flushes stale UDP flows to
 /// the mapped ports. `fresh`: the attachment is new.
 pub fn install(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend, fresh: bool) -> Result<(), PluginError> {
-    if mappings.is_empty() {
-        return Ok(());
-    }
     Ok(firewall::install_forwards(backend, &PodForwards::new(mappings, pod_ips)?, fresh)?)
 }
 

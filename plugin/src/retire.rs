@@ -6,12 +6,14 @@
 //! the link. Only a short-lived, single-threaded process may do this, which
 //! is why it lives in the plugin binary and not in the node library.
 
+use datapath::lingering::Lingering;
 use datapath::link::Link;
-use datapath::netlink::{Lingering, RouteSocket};
+use datapath::netlink::RouteSocket;
 
 /// Deletes the retired link (if any) in a detached child. The child also
-/// inherits the netfilter sockets whose release would wait (`lingering`), so
-/// its exit, not this process's, waits for the kernel.
+/// inherits what would make this process wait for the kernel (`lingering`:
+/// netfilter sockets, an iptables tool sitting out its exit), so its exit,
+/// not this process's, waits.
 pub fn finish_in_background(l: Option<Link>, lingering: Lingering) {
     let delete = || match &l {
         Some(l) => RouteSocket::open().ok().is_some_and(|mut nl| nl.link().delete(l.index, &l.name).is_ok()),
@@ -26,14 +28,15 @@ pub fn finish_in_background(l: Option<Link>, lingering: Lingering) {
             // SAFETY: leave without running the parent's exit handlers again.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
-        // no child: delete here, slower but complete
+        // no child: delete here and wait for the kernel, slower but complete
         pid if pid < 0 => {
             delete();
         }
-        _ => {}
+        // the child holds its own references now: this process exits
+        // without closing or reaping them (at exit, closing ours does not
+        // wait, and init reaps the tools)
+        _ => std::mem::forget(lingering),
     }
-    // the child holds its own references now: closing ours does not wait
-    drop(lingering);
 }
 
 /// New session, stdio on /dev/null: the container runtime reading our stdout

@@ -467,3 +467,34 @@ fn del_succeeds_over_an_unreadable_state_file() {
     assert_eq!(wait_links(&node.ns, &["lo", "wv0"]), ["lo", "wv0"]);
     assert!(node.log().contains("unreadable"), "{}", node.log());
 }
+
+/// The attachment's state names the Kubernetes pod from CNI_ARGS (the
+/// journal and chains read it), and holds nothing of it when none was named.
+#[test]
+fn the_attachment_state_names_the_pod() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("podref");
+    let (a, b) = (Netns::new("pra"), Netns::new("prb"));
+    let conf = node.conf("1.1.0", "podnet", json!({}));
+    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;K8S_POD_UID=0c9e";
+    let netns = a.path();
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "pr1"),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_ARGS", args),
+    ];
+    assert!(node.invoke("weavice", &env, conf.to_string().as_bytes()).ok);
+    assert!(node.cni("ADD", &conf, "pr2", &b.path(), "eth0").ok);
+    let state = |id: &str| -> Value {
+        let path = node.dir.path(&format!("state/attachments/podnet/eth0/{id}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    assert_eq!(state("pr1")["pod"], json!({"namespace": "shop", "name": "web-0", "uid": "0c9e"}));
+    assert_eq!(state("pr2").get("pod"), None);
+    assert!(node.cni("DEL", &conf, "pr1", &a.path(), "eth0").ok);
+    assert!(node.cni("DEL", &conf, "pr2", &b.path(), "eth0").ok);
+}

@@ -12,7 +12,7 @@ pub mod nftables;
 
 pub use forwards::{PodForwards, PortForward};
 
-use crate::netlink::Lingering;
+use crate::lingering::Lingering;
 use crate::{DatapathError, Result};
 use conf::netconf::FirewallBackend;
 use ipnet::IpNet;
@@ -38,7 +38,8 @@ pub trait Firewall {
     /// What of it is missing, each piece named, for CHECK.
     fn missing_network(&self, net: &NetworkRules) -> Result<Vec<String>>;
     /// Installs a pod's forwards. `fresh`: the attachment is new, so none of
-    /// them can be installed yet and looking is skipped.
+    /// them can be installed yet and looking is skipped. Callers use
+    /// [`install_forwards`], which also deletes stale UDP flows.
     fn add_forwards(&self, f: &PodForwards, fresh: bool) -> Result<()>;
     /// Removes them; ones already gone are not an error.
     fn remove_forwards(&self, f: &PodForwards) -> Result<Lingering>;

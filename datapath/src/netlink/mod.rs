@@ -90,11 +90,12 @@ impl<M> Request<M> {
     }
 }
 
-/// The first request of a batch that failed.
+/// Why a batch failed, and which request the kernel refused (None: the
+/// socket failed, not a request).
 #[derive(Debug, thiserror::Error)]
-#[error("request {index} of the batch: {source}")]
+#[error("{source}")]
 pub struct BatchError {
-    pub index: usize,
+    pub index: Option<usize>,
     pub source: NlError,
 }
 
@@ -153,21 +154,25 @@ impl<F: Family> Socket<F> {
             expected.push((r.ack, r.tolerate));
         }
         let fail = |index, source| BatchError { index, source };
-        self.sock.send(&out, 0).map_err(|e| fail(0, e.into()))?;
+        self.sock.send(&out, 0).map_err(|e| fail(None, e.into()))?;
         let mut pending = expected.iter().filter(|(ack, _)| *ack).count();
         while pending > 0 {
-            let len = self.recv().map_err(|e| fail(0, e.into()))?;
-            for frame in parse::<F::Message>(&self.buf[..len]).map_err(|e| fail(0, e))? {
+            let len = self.recv().map_err(|e| fail(None, e.into()))?;
+            for frame in parse::<F::Message>(&self.buf[..len]).map_err(|e| fail(None, e))? {
                 let index = frame.seq.wrapping_sub(first) as usize;
-                let (Ok(NetlinkPayload::Error(e)), Some(&(true, tolerate))) = (frame.payload, expected.get(index))
+                let (Ok(NetlinkPayload::Error(e)), Some(&(ack, tolerate))) = (frame.payload, expected.get(index))
                 else {
                     continue;
                 };
+                // a request without an ack is answered only when it fails
+                // (nfnetlink refuses a whole batch at its first delimiter)
                 let errno = e.raw_code().abs();
                 if errno != 0 && tolerate != Some(errno) {
-                    return Err(fail(index, NlError::Kernel(io::Error::from_raw_os_error(errno))));
+                    return Err(fail(Some(index), NlError::Kernel(io::Error::from_raw_os_error(errno))));
                 }
-                pending -= 1;
+                if ack {
+                    pending -= 1;
+                }
             }
         }
         Ok(())
@@ -191,7 +196,7 @@ impl<F: Family> Socket<F> {
     }
 
     /// The socket itself, for a caller that must choose when it is closed
-    /// (see [`Lingering`]).
+    /// (see [`Lingering`](crate::lingering::Lingering)).
     pub fn into_inner(self) -> netlink_sys::Socket {
         self.sock
     }
@@ -215,11 +220,22 @@ impl<F: Family> Socket<F> {
     }
 
     fn exchange(&mut self, msg: F::Message, flags: u16) -> Result<Vec<F::Message>, NlError> {
+        let mut replies = Vec::new();
+        self.exchange_each(msg, flags, &mut |m| replies.push(m))?;
+        Ok(replies)
+    }
+
+    /// A dump whose replies go to `each` as they arrive, so a large table
+    /// (conntrack) is never held whole.
+    pub fn dump_each(&mut self, msg: F::Message, each: &mut dyn FnMut(F::Message)) -> Result<(), NlError> {
+        self.exchange_each(msg, NLM_F_REQUEST | NLM_F_DUMP, each)
+    }
+
+    fn exchange_each(&mut self, msg: F::Message, flags: u16, each: &mut dyn FnMut(F::Message)) -> Result<(), NlError> {
         self.seq = self.seq.wrapping_add(1);
         let mut out = Vec::new();
         self.serialize_into(&mut out, msg, flags);
         self.sock.send(&out, 0)?;
-        let mut replies = Vec::new();
         loop {
             let len = self.recv()?;
             for frame in parse::<F::Message>(&self.buf[..len])? {
@@ -233,12 +249,12 @@ impl<F: Family> Socket<F> {
                     Err(e) => return Err(e),
                 };
                 match payload {
-                    NetlinkPayload::InnerMessage(m) => replies.push(m),
-                    NetlinkPayload::Error(e) if e.code.is_none() => return Ok(replies),
+                    NetlinkPayload::InnerMessage(m) => each(m),
+                    NetlinkPayload::Error(e) if e.code.is_none() => return Ok(()),
                     NetlinkPayload::Error(e) => {
                         return Err(NlError::Kernel(io::Error::from_raw_os_error(e.raw_code().abs())))
                     }
-                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::Done(_) => return Ok(()),
                     _ => {}
                 }
             }
@@ -278,27 +294,4 @@ fn parse<M: NetlinkDeserializable>(buf: &[u8]) -> Result<Vec<Frame<M>>, NlError>
         offset += len.div_ceil(4) * 4;
     }
     Ok(frames)
-}
-
-/// Netfilter sockets whose release would wait: closing a NETLINK_NETFILTER
-/// socket waits for nf_tables' deferred destruction of what recent
-/// transactions deleted (an RCU grace period, about 20 ms here). Operations
-/// that delete hand their socket back in one of these; a daemon may just
-/// drop it, a short-lived process keeps it open until a background child
-/// holds the last reference (the plugin's retire.rs).
-#[derive(Default)]
-pub struct Lingering(Vec<netlink_sys::Socket>);
-
-impl Lingering {
-    pub fn of(sock: netlink_sys::Socket) -> Self {
-        Lingering(vec![sock])
-    }
-
-    pub fn extend(&mut self, other: Lingering) {
-        self.0.extend(other.0);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }

@@ -200,7 +200,10 @@ fn build(
         requests.push(route::add_request(&r.clone().dev(pod_index))?);
         what.push(format!("add route {}", r.describe()));
     }
-    pod.batch(requests).map_err(|e| DatapathError::netlink(what[e.index].clone())(e.source))?;
+    pod.batch(requests).map_err(|e| {
+        let op = e.index.and_then(|i| what.get(i)).map_or("set up the pod's interface", String::as_str);
+        DatapathError::netlink(op)(e.source)
+    })?;
 
     let pod_ips: Vec<IpAddr> = ips.iter().map(|i| i.address.addr()).collect();
     // the veth was created exclusively: this attachment is new

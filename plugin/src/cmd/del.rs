@@ -9,8 +9,9 @@ use crate::port_mappings;
 use conf::{CmdArgs, NetConf, PodToPod};
 use datapath::attachment::Attachment;
 use datapath::hostports;
+use datapath::lingering::Lingering;
 use datapath::link::{veth, Link};
-use datapath::netlink::{Lingering, RouteSocket};
+use datapath::netlink::RouteSocket;
 use log::{info, warn};
 
 /// The retired host veth, whose kernel deletion (about 20 ms of RCU grace

@@ -8,8 +8,8 @@ use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, CniVersion, NetConf};
 use datapath::attachment::Attachment;
+use datapath::lingering::Lingering;
 use datapath::link::veth;
-use datapath::netlink::Lingering;
 use log::{info, warn};
 
 pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {

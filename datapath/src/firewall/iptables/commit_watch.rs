@@ -8,7 +8,8 @@
 //! caller waits for the exit, as for a tool that failed. The watching
 //! socket's own release would wait the same way: see [`Lingering`].
 
-use crate::netlink::{Lingering, NetfilterSocket, NlError};
+use crate::lingering::Lingering;
+use crate::netlink::{NetfilterSocket, NlError};
 use netlink_packet_netfilter::nftables::{GenAttribute, NfTablesMessage};
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
 use std::io;
@@ -63,7 +64,7 @@ impl CommitWatch {
     }
 
     pub fn into_lingering(self) -> Lingering {
-        Lingering::of(self.sock.into_inner())
+        Lingering::socket(self.sock.into_inner())
     }
 }
 

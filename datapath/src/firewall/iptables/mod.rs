@@ -11,7 +11,7 @@ mod skeleton;
 mod tools;
 
 use super::{Firewall, NetworkRules, PodForwards};
-use crate::netlink::Lingering;
+use crate::lingering::Lingering;
 use crate::Result;
 use rules::{Saved, XtRule};
 use tools::Tool;
@@ -100,15 +100,13 @@ impl Firewall for Iptables {
                 continue;
             }
             let deletes: Vec<String> = rules.iter().map(XtRule::delete).collect();
-            if let Ok(l) = tools::restore_until_commit(Tool::ip(v4), &restore_input("nat", &deletes)) {
-                lingering.extend(l);
+            let tool = Tool::ip(v4);
+            if tools::restore_until_commit(tool, &restore_input("nat", &deletes), &mut lingering).is_ok() {
                 continue;
             }
             // a batch fails whole when one rule is missing: go one by one
             for d in deletes {
-                if let Ok(l) = tools::restore_until_commit(Tool::ip(v4), &restore_input("nat", &[d])) {
-                    lingering.extend(l);
-                }
+                let _ = tools::restore_until_commit(tool, &restore_input("nat", &[d]), &mut lingering);
             }
         }
         Ok(lingering)

@@ -6,7 +6,7 @@
 use super::commit_watch::{CommitWatch, Outcome};
 use super::rules::Saved;
 use crate::firewall::find_tool;
-use crate::netlink::Lingering;
+use crate::lingering::Lingering;
 use crate::{DatapathError, Result};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -63,21 +63,22 @@ pub fn save(tool: Tool, table: Option<&str>) -> Result<Saved> {
 }
 
 pub fn restore(tool: Tool, input: &str) -> Result<()> {
-    run_restore(tool, input, false).map(drop)
+    run_restore(tool, input, None)
 }
 
 /// Deletes rules (one table, one commit) and returns once nf_tables
 /// announces the commit, leaving the tool to sit out the deferred
-/// destruction of the rules alone (commit_watch.rs). The watching socket's
-/// release would wait the same way: it is handed back.
-pub fn restore_until_commit(tool: Tool, input: &str) -> Result<Lingering> {
-    run_restore(tool, input, true)
+/// destruction of the rules alone (commit_watch.rs). The tool and the
+/// watching socket, whose release would wait the same way, go to
+/// `lingering`, whatever the outcome.
+pub fn restore_until_commit(tool: Tool, input: &str, lingering: &mut Lingering) -> Result<()> {
+    run_restore(tool, input, Some(lingering))
 }
 
-fn run_restore(tool: Tool, input: &str, until_commit: bool) -> Result<Lingering> {
+fn run_restore(tool: Tool, input: &str, lingering: Option<&mut Lingering>) -> Result<()> {
     let bin = tool.binary("restore")?;
     // listening starts before the tool does; without it, wait for the exit
-    let mut watch = if until_commit { CommitWatch::new().ok() } else { None };
+    let mut watch = if lingering.is_some() { CommitWatch::new().ok() } else { None };
     // ebtables-restore has no --wait: its nft variant commits atomically
     let args: &[&str] = if tool == Tool::Bridge { &["--noflush"] } else { &["--noflush", "--wait"] };
     let mut child = Command::new(&bin)
@@ -94,13 +95,16 @@ fn run_restore(tool: Tool, input: &str, until_commit: bool) -> Result<Lingering>
         (Some(w), Some(stderr)) => matches!(w.wait(child.id(), stderr.as_raw_fd()), Outcome::Committed),
         _ => false,
     };
-    let lingering = watch.map(CommitWatch::into_lingering).unwrap_or_default();
-    if committed {
-        return Ok(lingering);
+    if let Some(lingering) = lingering {
+        lingering.extend(watch.map(CommitWatch::into_lingering).unwrap_or_default());
+        if committed {
+            lingering.extend(Lingering::tool(child));
+            return Ok(());
+        }
     }
     let out = child.wait_with_output().map_err(DatapathError::io(format!("wait for {bin}")))?;
     if !out.status.success() {
         return Err(DatapathError::Firewall(format!("{bin} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
     }
-    Ok(lingering)
+    Ok(())
 }

@@ -5,7 +5,8 @@
 
 use super::hostports::Element;
 use super::INET;
-use crate::netlink::{BatchError, Lingering, NetfilterSocket, NlError, Request};
+use crate::lingering::Lingering;
+use crate::netlink::{BatchError, NetfilterSocket, NlError, Request};
 use crate::{DatapathError, Result};
 use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_netfilter::nftables::{
@@ -38,15 +39,19 @@ fn element_message(e: &Element, add: bool) -> NetfilterMessage {
 }
 
 /// Adds (or deletes) the elements in `inet weavice` as one transaction: all
-/// of them or none. Returns the socket, whose release may have to wait.
-fn transaction(elements: &[Element], add: bool) -> Result<NetfilterSocket, (usize, NlError)> {
-    let mut nl = NetfilterSocket::open().map_err(|e| (0, e))?;
+/// of them or none. Returns the socket, whose release may have to wait; a
+/// failure names the element the kernel refused, when it was one.
+fn transaction(elements: &[Element], add: bool) -> Result<NetfilterSocket, (Option<&Element>, NlError)> {
+    let mut nl = NetfilterSocket::open().map_err(|e| (None, e))?;
     let flags = if add { NLM_F_CREATE } else { 0 };
     let mut batch = vec![delimiter(ControlMessage::BatchBegin)];
     batch.extend(elements.iter().map(|e| Request::new(element_message(e, add), flags)));
     batch.push(delimiter(ControlMessage::BatchEnd));
     // the kernel aborts the whole transaction at the first failure
-    nl.batch(batch).map_err(|BatchError { index, source }| (index.saturating_sub(1), source))?;
+    nl.batch(batch).map_err(|BatchError { index, source }| {
+        // request 0 is the batch's first delimiter
+        (index.and_then(|i| i.checked_sub(1)).and_then(|i| elements.get(i)), source)
+    })?;
     Ok(nl)
 }
 
@@ -54,8 +59,8 @@ pub fn add(elements: &[Element]) -> Result<()> {
     if elements.is_empty() {
         return Ok(());
     }
-    transaction(elements, true).map(drop).map_err(|(i, e)| {
-        let what = elements.get(i).map_or(String::new(), |el| format!(" ({} in {})", el.describe_key(), el.set));
+    transaction(elements, true).map(drop).map_err(|(refused, e)| {
+        let what = refused.map_or(String::new(), |el| format!(" ({} in {})", el.describe_key(), el.set));
         DatapathError::Firewall(format!("add port mapping elements{what}: {e}"))
     })
 }
@@ -67,13 +72,13 @@ pub fn remove(elements: &[Element]) -> Result<Lingering> {
         return Ok(lingering);
     }
     if let Ok(nl) = transaction(elements, false) {
-        lingering.extend(Lingering::of(nl.into_inner()));
+        lingering.extend(Lingering::socket(nl.into_inner()));
         return Ok(lingering);
     }
     // one transaction fails whole when any element is missing: go one by one
     for e in elements {
         match transaction(std::slice::from_ref(e), false) {
-            Ok(nl) => lingering.extend(Lingering::of(nl.into_inner())),
+            Ok(nl) => lingering.extend(Lingering::socket(nl.into_inner())),
             Err((_, err)) if err.errno() == Some(libc::ENOENT) => {}
             Err((_, err)) => {
                 return Err(DatapathError::Firewall(format!(

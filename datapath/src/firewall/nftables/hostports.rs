@@ -14,7 +14,7 @@
 
 use super::expr::{concat, ct_dnat, dnat_map, eq, fib_daddr_type, jump, meta, payload, prefix, set, verdict};
 use super::masquerade::CHAIN as MASQ_CHAIN;
-use super::{Rule, Skeleton, INET};
+use super::{family, Rule, Skeleton, INET};
 use crate::firewall::PodForwards;
 use conf::Protocol;
 use serde_json::{json, Value};
@@ -164,14 +164,6 @@ impl Element {
     }
 }
 
-fn fam(ip: &IpAddr) -> &'static str {
-    if ip.is_ipv4() {
-        "v4"
-    } else {
-        "v6"
-    }
-}
-
 /// Every element a pod's forwards need.
 pub fn elements(f: &PodForwards) -> Vec<Element> {
     let mut out: Vec<Element> = f
@@ -179,15 +171,15 @@ pub fn elements(f: &PodForwards) -> Vec<Element> {
         .iter()
         .map(|fw| {
             let (set, mut key) = match fw.host_ip {
-                Some(h) => (format!("hostip_{}", fam(&fw.pod_ip)), vec![Field::Addr(h)]),
-                None => (format!("hostport_{}", fam(&fw.pod_ip)), vec![]),
+                Some(h) => (format!("hostip_{}", family(&fw.pod_ip)), vec![Field::Addr(h)]),
+                None => (format!("hostport_{}", family(&fw.pod_ip)), vec![]),
             };
             key.extend([Field::Proto(fw.protocol), Field::Port(fw.host_port)]);
             Element { set, key, data: Some(vec![Field::Addr(fw.pod_ip), Field::Port(fw.pod_port)]) }
         })
         .collect();
     out.extend(f.hairpin.iter().map(|ip| Element {
-        set: format!("hairpin_{}", fam(ip)),
+        set: format!("hairpin_{}", family(ip)),
         key: vec![Field::Addr(*ip), Field::Addr(*ip)],
         data: None,
     }));

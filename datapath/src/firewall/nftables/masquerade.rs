@@ -4,19 +4,10 @@
 //! destinations); `masq_v4`/`masq_v6` the ranges of networks with ipMasq.
 
 use super::expr::{eq, jump, ne, payload, prefix, set, verdict};
-use super::{Elem, Rule, Skeleton, INET};
+use super::{family, Elem, Rule, Skeleton, INET};
 use crate::firewall::NetworkRules;
-use ipnet::IpNet;
 
 pub const CHAIN: &str = "WEAVICE-MASQ";
-
-fn family(net: &IpNet) -> &'static str {
-    if net.addr().is_ipv4() {
-        "v4"
-    } else {
-        "v6"
-    }
-}
 
 pub fn skeleton(net: &NetworkRules) -> Skeleton {
     let mut objects = String::new();
@@ -44,14 +35,10 @@ pub fn skeleton(net: &NetworkRules) -> Skeleton {
     }
 
     let mut elements = Vec::new();
+    let sets: &[&str] = if net.masquerade { &["pod", "masq"] } else { &["pod"] };
     for r in &net.ranges {
-        let sets: &[&'static str] = match (family(r), net.masquerade) {
-            ("v4", true) => &["pod_v4", "masq_v4"],
-            ("v4", false) => &["pod_v4"],
-            (_, true) => &["pod_v6", "masq_v6"],
-            (_, false) => &["pod_v6"],
-        };
-        elements.extend(sets.iter().map(|s| Elem { set: s, text: r.to_string(), json: prefix(r) }));
+        let set = |s| format!("{s}_{}", family(&r.addr()));
+        elements.extend(sets.iter().map(|s| Elem { set: set(s), text: r.to_string(), json: prefix(r) }));
     }
     Skeleton { objects, rules, elements }
 }
@@ -72,7 +59,7 @@ mod tests {
     #[test]
     fn a_network_adds_its_ranges_per_family() {
         let s = skeleton(&net(&["10.1.0.0/16", "fd01::/64"], true));
-        let sets: Vec<(&str, &str)> = s.elements.iter().map(|e| (e.set, e.text.as_str())).collect();
+        let sets: Vec<(&str, &str)> = s.elements.iter().map(|e| (e.set.as_str(), e.text.as_str())).collect();
         assert_eq!(
             sets,
             [("pod_v4", "10.1.0.0/16"), ("masq_v4", "10.1.0.0/16"), ("pod_v6", "fd01::/64"), ("masq_v6", "fd01::/64")]

@@ -20,7 +20,7 @@ pub mod redirect;
 mod tool;
 
 use super::{Firewall, NetworkRules, PodForwards};
-use crate::netlink::Lingering;
+use crate::lingering::Lingering;
 use crate::Result;
 use serde_json::{json, Value};
 
@@ -56,9 +56,18 @@ pub struct Rule {
 /// `nft -j` lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Elem {
-    pub set: &'static str,
+    pub set: String,
     pub text: String,
     pub json: Value,
+}
+
+/// The suffix of a per-family set or map (`pod_v4`, `hostport_v6`).
+fn family(ip: &std::net::IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "v4"
+    } else {
+        "v6"
+    }
 }
 
 /// One concern's share of a network's state.
@@ -118,7 +127,10 @@ fn missing(s: &Skeleton, inet: &listing::Listing, bridge: &listing::Listing) -> 
         .map(|r| r.name.clone())
         .collect();
     missing.extend(
-        s.elements.iter().filter(|e| !inet.has_element(e.set, &e.json)).map(|e| format!("{} in set {}", e.text, e.set)),
+        s.elements
+            .iter()
+            .filter(|e| !inet.has_element(&e.set, &e.json))
+            .map(|e| format!("{} in set {}", e.text, e.set)),
     );
     missing
 }

@@ -26,7 +26,7 @@ pub fn skeleton(net: &NetworkRules) -> Skeleton {
         })
         .collect();
     let elements = if net.routed {
-        vec![Elem { set: SET, text: format!("\"{}\"", net.bridge), json: json!(net.bridge) }]
+        vec![Elem { set: SET.into(), text: format!("\"{}\"", net.bridge), json: json!(net.bridge) }]
     } else {
         Vec::new()
     };
