@@ -1,8 +1,11 @@
 //! Network namespaces. Work inside one runs on a dedicated thread that
-//! enters it and ends with the work, so no thread ever changes namespace
-//! under code that does not expect it: safe in a multi-threaded daemon. A
-//! netlink socket opened there stays bound to that namespace and can be used
-//! from any thread afterwards: `ns.run(RouteSocket::open)` opens one once.
+//! enters it and ends with the work ([`NetNs::run`]), so no thread ever
+//! changes namespace under code that does not expect it: safe in a
+//! multi-threaded daemon. A netlink socket opened there stays bound to that
+//! namespace and can be used from any thread afterwards:
+//! `ns.run(RouteSocket::open)` opens one once. A process that has only one
+//! thread may instead switch that thread there and back ([`NetNs::enter`]),
+//! which saves the thread (about 80 µs here).
 
 use crate::{DatapathError, Result};
 use std::fs::File;
@@ -41,8 +44,15 @@ impl NetNs {
         })
     }
 
-    /// Switches the calling thread; private to `run`, whose thread ends after it.
-    fn enter(&self) -> Result<()> {
+    /// The namespace the calling thread is in now.
+    pub fn current() -> Result<Self> {
+        Self::open("/proc/thread-self/ns/net")
+    }
+
+    /// Switches the calling thread into this namespace. Only for a process
+    /// with a single thread, which switches back before doing anything else
+    /// (the plugin); everything else uses [`NetNs::run`].
+    pub fn enter(&self) -> Result<()> {
         // SAFETY: setns on a descriptor we own; it changes only this thread's namespace.
         if unsafe { libc::setns(self.file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             let e = std::io::Error::last_os_error();

@@ -19,13 +19,6 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // One malloc arena: a thread that enters the pod's namespace would
-    // otherwise make glibc map a new one (128 MiB reserved, then trimmed).
-    // SAFETY: mallopt before any thread exists.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1)
-    };
     logger::install();
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);

@@ -19,8 +19,8 @@ pub fn finish_in_background(l: Option<Link>, lingering: Lingering) {
         Some(l) => RouteSocket::open().ok().is_some_and(|mut nl| nl.link().delete(l.index, &l.name).is_ok()),
         None => true,
     };
-    // SAFETY: weavice is single-threaded here (namespace threads have ended),
-    // so fork is safe; the child makes only syscalls and leaves with _exit.
+    // SAFETY: weavice is single-threaded, so fork is safe; the child makes
+    // only syscalls and leaves with _exit.
     match unsafe { libc::fork() } {
         0 => {
             detach();

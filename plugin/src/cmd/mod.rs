@@ -41,9 +41,14 @@ pub fn node_socket() -> Result<RouteSocket, PluginError> {
     Ok(RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?)
 }
 
-/// A netlink socket bound to `pod`'s namespace.
+/// A netlink socket bound to `pod`'s namespace. The plugin has one thread,
+/// so it switches that thread there and back instead of starting one.
 pub fn pod_socket(pod: &NetNs) -> Result<RouteSocket, PluginError> {
-    Ok(pod.run(RouteSocket::open)?.map_err(DatapathError::netlink(format!("open netlink socket in {}", pod.path)))?)
+    let home = NetNs::current()?;
+    pod.enter()?;
+    let opened = RouteSocket::open();
+    home.enter()?;
+    Ok(opened.map_err(DatapathError::netlink(format!("open netlink socket in {}", pod.path)))?)
 }
 
 pub fn require_version(
