@@ -57,13 +57,20 @@ pub struct CmdArgs {
 }
 
 impl CmdArgs {
-    /// Reads what `command` requires from `env` (a lookup, so tests need no process env).
-    pub fn from_env(command: Command, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfError> {
+    /// Reads what `command` requires from `env` (a lookup like `std::env::var`,
+    /// so tests need no process env).
+    pub fn from_env(
+        command: Command,
+        env: impl Fn(&str) -> Result<String, std::env::VarError>,
+    ) -> Result<Self, ConfError> {
         let get = |var: &'static str, required: bool| -> Result<String, ConfError> {
-            match env(var).filter(|v| !v.is_empty()) {
-                Some(v) => Ok(v),
-                None if required => Err(ConfError::MissingEnv(var)),
-                None => Ok(String::new()),
+            match env(var) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(ConfError::InvalidEnv { var, why: "is not UTF-8".into() })
+                }
+                _ if required => Err(ConfError::MissingEnv(var)),
+                _ => Ok(String::new()),
             }
         };
         let attachment = matches!(command, Command::Add | Command::Del | Command::Check);
@@ -106,8 +113,21 @@ pub fn parse_cni_args(s: &str) -> Result<HashMap<String, String>, ConfError> {
 mod tests {
     use super::*;
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Result<String, std::env::VarError> + 'a {
+        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()).ok_or(std::env::VarError::NotPresent)
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_named_so() {
+        let lookup = |k: &str| match k {
+            "CNI_CONTAINERID" => Err(std::env::VarError::NotUnicode(std::ffi::OsString::from("x"))),
+            "CNI_NETNS" => Ok("/x".to_string()),
+            "CNI_IFNAME" => Ok("eth0".to_string()),
+            _ => Err(std::env::VarError::NotPresent),
+        };
+        let e = CmdArgs::from_env(Command::Add, lookup).unwrap_err();
+        assert!(matches!(e, ConfError::InvalidEnv { var: "CNI_CONTAINERID", .. }), "{e}");
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
     }
 
     #[test]

@@ -14,8 +14,10 @@ pub enum ErrorCode {
     Decode,
     InvalidConfig,
     TryAgainLater,
-    PluginNotAvailable,
-    NotAvailableForAdd,
+    /// STATUS: the plugin cannot service ADD requests.
+    NotAvailable,
+    /// STATUS: not available, and existing containers may have limited connectivity.
+    LimitedConnectivity,
     /// weavice: a kernel (netlink, sysctl, netfilter) operation failed.
     Kernel,
     /// weavice: the interface already exists in the container.
@@ -45,8 +47,8 @@ impl ErrorCode {
             ErrorCode::Decode => 6,
             ErrorCode::InvalidConfig => 7,
             ErrorCode::TryAgainLater => 11,
-            ErrorCode::PluginNotAvailable => 50,
-            ErrorCode::NotAvailableForAdd => 51,
+            ErrorCode::NotAvailable => 50,
+            ErrorCode::LimitedConnectivity => 51,
             ErrorCode::Kernel => 100,
             ErrorCode::InterfaceExists => 101,
             ErrorCode::RangeExhausted => 102,

@@ -14,7 +14,10 @@ pub fn validate_container_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Linux interface names: 1 to 15 bytes, not "." or "..", no '/', ':' or whitespace.
+/// Linux interface names: 1 to 15 bytes, not "." or "..", no '/', ':' or
+/// whitespace; no '%' (the kernel would take it as a template: `eth%d`
+/// becomes eth0); not "all" or "default" (they name the namespace-wide
+/// sysctls in /proc/sys/net/*/conf/).
 pub fn validate_ifname(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty".into());
@@ -24,6 +27,12 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
     }
     if name == "." || name == ".." {
         return Err(format!("{name:?} is not a valid interface name"));
+    }
+    if name == "all" || name == "default" {
+        return Err(format!("{name:?} names the sysctls of every interface; pick another name"));
+    }
+    if name.contains('%') {
+        return Err(format!("{name:?} contains '%', which the kernel takes as a name template"));
     }
     if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control()) {
         return Err(format!("{name:?} contains {c:?}, which interface names cannot hold"));
@@ -55,7 +64,7 @@ mod tests {
         for ok in ["eth0", "net1", "a-b_c.d@e", "123456789012345"] {
             assert!(validate_ifname(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "a/b", "eth 0", "eth:0", "1234567890123456"] {
+        for bad in ["", ".", "..", "a/b", "eth 0", "eth:0", "1234567890123456", "eth%d", "all", "default"] {
             assert!(validate_ifname(bad).is_err(), "{bad}");
         }
     }

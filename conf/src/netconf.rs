@@ -162,7 +162,29 @@ pub fn peek_version(bytes: &[u8]) -> Option<String> {
     v.get("cniVersion")?.as_str().map(String::from)
 }
 
+/// `logFile`, when it parses, so a refused config can still be logged there.
+pub fn peek_log_file(bytes: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    let p = v.get("logFile")?.as_str()?;
+    (p.starts_with('/') && !p.split('/').any(|part| part == "..")).then(|| p.to_string())
+}
+
 impl NetConf {
+    /// For DEL, which must not fail on a runtimeConfig it cannot read (the
+    /// attachment's state says what to remove): such a runtimeConfig is set
+    /// aside, and its error returned for the log.
+    pub fn parse_setting_aside_runtime_config(bytes: &[u8]) -> Result<(Self, Option<ConfError>), ConfError> {
+        let refused = match Self::parse(bytes) {
+            Ok(c) => return Ok((c, None)),
+            Err(e) => e,
+        };
+        let mut raw: Value = serde_json::from_slice(bytes).map_err(|e| ConfError::Decode(e.to_string()))?;
+        match raw.as_object_mut().and_then(|o| o.remove("runtimeConfig")) {
+            Some(_) => Ok((Self::parse(raw.to_string().as_bytes())?, Some(refused))),
+            None => Err(refused),
+        }
+    }
+
     pub fn parse(bytes: &[u8]) -> Result<Self, ConfError> {
         let raw: Value = serde_json::from_slice(bytes).map_err(|e| ConfError::Decode(e.to_string()))?;
         if !raw.is_object() {
@@ -237,6 +259,19 @@ mod tests {
 
     fn parse(s: &str) -> Result<NetConf, ConfError> {
         NetConf::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn del_sets_aside_a_runtime_config_it_cannot_read() {
+        let bad = br#"{"cniVersion":"1.0.0","name":"n","type":"weavice","logFile":"/var/log/w.log","runtimeConfig":{"portMappings":[{"hostPort":"x"}]}}"#;
+        assert!(NetConf::parse(bad).is_err());
+        let (c, refused) = NetConf::parse_setting_aside_runtime_config(bad).unwrap();
+        assert!(c.port_mappings.is_empty());
+        assert!(refused.unwrap().to_string().contains("hostPort"));
+        let worse = br#"{"cniVersion":"1.0.0","name":"n","type":"weavice","mtu":"x"}"#;
+        assert!(NetConf::parse_setting_aside_runtime_config(worse).is_err(), "the rest is still checked");
+        assert_eq!(peek_log_file(bad).as_deref(), Some("/var/log/w.log"));
+        assert_eq!(peek_log_file(br#"{"logFile":"rel/x"}"#), None);
     }
 
     #[test]

@@ -54,8 +54,15 @@ impl PortMapping {
     }
 }
 
+/// `key` in any letter case: containerd 1.6 (go-cni) sends Go field names,
+/// `HostPort`, `ContainerPort`, `Protocol`, `HostIP`, and Go plugins accept
+/// them because Go's JSON decoding ignores case.
+fn field<'a>(m: &'a Value, key: &str) -> Option<&'a Value> {
+    m.get(key).or_else(|| m.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+}
+
 fn port(v: &Value, key: &str, i: usize) -> Result<u16, ConfError> {
-    let n = v.get(key).and_then(Value::as_i64).ok_or_else(|| {
+    let n = field(v, key).and_then(Value::as_i64).ok_or_else(|| {
         ConfError::Invalid(format!("runtimeConfig.portMappings[{i}].{key} must be a number from 1 to 65535"))
     })?;
     match u16::try_from(n) {
@@ -71,7 +78,7 @@ pub fn parse(v: Option<&Value>) -> Result<Vec<PortMapping>, ConfError> {
     let items = v.as_array().ok_or_else(|| ConfError::Invalid("runtimeConfig.portMappings must be a list".into()))?;
     let mut out: Vec<PortMapping> = Vec::with_capacity(items.len());
     for (i, m) in items.iter().enumerate() {
-        let protocol = match m.get("protocol").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
+        let protocol = match field(m, "protocol").and_then(Value::as_str).map(str::to_ascii_lowercase).as_deref() {
             None | Some("") | Some("tcp") => Protocol::Tcp,
             Some("udp") => Protocol::Udp,
             Some("sctp") => Protocol::Sctp,
@@ -81,7 +88,7 @@ pub fn parse(v: Option<&Value>) -> Result<Vec<PortMapping>, ConfError> {
                 )))
             }
         };
-        let host_ip = match m.get("hostIP").and_then(Value::as_str) {
+        let host_ip = match field(m, "hostIP").and_then(Value::as_str) {
             None | Some("") => None,
             Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
                 ConfError::Invalid(format!("runtimeConfig.portMappings[{i}].hostIP {s:?} is not an IP address"))
@@ -107,6 +114,14 @@ pub fn parse(v: Option<&Value>) -> Result<Vec<PortMapping>, ConfError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn accepts_containerds_go_field_names() {
+        let m = parse(Some(&json!([{"HostPort": 18080, "ContainerPort": 80, "Protocol": "udp", "HostIP": "10.0.0.1"}, {"HostPort": 18081, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""}]))).unwrap();
+        assert_eq!((m[0].host_port, m[0].container_port, m[0].protocol), (18080, 80, Protocol::Udp));
+        assert_eq!(m[0].host_ip, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(m[1].host_ip, None);
+    }
 
     #[test]
     fn parses_and_defaults_to_tcp() {

@@ -93,6 +93,19 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(DatapathError::io(format!("write {}", path.display())))
 }
 
+/// Writes a root-only file through a temporary one and a rename, so a kill
+/// or a full disk leaves the old content or the new, never a torn file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = write_private(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, path).map_err(DatapathError::io(format!("rename {}", tmp.display()))));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
 fn network_dir(state_dir: &str, network: &str) -> PathBuf {
     Path::new(state_dir).join("attachments").join(network)
 }
@@ -137,6 +150,20 @@ impl Attachment {
             }
         }
         Ok(out)
+    }
+}
+
+impl Attachment {
+    /// Every attachment of every network whose state reads; the rest are
+    /// skipped (for questions such as "does any pod hold this port").
+    pub fn every_readable(state_dir: &str) -> Vec<Self> {
+        let files = fs::read_dir(Path::new(state_dir).join("attachments"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|net| fs::read_dir(net.path()).into_iter().flatten().flatten())
+            .flat_map(|ifdir| fs::read_dir(ifdir.path()).into_iter().flatten().flatten());
+        files.filter_map(|f| read(&f.path()).ok().flatten()).collect()
     }
 }
 

@@ -2,7 +2,7 @@
 //! `<stateDir>/hostports/<proto>/<port>/<hostIP or "any">`, so a conflicting
 //! request is refused before anything is installed, naming the holder.
 
-use crate::attachment::write_private;
+use crate::attachment::{write_atomically, Attachment};
 use crate::{DatapathError, Result};
 use conf::PortMapping;
 use ipam::filelock::FileLock;
@@ -61,24 +61,62 @@ fn lock(state_dir: &str) -> Result<FileLock> {
     Ok(FileLock::acquire(&root(state_dir).join("lock"), Duration::from_secs(20))?)
 }
 
-/// Claims every mapping for `holder`, or none of them.
+/// The claims in a port's directory, with the mapping each stands for
+/// (`any` or a host IP; anything else, such as a write's temporary file,
+/// is no claim).
+fn claims(dir: &Path, port: &PortMapping) -> Vec<(PathBuf, PortMapping)> {
+    let entries = fs::read_dir(dir).into_iter().flatten().flatten();
+    entries
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let host_ip = match name.as_str() {
+                "any" => None,
+                ip => Some(ip.parse().ok()?),
+            };
+            Some((e.path(), PortMapping { host_ip, ..port.clone() }))
+        })
+        .collect()
+}
+
+fn read_claim(path: &Path) -> Option<Holder> {
+    fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Who holds a claim that cannot be read (a write cut short by a kill or a
+/// full disk): the attachment whose saved state maps that port, if any.
+fn holder_in_state(state_dir: &str, held: &PortMapping) -> Option<Holder> {
+    Attachment::every_readable(state_dir)
+        .into_iter()
+        .find(|a| a.port_mappings.iter().any(|m| m.collides(held)))
+        .map(|a| a.holder())
+}
+
+/// Claims every mapping for `holder`, or none of them. An unreadable claim
+/// that no attachment's state holds is reclaimed, with a log line.
 pub fn claim(state_dir: &str, holder: &Holder, mappings: &[PortMapping]) -> Result<()> {
     if mappings.is_empty() {
         return Ok(());
     }
     let _lock = lock(state_dir)?;
     for m in mappings {
-        let dir = claim_dir(state_dir, m);
-        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let held = PortMapping { host_ip: name.parse().ok(), ..m.clone() };
+        for (path, held) in claims(&claim_dir(state_dir, m), m) {
             if !m.collides(&held) {
                 continue;
             }
-            let other: Holder =
-                fs::read(entry.path()).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| {
-                    DatapathError::State { path: entry.path().display().to_string(), why: "unreadable claim".into() }
-                })?;
+            let other = match read_claim(&path) {
+                Some(other) => other,
+                None => match holder_in_state(state_dir, &held) {
+                    Some(other) => other,
+                    None => {
+                        log::warn!(
+                            "reclaiming host port {held}: its claim {} is unreadable and held by no pod",
+                            path.display()
+                        );
+                        fs::remove_file(&path).map_err(DatapathError::io(format!("remove {}", path.display())))?;
+                        continue;
+                    }
+                },
+            };
             if !other.same_attachment(holder) {
                 return Err(DatapathError::PortInUse { mapping: m.to_string(), holder: other.describe() });
             }
@@ -86,9 +124,36 @@ pub fn claim(state_dir: &str, holder: &Holder, mappings: &[PortMapping]) -> Resu
     }
     let body = serde_json::to_vec(holder).unwrap_or_default();
     for m in mappings {
-        write_private(&claim_dir(state_dir, m).join(claim_name(m)), &body)?;
+        write_atomically(&claim_dir(state_dir, m).join(claim_name(m)), &body)?;
     }
     Ok(())
+}
+
+/// Removes every unreadable claim that no attachment's state holds (GC);
+/// returns the ports freed.
+pub fn reclaim_unreadable(state_dir: &str) -> Result<Vec<String>> {
+    let _lock = lock(state_dir)?;
+    let mut freed = Vec::new();
+    for proto in fs::read_dir(root(state_dir)).into_iter().flatten().flatten() {
+        let Ok(protocol) = serde_json::from_value(serde_json::json!(proto.file_name().to_string_lossy())) else {
+            continue;
+        };
+        for port in fs::read_dir(proto.path()).into_iter().flatten().flatten() {
+            let Ok(host_port) = port.file_name().to_string_lossy().parse() else { continue };
+            let any = PortMapping { host_port, container_port: host_port, protocol, host_ip: None };
+            for (path, held) in claims(&port.path(), &any) {
+                if read_claim(&path).is_none() && holder_in_state(state_dir, &held).is_none() {
+                    log::warn!(
+                        "reclaiming host port {held}: its claim {} is unreadable and held by no pod",
+                        path.display()
+                    );
+                    fs::remove_file(&path).map_err(DatapathError::io(format!("remove {}", path.display())))?;
+                    freed.push(held.to_string());
+                }
+            }
+        }
+    }
+    Ok(freed)
 }
 
 /// Drops the claims `holder` has on these mappings; others' claims stay.

@@ -8,7 +8,8 @@
 //! which saves the thread (about 80 µs here).
 
 use crate::{DatapathError, Result};
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::{AsRawFd, RawFd};
 
 pub struct NetNs {
@@ -18,11 +19,22 @@ pub struct NetNs {
 
 impl NetNs {
     pub fn open(path: &str) -> Result<Self> {
-        let file = File::open(path).map_err(|e| DatapathError::Netns {
-            path: path.to_string(),
-            why: if e.kind() == std::io::ErrorKind::NotFound { "does not exist".into() } else { e.to_string() },
+        // non-blocking: a FIFO there must not hang the open
+        let file = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(|e| {
+            DatapathError::Netns {
+                path: path.to_string(),
+                why: if e.kind() == std::io::ErrorKind::NotFound { "does not exist".into() } else { e.to_string() },
+            }
         })?;
         Ok(NetNs { file, path: path.to_string() })
+    }
+
+    /// Whether both are the same namespace (the same nsfs inode).
+    pub fn same_as(&self, other: &NetNs) -> Result<bool> {
+        let id = |ns: &NetNs| {
+            ns.file.metadata().map(|m| (m.dev(), m.ino())).map_err(DatapathError::io(format!("stat {}", ns.path)))
+        };
+        Ok(id(self)? == id(other)?)
     }
 
     pub fn fd(&self) -> RawFd {

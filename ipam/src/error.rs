@@ -39,10 +39,9 @@ impl IpamError {
 
     /// STATUS has its own codes: 51 when ADD would fail for lack of
     /// addresses, 50 when the plugin cannot work at all.
+    /// STATUS: whatever keeps IPAM from working means ADD cannot be served
+    /// (an exhausted range included); existing pods keep their addresses.
     pub fn status_code(&self) -> ErrorCode {
-        match self {
-            IpamError::Exhausted(_) => ErrorCode::NotAvailableForAdd,
-            _ => ErrorCode::PluginNotAvailable,
-        }
+        ErrorCode::NotAvailable
     }
 }

@@ -70,7 +70,7 @@ impl PluginError {
             PluginError::Ipam(IpamError::Conf(e)) => e.code().code(),
             PluginError::Ipam(e) => e.status_code().code(),
             PluginError::Delegate { code: Some(c @ (50 | 51)), .. } => *c,
-            _ => ErrorCode::PluginNotAvailable.code(),
+            _ => ErrorCode::NotAvailable.code(),
         }
     }
 }

@@ -74,8 +74,8 @@ impl Ipam {
     pub fn gc(&self, net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         match self {
             Ipam::InProcess(c) => {
-                let keep = net.valid_attachments.clone().unwrap_or_default();
-                ipam::gc(c, &net.name, &keep).map(drop).map_err(Into::into)
+                let keep = net.valid_attachments.as_deref().unwrap_or_default();
+                ipam::gc(c, &net.name, keep).map(drop).map_err(Into::into)
             }
             Ipam::Exec { plugin } => exec(plugin, Command::Gc, net, args).map(drop),
         }
@@ -84,7 +84,19 @@ impl Ipam {
     pub fn status(&self, net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         match self {
             Ipam::InProcess(c) => ipam::status(c, &net.name).map_err(Into::into),
-            Ipam::Exec { plugin } => exec(plugin, Command::Status, net, args).map(drop),
+            Ipam::Exec { plugin } => {
+                // STATUS is new in spec 1.1.0; a plugin that does not list it
+                // would answer something else (host-local 1.1.1: "missing containerID")
+                let versions = exec(plugin, Command::Version, net, args)?;
+                let speaks_status = serde_json::from_slice::<serde_json::Value>(&versions)
+                    .ok()
+                    .and_then(|v| v["supportedVersions"].as_array().map(|a| a.iter().any(|x| x == "1.1.0")))
+                    .unwrap_or(false);
+                if !speaks_status {
+                    return Ok(());
+                }
+                exec(plugin, Command::Status, net, args).map(drop)
+            }
         }
     }
 }

@@ -61,9 +61,24 @@ fn run(command: Command, stdin: &[u8]) -> Result<Done, PluginError> {
             .unwrap_or_else(|| LATEST.to_string());
         return Ok(Done::answer(json!({"cniVersion": version, "supportedVersions": SUPPORTED})));
     }
-    let net = NetConf::parse(stdin)?;
-    let args = CmdArgs::from_env(command, |k| std::env::var(k).ok())?;
-    logger::configure(net.log_level, net.log_file.as_deref(), format!("{} {}", command.as_str(), net.name));
+    let tag = |name: &str| format!("{} {name}", command.as_str());
+    // DEL removes what the attachment's state says, so a runtimeConfig it
+    // cannot read must not make it fail (the runtime would retry for ever)
+    let parsed = match command {
+        Command::Del => NetConf::parse_setting_aside_runtime_config(stdin),
+        _ => NetConf::parse(stdin).map(|c| (c, None)),
+    };
+    let (net, set_aside) = parsed.inspect_err(|_| {
+        // a refused config still goes to its logFile when that much parsed
+        if let Some(file) = conf::netconf::peek_log_file(stdin) {
+            logger::configure(conf::netconf::log_level::Level::Info, Some(&file), tag("?"));
+        }
+    })?;
+    logger::configure(net.log_level, net.log_file.as_deref(), tag(&net.name));
+    if let Some(e) = set_aside {
+        log::warn!("runtimeConfig set aside: {e}; removing what the attachment's state holds");
+    }
+    let args = CmdArgs::from_env(command, |k| std::env::var(k))?;
     match command {
         Command::Add => cmd::add::run(&net, &args).map(Done::answer),
         Command::Del => cmd::del::run(&net, &args),

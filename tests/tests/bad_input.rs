@@ -4,12 +4,19 @@
 use serde_json::{json, Value};
 use weavice_tests::*;
 
-/// Everything a failed call could have left: links, addresses, files.
-fn footprint(node: &Node, pod: &Netns) -> (Vec<String>, String, Vec<String>) {
-    let mut files: Vec<String> =
-        walk(&node.dir.0).into_iter().filter(|f| !f.ends_with("weavice.log") && !f.ends_with("/lock")).collect();
+/// Everything a failed call could have left: links and addresses of node and
+/// pod, the node's loopback sysctls, files. IPAM's allocation cursor
+/// (`last_reserved_ip.N`) may move on when an ADD is rolled back, as
+/// host-local's does: the next pod then gets an address not just released.
+fn footprint(node: &Node, pod: &Netns) -> (Vec<String>, String, String, String, Vec<String>) {
+    let mut files: Vec<String> = walk(&node.dir.0)
+        .into_iter()
+        .filter(|f| !f.ends_with("weavice.log") && !f.ends_with("/lock") && !f.contains("/last_reserved_ip."))
+        .collect();
     files.sort();
-    (node.ns.links(), pod.ip(&["-o", "addr"]), files)
+    let lo = node.ns.exec("sysctl", &["net.ipv4.conf.lo.route_localnet", "net.ipv4.ip_forward"]);
+    let lo = String::from_utf8_lossy(&lo.stdout).into_owned();
+    (node.ns.links(), node.ns.ip(&["-o", "addr"]), lo, pod.ip(&["-o", "addr"]), files)
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {
@@ -48,6 +55,8 @@ fn bad_input_gets_a_cni_error_and_leaves_no_state() {
         node.cni("ADD", &serde_json::from_str(&with(tiny_ipam.clone())).unwrap(), "holder", &holder.path(), "eth0");
     assert!(first.ok, "{}", first.stdout);
     pod.ip(&["link", "add", "taken0", "type", "veth", "peer", "name", "taken1"]);
+    let fifo = node.dir.path("fifo");
+    sh("mkfifo", &[&fifo]);
 
     let netns = pod.path();
     let env = |cmd: &'static str, id: &'static str, ns: String, ifname: &'static str| -> Vec<(&'static str, String)> {
@@ -100,6 +109,45 @@ fn bad_input_gets_a_cni_error_and_leaves_no_state() {
             with(json!({})),
             4,
             "not a network namespace",
+        ),
+        ("interface name template", env("ADD", "c1", netns.clone(), "eth%d"), with(json!({})), 4, "'%'"),
+        ("interface named all", env("ADD", "c1", netns.clone(), "all"), with(json!({})), 4, "\"all\""),
+        ("interface named default", env("ADD", "c1", netns.clone(), "default"), with(json!({})), 4, "default"),
+        ("bridge name template", env("ADD", "c1", netns.clone(), "eth0"), with(json!({"bridge": "br%d"})), 7, "'%'"),
+        (
+            "bridge naming a link that is no bridge",
+            env("ADD", "c1", netns.clone(), "eth0"),
+            with(json!({"bridge": "lo"})),
+            7,
+            "not a bridge",
+        ),
+        (
+            "the node's own namespace as the pod's",
+            env("ADD", "c1", "/proc/self/ns/net".into(), "eth0"),
+            with(json!({})),
+            4,
+            "node's own",
+        ),
+        (
+            "a FIFO as the pod's namespace",
+            env("ADD", "c1", fifo.clone(), "eth0"),
+            with(json!({})),
+            4,
+            "not a network namespace",
+        ),
+        (
+            "mtu below IPv6's minimum with an IPv6 range",
+            env("ADD", "c1", netns.clone(), "eth0"),
+            with(json!({"mtu": 1200})),
+            7,
+            "1280",
+        ),
+        (
+            "MAC of all zeros",
+            env("ADD", "c1", netns.clone(), "eth0"),
+            with(json!({"runtimeConfig": {"mac": "00:00:00:00:00:00"}})),
+            7,
+            "MAC",
         ),
         (
             "subnet that does not parse",
@@ -210,7 +258,8 @@ fn status_says_not_available_when_the_range_is_full() {
     assert!(node.cni("ADD", &conf, "st1", &pod.path(), "eth0").ok);
     let full = status();
     assert!(!full.ok);
-    assert_eq!(full.json["code"], 51, "{}", full.stdout);
+    // the spec's 50: cannot service ADD (51 would also say existing pods suffer)
+    assert_eq!(full.json["code"], 50, "{}", full.stdout);
     assert!(node.cni("DEL", &conf, "st1", &pod.path(), "eth0").ok);
     assert!(status().ok);
 }
@@ -243,4 +292,45 @@ fn a_firewall_backend_whose_tools_are_absent_is_invalid_config() {
         assert!(r.json["msg"].as_str().unwrap_or_default().contains(needle), "{backend}: {}", r.stdout);
         assert_eq!(node.ns.links(), ["lo"], "{backend}: nothing created");
     }
+}
+
+/// A CNI_CONTAINERID that is not UTF-8 is named so (code 4), not "missing".
+#[test]
+fn a_container_id_that_is_not_utf8_is_named_so() {
+    use std::os::unix::ffi::OsStrExt;
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("utf");
+    let pod = Netns::new("utfp");
+    let conf = node.conf("1.0.0", "utfnet", json!({}));
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", &node.ns.name, &bin("weavice")])
+        .env_clear()
+        .env("CNI_CONTAINERID", std::ffi::OsStr::from_bytes(b"c\xff1"));
+    let r = run_plugin(
+        cmd,
+        &[("CNI_COMMAND", "ADD"), ("CNI_NETNS", &pod.path()), ("CNI_IFNAME", "eth0")],
+        conf.to_string().as_bytes(),
+    );
+    assert!(!r.ok);
+    assert_eq!(r.json["code"], 4, "{}", r.stdout);
+    assert!(r.json["msg"].as_str().unwrap().contains("not UTF-8"), "{}", r.stdout);
+}
+
+/// A delegated IPAM plugin that does not list spec 1.1.0 (the reference
+/// host-local 1.1.1) is not asked for STATUS, which it does not know.
+#[test]
+fn status_skips_a_delegated_ipam_without_status() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("hlst");
+    let conf = node.conf(
+        "1.1.0",
+        "hlnet",
+        json!({"ipam": {"type": "host-local", "dataDir": node.dir.path("ipam"), "ranges": [[{"subnet": "10.91.0.0/24"}]]}}),
+    );
+    let r = node.invoke("weavice", &[("CNI_COMMAND", "STATUS")], conf.to_string().as_bytes());
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
 }

@@ -376,6 +376,17 @@ fn gc_releases_attachments_that_are_not_listed() {
     for (i, p) in pods.iter().enumerate() {
         assert!(node.cni("ADD", &conf, &format!("gc{i}"), &p.path(), "eth0").ok);
     }
+    // no list (or null) is no GC request: nothing goes
+    for absent in [conf.clone(), {
+        let mut c = conf.clone();
+        merge(&mut c, json!({"cni.dev/valid-attachments": null}));
+        c
+    }] {
+        let r = node.invoke("weavice", &[("CNI_COMMAND", "GC")], absent.to_string().as_bytes());
+        assert!(r.ok, "{} {}", r.stdout, r.stderr);
+        assert_eq!(reservations(&node, "gcnet").len(), 6, "every pod keeps its addresses");
+        assert_eq!(node.ns.links().len(), 5, "lo, wv0 and three veths");
+    }
     let mut gc = conf.clone();
     merge(&mut gc, json!({"cni.dev/valid-attachments": [{"containerID": "gc1", "ifname": "eth0"}]}));
     let r = node.invoke("weavice", &[("CNI_COMMAND", "GC")], gc.to_string().as_bytes());

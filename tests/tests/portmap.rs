@@ -320,3 +320,65 @@ fn reference_portmap_chained_after_weavice_works() {
     assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
     assert_eq!(tcp_fetch(&outside, "203.0.113.1:8082"), "");
 }
+
+/// containerd 1.6 spells the keys as Go fields (`HostPort`, `Protocol`,
+/// ...); a UDP mapping must stay UDP. A DEL whose runtimeConfig weavice
+/// cannot read still succeeds and removes what the state holds.
+#[test]
+fn containerds_go_field_names_map_ports_and_del_never_fails_on_runtime_config() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("pmgo");
+    let outside = Netns::new("pmgoo");
+    attach_outside(&node.ns, &outside);
+    let pod = Netns::new("pmgop");
+    udp_echo(&pod, "0.0.0.0:53");
+    let conf = mapped(&node, json!([{"HostPort": 18053, "ContainerPort": 53, "Protocol": "udp", "HostIP": ""}]));
+    let r = node.cni("ADD", &conf, "go1", &pod.path(), "eth0");
+    assert!(r.ok, "{}", r.stdout);
+    assert!(udp_ask(&outside, "203.0.113.1:18053"), "the UDP mapping works");
+    let unreadable = mapped(&node, json!([{"HostPort": "x"}]));
+    let r = node.cni("DEL", &unreadable, "go1", &pod.path(), "eth0");
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    assert!(!nft_table(&node).contains("18053"), "the mapping went with DEL");
+    assert!(node.log().contains("runtimeConfig set aside"), "{}", node.log());
+    assert!(!udp_ask(&outside, "203.0.113.1:18053"));
+}
+
+/// A claim whose write was cut short (an empty file) blocks its port only
+/// while some pod's state holds that port; otherwise ADD and GC reclaim it.
+#[test]
+fn an_unreadable_claim_is_reclaimed_unless_a_pod_holds_the_port() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("pmcl");
+    let (a, b) = (Netns::new("pmcla"), Netns::new("pmclb"));
+    let conf = mapped(&node, json!([{"hostPort": 9191, "containerPort": 80}]));
+    let claim = node.dir.path("state/hostports/tcp/9191/any");
+    let cut_short = |path: &str| {
+        std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
+        std::fs::write(path, b"").unwrap();
+    };
+    cut_short(&claim);
+    assert!(node.cni("ADD", &conf, "cla", &a.path(), "eth0").ok, "no pod held it: reclaimed");
+    assert!(node.log().contains("reclaiming host port *:9191/tcp"), "{}", node.log());
+    cut_short(&claim);
+    let r = node.cni("ADD", &conf, "clb", &b.path(), "eth0");
+    assert_eq!(r.json["code"], 107, "cla's state still maps the port: {}", r.stdout);
+    assert!(r.json["msg"].as_str().unwrap().contains("cla"), "{}", r.stdout);
+    assert!(node.cni("DEL", &conf, "cla", &a.path(), "eth0").ok);
+    assert!(node.cni("ADD", &conf, "clb", &b.path(), "eth0").ok);
+
+    // GC sweeps one nobody holds
+    let stray = node.dir.path("state/hostports/udp/9292/any");
+    cut_short(&stray);
+    let mut gc = conf.clone();
+    merge(&mut gc, json!({"cni.dev/valid-attachments": [{"containerID": "clb", "ifname": "eth0"}]}));
+    let r = node.invoke("weavice", &[("CNI_COMMAND", "GC")], gc.to_string().as_bytes());
+    assert!(r.ok, "{} {}", r.stdout, r.stderr);
+    assert!(!std::path::Path::new(&stray).exists(), "GC reclaimed the stray claim");
+    assert!(std::path::Path::new(&claim).exists(), "clb's claim stays");
+    assert!(node.cni("DEL", &conf, "clb", &b.path(), "eth0").ok);
+}

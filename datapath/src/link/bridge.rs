@@ -6,9 +6,16 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 
 impl LinkHandle<'_> {
-    /// The bridge `name`, up; created (with `mtu`) when missing.
+    /// The bridge `name`, up; created (with `mtu`) when missing. Another
+    /// kind of link of that name is refused, untouched.
     pub fn ensure_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<Link> {
         if let Some(l) = self.get(name)? {
+            if l.kind.as_deref() != Some("bridge") {
+                let kind = l.kind.as_deref().unwrap_or("device");
+                return Err(DatapathError::Invalid(format!(
+                    "bridge {name:?} names an existing {kind} that is not a bridge; pick another bridge name"
+                )));
+            }
             if !l.up {
                 self.set_up(l.index, name)?;
             }

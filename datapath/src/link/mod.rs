@@ -6,7 +6,7 @@ pub mod veth;
 
 use crate::netlink::{Request, RouteSocket};
 use crate::{DatapathError, Result};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::LinkUnspec;
 use sha2::{Digest, Sha256};
@@ -22,6 +22,8 @@ pub struct Link {
     pub mtu: Option<u32>,
     /// For a veth: the peer's index (in the peer's namespace).
     pub peer_index: Option<u32>,
+    /// `bridge`, `veth`, ...; None for a device without a kind (`lo`, a NIC).
+    pub kind: Option<String>,
 }
 
 impl From<LinkMessage> for Link {
@@ -34,6 +36,7 @@ impl From<LinkMessage> for Link {
             master: None,
             mtu: None,
             peer_index: None,
+            kind: None,
         };
         for a in m.attributes {
             match a {
@@ -42,6 +45,12 @@ impl From<LinkMessage> for Link {
                 LinkAttribute::Controller(i) => l.master = Some(i),
                 LinkAttribute::Mtu(m) => l.mtu = Some(m),
                 LinkAttribute::Link(i) => l.peer_index = Some(i),
+                LinkAttribute::LinkInfo(infos) => {
+                    l.kind = infos.into_iter().find_map(|i| match i {
+                        LinkInfo::Kind(k) => Some(k.to_string()),
+                        _ => None,
+                    })
+                }
                 _ => {}
             }
         }

@@ -42,7 +42,7 @@ fn run(stdin: &[u8]) -> Result<Option<serde_json::Value>, Failure> {
 }
 
 fn verb(command: Command, stdin: &[u8]) -> Result<Option<serde_json::Value>, IpamError> {
-    let args = CmdArgs::from_env(command, |k| std::env::var(k).ok())?;
+    let args = CmdArgs::from_env(command, |k| std::env::var(k))?;
     let net = NetConf::parse(stdin)?;
     let ipam_value = net.ipam.as_ref().ok_or_else(|| ConfError::Invalid("the ipam section is missing".into()))?;
     let ipam = IpamConf::from_value(ipam_value)?;
@@ -66,8 +66,11 @@ fn verb(command: Command, stdin: &[u8]) -> Result<Option<serde_json::Value>, Ipa
         }
         Command::Gc => {
             needs("GC", "1.1.0", CniVersion::V1_1_0)?;
-            let keep = net.valid_attachments.clone().unwrap_or_default();
-            ipam::gc(&ipam, &net.name, &keep).map(|_| None)
+            // no list: no GC requested; only an explicit one, even empty, collects
+            match &net.valid_attachments {
+                Some(keep) => ipam::gc(&ipam, &net.name, keep).map(|_| None),
+                None => Ok(None),
+            }
         }
         Command::Status => {
             needs("STATUS", "1.1.0", CniVersion::V1_1_0)?;

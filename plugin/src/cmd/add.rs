@@ -1,7 +1,7 @@
 //! ADD: bridge, veth pair, addresses, routes, masquerade, saved state.
 //! A linear script; on failure everything created so far is undone.
 
-use super::{hairpin, node_socket, pod_socket, requested_mac, wanted};
+use super::{hairpin, node_socket, open_pod, requested_mac, wanted};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::port_mappings;
@@ -97,9 +97,8 @@ fn standalone(net: &NetConf, args: &CmdArgs) -> Result<CniResult, PluginError> {
     }
     let mac = requested_mac(net, args)?;
     let backend = Backend::select(net.firewall_backend)?;
-    let pod_ns = NetNs::open(&args.netns)?;
+    let (pod_ns, mut pod) = open_pod(&args.netns)?;
     let mut node = node_socket()?;
-    let mut pod = pod_socket(&pod_ns)?;
     if pod.link().get(&args.ifname)?.is_some() {
         return Err(PluginError::InterfaceExists { ifname: args.ifname.clone(), netns: args.netns.clone() });
     }
@@ -145,6 +144,15 @@ fn build(
         for ip in &ipr.ips {
             gateway_of(ip)?;
         }
+    }
+    // below 1280 the kernel turns IPv6 off on the interface
+    if let (Some(mtu), Some(v6)) = (net.mtu.filter(|m| *m < 1280), ipr.ips.iter().find(|i| i.address.addr().is_ipv6()))
+    {
+        return Err(ConfError::Invalid(format!(
+            "mtu {mtu} is below 1280, the least IPv6 allows, and the pod gets {}: raise mtu or drop the IPv6 range",
+            v6.address
+        ))
+        .into());
     }
     let ranges: Vec<IpNet> = ipr.ips.iter().map(|i| i.address.trunc()).collect();
     let gateways: Vec<IpAddr> = ipr.ips.iter().filter_map(|i| i.gateway).collect();

@@ -1,13 +1,12 @@
 //! CHECK: the attachment still looks as ADD left it; says what is missing.
 
-use super::{node_socket, pod_socket, require_version, wanted};
+use super::{node_socket, open_pod, require_version, wanted};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, CniResult, CniVersion, NetConf};
 use datapath::attachment::Attachment;
 use datapath::link::format_mac;
-use datapath::netns::NetNs;
 use datapath::network;
 use datapath::route::{RouteFilter, MAIN_TABLE};
 
@@ -49,7 +48,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         }
     }
 
-    let mut pod = pod_socket(&NetNs::open(&args.netns)?)?;
+    let (_, mut pod) = open_pod(&args.netns)?;
     match pod.link().get(&args.ifname)? {
         None => missing.push(format!("interface {} in {}", args.ifname, args.netns)),
         Some(l) => {

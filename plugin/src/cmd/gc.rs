@@ -8,13 +8,18 @@ use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, CniVersion, NetConf};
 use datapath::attachment::Attachment;
+use datapath::hostports;
 use datapath::lingering::Lingering;
 use datapath::link::veth;
 use log::{info, warn};
 
 pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     require_version(net, "GC", "1.1.0", CniVersion::V1_1_0)?;
-    let keep = net.valid_attachments.clone().unwrap_or_default();
+    // only an explicit list, even an empty one, says which pods still live
+    let Some(keep) = &net.valid_attachments else {
+        info!("GC without cni.dev/valid-attachments: nothing to collect");
+        return Ok(Done::default());
+    };
     let mut node = node_socket()?;
     let mut errors = Vec::new();
     let mut lingering = Lingering::default();
@@ -43,6 +48,11 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         if let Err(e) = removed() {
             errors.push(e);
         }
+    }
+
+    // claims cut short (a kill or a full disk while claiming) that no pod holds
+    if let Err(e) = hostports::reclaim_unreadable(&net.state_dir) {
+        errors.push(e.into());
     }
 
     // veths whose background deletion did not finish (DEL's child was killed)

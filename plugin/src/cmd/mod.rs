@@ -41,14 +41,21 @@ pub fn node_socket() -> Result<RouteSocket, PluginError> {
     Ok(RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?)
 }
 
-/// A netlink socket bound to `pod`'s namespace. The plugin has one thread,
-/// so it switches that thread there and back instead of starting one.
-pub fn pod_socket(pod: &NetNs) -> Result<RouteSocket, PluginError> {
+/// The pod's namespace, which must not be the node's own, and a netlink
+/// socket bound to it. The plugin has one thread, so it switches that thread
+/// there and back instead of starting one.
+pub fn open_pod(path: &str) -> Result<(NetNs, RouteSocket), PluginError> {
+    let pod = NetNs::open(path)?;
     let home = NetNs::current()?;
+    if pod.same_as(&home)? {
+        let why = "is the node's own network namespace; the pod needs one of its own".to_string();
+        return Err(DatapathError::Netns { path: path.to_string(), why }.into());
+    }
     pod.enter()?;
     let opened = RouteSocket::open();
     home.enter()?;
-    Ok(opened.map_err(DatapathError::netlink(format!("open netlink socket in {}", pod.path)))?)
+    let socket = opened.map_err(DatapathError::netlink(format!("open netlink socket in {path}")))?;
+    Ok((pod, socket))
 }
 
 pub fn require_version(
@@ -69,7 +76,7 @@ pub fn requested_mac(net: &NetConf, args: &CmdArgs) -> Result<Option<Vec<u8>>, P
     match wanted {
         None => Ok(None),
         Some(s) => match link::parse_mac(s) {
-            Some(mac) if mac[0] & 1 == 0 => Ok(Some(mac)),
+            Some(mac) if mac[0] & 1 == 0 && mac.iter().any(|b| *b != 0) => Ok(Some(mac)),
             _ => Err(ConfError::Invalid(format!("MAC {s:?} is not a unicast address like 02:42:ac:11:00:02")).into()),
         },
     }
