@@ -382,3 +382,47 @@ fn an_unreadable_claim_is_reclaimed_unless_a_pod_holds_the_port() {
     assert!(std::path::Path::new(&claim).exists(), "clb's claim stays");
     assert!(node.cni("DEL", &conf, "clb", &b.path(), "eth0").ok);
 }
+
+/// A pod with a thousand mappings (dual-stack: over 2,000 map elements, more
+/// than one transaction) gets them all; DEL leaves none, and neither does an
+/// ADD that fails in its second transaction.
+#[test]
+fn a_thousand_mappings_go_in_and_out_whole() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("pmk");
+    let (a, b) = (Netns::new("pmka"), Netns::new("pmkb"));
+    let many: Vec<Value> = (0..1000).map(|i| json!({"hostPort": 20000 + i, "containerPort": 80})).collect();
+    let conf = mapped(&node, json!(many));
+    let count = |set: &str| -> usize {
+        let out = node.ns.exec("nft", &["-j", "list", "set", "inet", "weavice", set]);
+        let out = node
+            .ns
+            .exec("nft", &["-j", "list", if out.status.success() { "set" } else { "map" }, "inet", "weavice", set]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|o| o.get("map").or(o.get("set")))
+            .map(|s| s["elem"].as_array().map_or(0, Vec::len))
+            .sum()
+    };
+    let r = node.cni("ADD", &conf, "ka", &a.path(), "eth0");
+    assert!(r.ok, "{}", r.stdout);
+    assert_eq!((count("hostport_v4"), count("hostport_v6"), count("hairpin_v4")), (1000, 1000, 1));
+    assert!(node.cni("DEL", &conf, "ka", &a.path(), "eth0").ok);
+    assert_eq!((count("hostport_v4"), count("hostport_v6"), count("hairpin_v4")), (0, 0, 0));
+
+    // the last port's element is there already, with another target (set by hand)
+    let taken = ["add", "element", "inet", "weavice", "hostport_v4", "{ tcp . 20999 : 10.88.0.250 . 80 }"];
+    assert!(node.ns.exec("nft", &taken).status.success());
+    let r = node.cni("ADD", &conf, "kb", &b.path(), "eth0");
+    assert!(!r.ok, "{}", r.stdout);
+    assert_eq!(
+        (count("hostport_v4"), count("hostport_v6"), count("hairpin_v4")),
+        (1, 0, 0),
+        "only the hand-set element"
+    );
+}

@@ -88,6 +88,14 @@ impl<M> Request<M> {
     pub fn unacknowledged(message: M) -> Self {
         Request { message, flags: 0, ack: false, tolerate: None }
     }
+
+    /// Answered only when it fails (most requests of a large batch: an
+    /// acknowledgement is a datagram of its own, and hundreds of them
+    /// overflow the receive buffer).
+    pub fn quiet(mut self) -> Self {
+        self.ack = false;
+        self
+    }
 }
 
 /// Why a batch failed, and which request the kernel refused (None: the

@@ -214,9 +214,10 @@ fn build(
     })?;
 
     let pod_ips: Vec<IpAddr> = ips.iter().map(|i| i.address.addr()).collect();
+    // a failure half-way (a later transaction) leaves elements to roll back
+    made.ports_installed = pod_ips.clone();
     // the veth was created exclusively: this attachment is new
     port_mappings::install(&net.port_mappings, &pod_ips, backend, true)?;
-    made.ports_installed = pod_ips;
 
     let pod_mac = link::format_mac(&peer_mac);
     let result_routes: Vec<conf::Route> = routes.iter().map(|r| conf::Route { dst: r.dst, gw: r.gw }).collect();

@@ -13,7 +13,7 @@ use netlink_packet_netfilter::nftables::{
     DataAttribute, ListAttribute, NfTablesMessage, SetElementAttribute, SetElementList, SetElementMessage,
 };
 use netlink_packet_netfilter::none::ControlMessage;
-use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
+use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
@@ -38,57 +38,122 @@ fn element_message(e: &Element, add: bool) -> NetfilterMessage {
     NetfilterMessage::new(NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0), m)
 }
 
+/// Elements per transaction: a batch must fit the socket's send buffer
+/// (212992 bytes by default), and an element's message is about 90 bytes.
+const PER_TRANSACTION: usize = 1024;
+
 /// Adds (or deletes) the elements in `inet weavice` as one transaction: all
-/// of them or none. Returns the socket, whose release may have to wait; a
-/// failure names the element the kernel refused, when it was one.
-fn transaction(elements: &[Element], add: bool) -> Result<NetfilterSocket, (Option<&Element>, NlError)> {
-    let mut nl = NetfilterSocket::open().map_err(|e| (None, e))?;
+/// of them or none. Only the last element asks for an acknowledgement; the
+/// kernel answers a failing one anyway. A failure names the element the
+/// kernel refused, when it was one.
+fn transaction<'e>(
+    nl: &mut NetfilterSocket,
+    elements: &'e [Element],
+    add: bool,
+) -> Result<(), (Option<&'e Element>, NlError)> {
     let flags = if add { NLM_F_CREATE } else { 0 };
+    let last = elements.len().saturating_sub(1);
     let mut batch = vec![delimiter(ControlMessage::BatchBegin)];
-    batch.extend(elements.iter().map(|e| Request::new(element_message(e, add), flags)));
+    batch.extend(elements.iter().enumerate().map(|(i, e)| {
+        let r = Request::new(element_message(e, add), flags);
+        if i == last {
+            r
+        } else {
+            r.quiet()
+        }
+    }));
     batch.push(delimiter(ControlMessage::BatchEnd));
-    // the kernel aborts the whole transaction at the first failure
     nl.batch(batch).map_err(|BatchError { index, source }| {
         // request 0 is the batch's first delimiter
         (index.and_then(|i| i.checked_sub(1)).and_then(|i| elements.get(i)), source)
-    })?;
-    Ok(nl)
+    })
 }
 
+fn open() -> Result<NetfilterSocket> {
+    NetfilterSocket::open().map_err(DatapathError::netlink("open an nf_tables socket"))
+}
+
+/// Adds the elements, a transaction per [`PER_TRANSACTION`]; after a
+/// failure the caller removes them all (removal tolerates absence).
 pub fn add(elements: &[Element]) -> Result<()> {
     if elements.is_empty() {
         return Ok(());
     }
-    transaction(elements, true).map(drop).map_err(|(refused, e)| {
-        let what = refused.map_or(String::new(), |el| format!(" ({} in {})", el.describe_key(), el.set));
-        DatapathError::Firewall(format!("add port mapping elements{what}: {e}"))
-    })
+    let mut nl = open()?;
+    for chunk in elements.chunks(PER_TRANSACTION) {
+        transaction(&mut nl, chunk, true).map_err(|(refused, e)| {
+            let what = refused.map_or(String::new(), |el| format!(" ({} in {})", el.describe_key(), el.set));
+            DatapathError::Firewall(format!("add port mapping elements{what}: {e}"))
+        })?;
+    }
+    Ok(())
 }
 
-/// Deletes the elements; ones already gone are not an error.
-pub fn remove(elements: &[Element]) -> Result<Lingering> {
-    let mut lingering = Lingering::default();
-    if elements.is_empty() {
-        return Ok(lingering);
-    }
-    if let Ok(nl) = transaction(elements, false) {
-        lingering.extend(Lingering::socket(nl.into_inner()));
-        return Ok(lingering);
-    }
-    // one transaction fails whole when any element is missing: go one by one
-    for e in elements {
-        match transaction(std::slice::from_ref(e), false) {
-            Ok(nl) => lingering.extend(Lingering::socket(nl.into_inner())),
-            Err((_, err)) if err.errno() == Some(libc::ENOENT) => {}
-            Err((_, err)) => {
-                return Err(DatapathError::Firewall(format!(
-                    "delete element {} from {}: {err}",
-                    e.describe_key(),
-                    e.set
-                )))
+/// An element as the kernel stores it: its key and, in a map, its data.
+type Stored = (Vec<u8>, Option<Vec<u8>>);
+
+/// What a set or map of `inet weavice` holds now.
+fn listed(nl: &mut NetfilterSocket, set: &str) -> Result<Vec<Stored>, NlError> {
+    let which = SetElementMessage {
+        attributes: vec![SetElementList::Table(INET.name.to_string()), SetElementList::Set(set.to_string())],
+    };
+    let get = NfTablesMessage::GetSetElement(which);
+    let mut out = Vec::new();
+    nl.dump_each(NetfilterMessage::new(NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0), get), &mut |m| {
+        let NetfilterMessageInner::NfTables(NfTablesMessage::NewSetElement(m)) = m.inner else { return };
+        for list in m.attributes {
+            let SetElementList::Elements(elements) = list else { continue };
+            for element in elements {
+                let ListAttribute::Element(attrs) = element else { continue };
+                let value = |want_key: bool| {
+                    attrs.iter().find_map(|a| match (a, want_key) {
+                        (SetElementAttribute::Key(DataAttribute::Value(v)), true)
+                        | (SetElementAttribute::Data(DataAttribute::Value(v)), false) => Some(v.clone()),
+                        _ => None,
+                    })
+                };
+                if let Some(key) = value(true) {
+                    out.push((key, value(false)));
+                }
             }
         }
+    })?;
+    Ok(out)
+}
+
+/// Deletes the elements; ones already gone are not an error. The socket,
+/// whose release may wait for the kernel, is handed back.
+pub fn remove(elements: &[Element]) -> Result<Lingering> {
+    if elements.is_empty() {
+        return Ok(Lingering::default());
     }
+    let mut nl = open()?;
+    let mut lingering = Lingering::default();
+    for chunk in elements.chunks(PER_TRANSACTION) {
+        if transaction(&mut nl, chunk, false).is_ok() {
+            continue;
+        }
+        // A transaction fails whole when any element is missing: delete what
+        // is there of ours (key and target both), on a fresh socket (the old
+        // one may hold a flood of errors, or have overflowed).
+        lingering.extend(Lingering::socket(std::mem::replace(&mut nl, open()?).into_inner()));
+        let mut present = Vec::new();
+        let mut sets: Vec<&str> = chunk.iter().map(|e| e.set.as_str()).collect();
+        sets.dedup();
+        for set in sets {
+            let held = listed(&mut nl, set).map_err(DatapathError::netlink(format!("list the elements of {set}")))?;
+            present.extend(
+                chunk.iter().filter(|e| e.set == set && held.contains(&(e.key_bytes(), e.data_bytes()))).cloned(),
+            );
+        }
+        if !present.is_empty() {
+            transaction(&mut nl, &present, false).map_err(|(refused, e)| {
+                let what = refused.map_or(String::new(), |el| format!(" ({} in {})", el.describe_key(), el.set));
+                DatapathError::Firewall(format!("delete port mapping elements{what}: {e}"))
+            })?;
+        }
+    }
+    lingering.extend(Lingering::socket(nl.into_inner()));
     Ok(lingering)
 }
 
