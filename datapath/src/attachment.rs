@@ -7,11 +7,14 @@ use crate::firewall::{Backend, PodForwards};
 use crate::hostports::Holder;
 use crate::{DatapathError, Result};
 use conf::{IpConfig, Route};
+use ipam::filelock::FileLock;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -104,6 +107,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     written
+}
+
+/// Serialises ADD and DEL of one attachment across processes: two ADDs of
+/// one container ID at once (kubelet restarts have done it) would otherwise
+/// both get its addresses, and the loser's rollback free the winner's. One
+/// of 256 lock files, chosen by the attachment, so none is ever removed
+/// from under a waiter.
+pub fn lock(state_dir: &str, network: &str, container_id: &str, ifname: &str) -> Result<FileLock> {
+    let d = Sha256::digest(format!("{network}\0{container_id}\0{ifname}").as_bytes());
+    let path = Path::new(state_dir).join("locks").join(format!("{:02x}", d[0])).join("lock");
+    Ok(FileLock::acquire(&path, Duration::from_secs(20))?)
 }
 
 fn network_dir(state_dir: &str, network: &str) -> PathBuf {

@@ -509,3 +509,31 @@ fn the_attachment_state_names_the_pod() {
     assert!(node.cni("DEL", &conf, "pr1", &a.path(), "eth0").ok);
     assert!(node.cni("DEL", &conf, "pr2", &b.path(), "eth0").ok);
 }
+
+/// Two ADDs of one attachment at once (runtimes must not, kubelet restarts
+/// have): one wins and the other fails, and the winner keeps its addresses,
+/// state and interface; a DEL then leaves nothing.
+#[test]
+fn two_adds_of_one_attachment_at_once_leave_the_winner_whole() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("twin");
+    let conf = node.conf("1.1.0", "twinnet", json!({}));
+    for round in 0..10 {
+        let pod = Netns::new("twp");
+        let id = format!("twin{round}");
+        let (r1, r2) = std::thread::scope(|s| {
+            let add = || node.cni("ADD", &conf, &id, &pod.path(), "eth0");
+            let a = s.spawn(add);
+            let b = s.spawn(add);
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert!(r1.ok != r2.ok, "round {round}: exactly one wins: {} / {}", r1.stdout, r2.stdout);
+        assert_eq!(reservations(&node, "twinnet").len(), 2, "round {round}: the winner's two addresses");
+        let check = node.cni("CHECK", &conf, &id, &pod.path(), "eth0");
+        assert!(check.ok, "round {round}: {}", check.stdout);
+        assert!(node.cni("DEL", &conf, &id, &pod.path(), "eth0").ok);
+        assert!(reservations(&node, "twinnet").is_empty());
+    }
+}

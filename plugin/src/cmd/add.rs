@@ -6,7 +6,7 @@ use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, CniResult, ConfError, Interface, IpConfig, NetConf, PodToPod};
-use datapath::attachment::{Attachment, Pod};
+use datapath::attachment::{self, Attachment, Pod};
 use datapath::firewall::Backend;
 use datapath::link::{self, veth};
 use datapath::netlink::RouteSocket;
@@ -28,6 +28,7 @@ struct Made {
 
 /// The result to print: weavice's own, or the previous plugin's passed on.
 pub fn run(net: &NetConf, args: &CmdArgs) -> Result<serde_json::Value, PluginError> {
+    let _one_at_a_time = attachment::lock(&net.state_dir, &net.name, &args.container_id, &args.ifname)?;
     match &net.prev_result {
         Some(prev) => chained(net, args, prev),
         None => standalone(net, args).map(|r| r.to_value(net.cni_version)),

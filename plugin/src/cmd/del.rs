@@ -7,7 +7,7 @@ use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, NetConf, PodToPod};
-use datapath::attachment::Attachment;
+use datapath::attachment::{self, Attachment};
 use datapath::hostports;
 use datapath::lingering::Lingering;
 use datapath::link::{veth, Link};
@@ -17,6 +17,7 @@ use log::{info, warn};
 /// The retired host veth, whose kernel deletion (about 20 ms of RCU grace
 /// periods) main runs after answering the runtime, goes in `Done`.
 pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
+    let _one_at_a_time = attachment::lock(&net.state_dir, &net.name, &args.container_id, &args.ifname)?;
     let mut node = node_socket()?;
     let mut errors = Vec::new();
 
