@@ -112,11 +112,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Serialises ADD and DEL of one attachment across processes: two ADDs of
 /// one container ID at once (kubelet restarts have done it) would otherwise
 /// both get its addresses, and the loser's rollback free the winner's. One
-/// of 256 lock files, chosen by the attachment, so none is ever removed
-/// from under a waiter.
+/// of 256 lock files in one directory, chosen by the attachment, so none is
+/// ever removed from under a waiter.
 pub fn lock(state_dir: &str, network: &str, container_id: &str, ifname: &str) -> Result<FileLock> {
     let d = Sha256::digest(format!("{network}\0{container_id}\0{ifname}").as_bytes());
-    let path = Path::new(state_dir).join("locks").join(format!("{:02x}", d[0])).join("lock");
+    let path = Path::new(state_dir).join("locks").join(format!("{:02x}", d[0]));
     Ok(FileLock::acquire(&path, Duration::from_secs(20))?)
 }
 

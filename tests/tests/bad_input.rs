@@ -5,13 +5,15 @@ use serde_json::{json, Value};
 use weavice_tests::*;
 
 /// Everything a failed call could have left: links and addresses of node and
-/// pod, the node's loopback sysctls, files. IPAM's allocation cursor
-/// (`last_reserved_ip.N`) may move on when an ADD is rolled back, as
-/// host-local's does: the next pod then gets an address not just released.
+/// pod, the node's loopback sysctls, files. Lock files are not state, and
+/// IPAM's allocation cursor (`last_reserved_ip.N`) may move on when an ADD is
+/// rolled back, as host-local's does: the next pod then gets an address not
+/// just released.
 fn footprint(node: &Node, pod: &Netns) -> (Vec<String>, String, String, String, Vec<String>) {
     let mut files: Vec<String> = walk(&node.dir.0)
         .into_iter()
-        .filter(|f| !f.ends_with("weavice.log") && !f.ends_with("/lock") && !f.contains("/last_reserved_ip."))
+        .filter(|f| !f.ends_with("weavice.log") && !f.ends_with("/lock") && !f.contains("/locks/"))
+        .filter(|f| !f.contains("/last_reserved_ip."))
         .collect();
     files.sort();
     let lo = node.ns.exec("sysctl", &["net.ipv4.conf.lo.route_localnet", "net.ipv4.ip_forward"]);
