@@ -395,19 +395,13 @@ fn a_thousand_mappings_go_in_and_out_whole() {
     let (a, b) = (Netns::new("pmka"), Netns::new("pmkb"));
     let many: Vec<Value> = (0..1000).map(|i| json!({"hostPort": 20000 + i, "containerPort": 80})).collect();
     let conf = mapped(&node, json!(many));
-    let count = |set: &str| -> usize {
-        let out = node.ns.exec("nft", &["-j", "list", "set", "inet", "weavice", set]);
-        let out = node
-            .ns
-            .exec("nft", &["-j", "list", if out.status.success() { "set" } else { "map" }, "inet", "weavice", set]);
+    // elements of a set or map, from the table as data
+    let count = |name: &str| -> usize {
+        let out = node.ns.exec("nft", &["-j", "list", "table", "inet", "weavice"]);
         let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["nftables"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|o| o.get("map").or(o.get("set")))
-            .map(|s| s["elem"].as_array().map_or(0, Vec::len))
-            .sum()
+        let objects = v["nftables"].as_array().cloned().unwrap_or_default();
+        let set = objects.iter().filter_map(|o| o.get("map").or(o.get("set"))).find(|s| s["name"] == name);
+        set.and_then(|s| s["elem"].as_array()).map_or(0, Vec::len)
     };
     let r = node.cni("ADD", &conf, "ka", &a.path(), "eth0");
     assert!(r.ok, "{}", r.stdout);

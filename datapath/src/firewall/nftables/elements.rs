@@ -1,5 +1,6 @@
 //! Set and map elements through nf_tables netlink: one batch, one
-//! transaction, no process. This is the per-pod path (port forwards); the
+//! transaction (per 1024 elements), no process. This is the per-pod path
+//! (port forwards); the
 //! per-network skeleton goes through `nft` once (tool.rs). Messages are
 //! built with rust-netlink's netlink-packet-netfilter.
 
@@ -34,7 +35,11 @@ fn element_message(e: &Element, add: bool) -> NetfilterMessage {
             SetElementList::Elements(vec![ListAttribute::Element(elem)]),
         ],
     };
-    let m = if add { NfTablesMessage::NewSetElement(body) } else { NfTablesMessage::DeleteSetElement(body) };
+    inet(if add { NfTablesMessage::NewSetElement(body) } else { NfTablesMessage::DeleteSetElement(body) })
+}
+
+/// A message about table `inet weavice`.
+fn inet(m: NfTablesMessage) -> NetfilterMessage {
     NetfilterMessage::new(NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0), m)
 }
 
@@ -97,9 +102,8 @@ fn listed(nl: &mut NetfilterSocket, set: &str) -> Result<Vec<Stored>, NlError> {
     let which = SetElementMessage {
         attributes: vec![SetElementList::Table(INET.name.to_string()), SetElementList::Set(set.to_string())],
     };
-    let get = NfTablesMessage::GetSetElement(which);
     let mut out = Vec::new();
-    nl.dump_each(NetfilterMessage::new(NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0), get), &mut |m| {
+    nl.dump_each(inet(NfTablesMessage::GetSetElement(which)), &mut |m| {
         let NetfilterMessageInner::NfTables(NfTablesMessage::NewSetElement(m)) = m.inner else { return };
         for list in m.attributes {
             let SetElementList::Elements(elements) = list else { continue };
