@@ -147,11 +147,12 @@ impl Attachment {
         }
     }
 
-    /// Every saved attachment of the network (GC only: a directory walk).
-    pub fn list(state_dir: &str, network: &str) -> Result<Vec<Self>> {
+    /// Every saved attachment of the network, each read on its own, so one
+    /// unreadable file does not hide the others (GC and repair: a walk).
+    pub fn list(state_dir: &str, network: &str) -> Vec<Result<Self>> {
         let mut out = Vec::new();
         let Ok(ifdirs) = fs::read_dir(network_dir(state_dir, network)) else {
-            return Ok(out);
+            return out;
         };
         for ifdir in ifdirs.flatten() {
             let Ok(files) = fs::read_dir(ifdir.path()) else {
@@ -159,11 +160,11 @@ impl Attachment {
             };
             for f in files.flatten() {
                 if f.path().extension().is_some_and(|e| e == "json") {
-                    out.extend(read(&f.path())?);
+                    out.extend(read(&f.path()).transpose());
                 }
             }
         }
-        Ok(out)
+        out
     }
 }
 

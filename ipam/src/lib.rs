@@ -122,12 +122,26 @@ pub fn check(conf: &IpamConf, network: &str, container_id: &str, ifname: &str) -
     Ok(ips)
 }
 
-/// Releases every reservation whose attachment is not in `keep`.
+/// Releases every reservation whose attachment is not in `keep`. An address
+/// a kept attachment's index lists is never released, even when its
+/// reservation file was cut short (it is rewritten for that attachment).
 pub fn gc(conf: &IpamConf, network: &str, keep: &[AttachmentKey]) -> Result<Vec<Reservation>, IpamError> {
     let (store, _lock) = open(conf, network)?;
     let kept = |id: &str, ifn: &str| keep.iter().any(|k| k.container_id == id && k.ifname == ifn);
+    let mut protected = std::collections::HashMap::new();
+    for k in keep {
+        for ip in store.ips_of(&k.container_id, &k.ifname).map_err(IpamError::io("read attachment index"))? {
+            protected.insert(ip, k);
+        }
+    }
     let mut released = Vec::new();
     for r in store.all().map_err(IpamError::io("list reservations"))? {
+        if let Some(k) = protected.get(&r.ip) {
+            if r.container_id.is_empty() {
+                store.rewrite(r.ip, &k.container_id, &k.ifname).map_err(IpamError::io("rewrite reservation"))?;
+            }
+            continue;
+        }
         if !kept(&r.container_id, &r.ifname) {
             store.release_ip(r.ip, &r.container_id, &r.ifname).map_err(IpamError::io("release"))?;
             released.push(r);
@@ -232,6 +246,25 @@ mod tests {
         assert_eq!(released, ["a", "c"]);
         assert!(check(&c, "n", "b", "eth0").is_ok());
         assert!(check(&c, "n", "a", "eth0").is_err());
+        std::fs::remove_dir_all(&c.data_dir).unwrap();
+    }
+
+    #[test]
+    fn gc_never_frees_a_listed_attachments_address_whose_reservation_was_cut_short() {
+        let c = conf("gccut", json!([[{"subnet": "10.9.4.0/24"}]]));
+        let a = add(&c, "n", "a", "eth0", &[]).unwrap().ips[0].address.addr();
+        let b = add(&c, "n", "b", "eth0", &[]).unwrap().ips[0].address.addr();
+        let store = DiskStore::open(&c.data_dir, "n");
+        for ip in [a, b] {
+            std::fs::write(std::path::Path::new(&c.data_dir).join("n").join(ip.to_string()), b"").unwrap();
+        }
+        let keep = [AttachmentKey { container_id: "a".into(), ifname: "eth0".into() }];
+        gc(&c, "n", &keep).unwrap();
+        assert_eq!(store.holder(a).unwrap(), Some(("a".into(), "eth0".into())), "kept and rewritten");
+        assert_eq!(store.holder(b).unwrap(), None, "b was not listed");
+        assert!(check(&c, "n", "a", "eth0").is_ok());
+        let next = add(&c, "n", "d", "eth0", &[]).unwrap().ips[0].address.addr();
+        assert_ne!(next, a, "a's address is not handed out again");
         std::fs::remove_dir_all(&c.data_dir).unwrap();
     }
 

@@ -59,6 +59,7 @@ impl DiskStore {
         write_new(&self.dir.join(ip.to_string()), &format!("{container_id}\r\n{ifname}"))
     }
 
+    /// Who holds `ip`; ("", "") when its reservation file was cut short.
     pub fn holder(&self, ip: IpAddr) -> io::Result<Option<(String, String)>> {
         match fs::read_to_string(self.dir.join(ip.to_string())) {
             Ok(s) => {
@@ -98,10 +99,25 @@ impl DiskStore {
         }
     }
 
+    /// Rewrites the reservation of `ip` for its holder (a file cut short by
+    /// a kill or a full disk, whose holder the attachment index names).
+    pub fn rewrite(&self, ip: IpAddr, container_id: &str, ifname: &str) -> io::Result<()> {
+        let path = self.dir.join(ip.to_string());
+        let mut f = private_file::open(&path, OpenOptions::new().write(true).create(true).truncate(true))?;
+        f.write_all(format!("{container_id}\r\n{ifname}").as_bytes())
+    }
+
+    /// Frees the attachment's addresses: those its index lists that it holds,
+    /// or whose reservation was cut short (the index says whose they are).
     pub fn release_attachment(&self, container_id: &str, ifname: &str) -> io::Result<Vec<IpAddr>> {
         let ips = self.ips_of(container_id, ifname)?;
         for ip in &ips {
-            self.release_ip(*ip, container_id, ifname)?;
+            match self.holder(*ip)? {
+                Some((id, ifn)) if id.is_empty() || (id == container_id && ifn == ifname) => {
+                    remove_if_present(&self.dir.join(ip.to_string()))?
+                }
+                _ => {}
+            }
         }
         remove_if_present(&self.index_path(container_id, ifname))?;
         Ok(ips)
@@ -193,6 +209,21 @@ mod tests {
         assert_eq!(s.release_attachment("a", "eth0").unwrap(), ips);
         assert!(s.all().unwrap().is_empty());
         assert!(s.indexed().unwrap().is_empty());
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_reservation_cut_short_is_released_by_the_attachment_its_index_names() {
+        let (s, root) = temp_store("cut");
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        s.reserve(ip, "a", "eth0").unwrap();
+        s.write_index("a", "eth0", &[ip]).unwrap();
+        fs::write(s.dir.join(ip.to_string()), b"").unwrap();
+        assert_eq!(s.holder(ip).unwrap(), Some((String::new(), String::new())));
+        s.release_ip(ip, "b", "eth0").unwrap();
+        assert!(s.holder(ip).unwrap().is_some(), "not b's to release");
+        s.release_attachment("a", "eth0").unwrap();
+        assert_eq!(s.holder(ip).unwrap(), None);
         fs::remove_dir_all(root).unwrap();
     }
 }

@@ -537,3 +537,40 @@ fn two_adds_of_one_attachment_at_once_leave_the_winner_whole() {
         assert!(reservations(&node, "twinnet").is_empty());
     }
 }
+
+/// GC never frees a listed pod's address, even when its reservation file was
+/// cut short (a later pod would get it too), and one unreadable state file
+/// does not stop it: that file is reported, the other pods are collected.
+#[test]
+fn gc_keeps_listed_pods_whole_and_collects_past_an_unreadable_state() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("gccut");
+    let conf = node.conf("1.1.0", "cutnet", json!({}));
+    let pods: Vec<Netns> = (0..4).map(|i| Netns::new(&format!("gcc{i}"))).collect();
+    let added: Vec<Value> = ["ca", "cb", "cc"]
+        .iter()
+        .zip(&pods)
+        .map(|(id, p)| {
+            let r = node.cni("ADD", &conf, id, &p.path(), "eth0");
+            assert!(r.ok, "{}", r.stdout);
+            r.json
+        })
+        .collect();
+    let ip_a = ip_of(&added[0], true);
+    std::fs::write(node.dir.path(&format!("ipam/cutnet/{ip_a}")), b"").unwrap();
+    std::fs::write(node.dir.path("state/attachments/cutnet/eth0/cc.json"), b"{").unwrap();
+
+    let mut gc = conf.clone();
+    merge(&mut gc, json!({"cni.dev/valid-attachments": [{"containerID": "ca", "ifname": "eth0"}]}));
+    let r = node.invoke("weavice", &[("CNI_COMMAND", "GC")], gc.to_string().as_bytes());
+    assert!(!r.ok && r.json["msg"].as_str().unwrap().contains("cc.json"), "the torn state is reported: {}", r.stdout);
+    assert!(reservations(&node, "cutnet").contains(&ip_a), "ca keeps its address");
+    assert!(!reservations(&node, "cutnet").contains(&ip_of(&added[1], true)), "cb was collected");
+    let d = node.cni("ADD", &conf, "cd", &pods[3].path(), "eth0");
+    assert!(d.ok, "{}", d.stdout);
+    assert_ne!(ip_of(&d.json, true), ip_a, "ca's address is not handed out twice");
+    assert!(node.cni("DEL", &conf, "ca", &pods[0].path(), "eth0").ok);
+    assert!(!reservations(&node, "cutnet").contains(&ip_a), "DEL frees it after all");
+}

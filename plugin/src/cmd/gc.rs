@@ -24,7 +24,15 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     let mut errors = Vec::new();
     let mut lingering = Lingering::default();
 
-    for a in Attachment::list(&net.state_dir, &net.name)? {
+    for a in Attachment::list(&net.state_dir, &net.name) {
+        // an unreadable state file is reported; the rest is still collected
+        let a = match a {
+            Ok(a) => a,
+            Err(e) => {
+                errors.push(e.into());
+                continue;
+            }
+        };
         if keep.iter().any(|k| k.container_id == a.container_id && k.ifname == a.ifname) {
             continue;
         }
