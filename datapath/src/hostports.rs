@@ -129,11 +129,16 @@ pub fn claim(state_dir: &str, holder: &Holder, mappings: &[PortMapping]) -> Resu
     Ok(())
 }
 
-/// Removes every unreadable claim that no attachment's state holds (GC);
-/// returns the ports freed.
-pub fn reclaim_unreadable(state_dir: &str) -> Result<Vec<String>> {
-    let _lock = lock(state_dir)?;
-    let mut freed = Vec::new();
+/// A claim file, what it stands for and who holds it (None: unreadable).
+struct Claim {
+    path: PathBuf,
+    mapping: PortMapping,
+    holder: Option<Holder>,
+}
+
+/// Every claim on the node (a walk: DEL without state and GC only).
+fn all_claims(state_dir: &str) -> Vec<Claim> {
+    let mut out = Vec::new();
     for proto in fs::read_dir(root(state_dir)).into_iter().flatten().flatten() {
         let Ok(protocol) = serde_json::from_value(serde_json::json!(proto.file_name().to_string_lossy())) else {
             continue;
@@ -141,19 +146,43 @@ pub fn reclaim_unreadable(state_dir: &str) -> Result<Vec<String>> {
         for port in fs::read_dir(proto.path()).into_iter().flatten().flatten() {
             let Ok(host_port) = port.file_name().to_string_lossy().parse() else { continue };
             let any = PortMapping { host_port, container_port: host_port, protocol, host_ip: None };
-            for (path, held) in claims(&port.path(), &any) {
-                if read_claim(&path).is_none() && holder_in_state(state_dir, &held).is_none() {
-                    log::warn!(
-                        "reclaiming host port {held}: its claim {} is unreadable and held by no pod",
-                        path.display()
-                    );
-                    fs::remove_file(&path).map_err(DatapathError::io(format!("remove {}", path.display())))?;
-                    freed.push(held.to_string());
-                }
-            }
+            out.extend(claims(&port.path(), &any).into_iter().map(|(path, mapping)| Claim {
+                holder: read_claim(&path),
+                path,
+                mapping,
+            }));
         }
     }
+    out
+}
+
+/// Removes the claims `doomed` picks; returns the ports they held.
+fn release_where(state_dir: &str, doomed: impl Fn(&Claim) -> bool) -> Result<Vec<String>> {
+    let _lock = lock(state_dir)?;
+    let mut freed = Vec::new();
+    for c in all_claims(state_dir).into_iter().filter(|c| doomed(c)) {
+        fs::remove_file(&c.path).map_err(DatapathError::io(format!("remove {}", c.path.display())))?;
+        freed.push(c.mapping.to_string());
+    }
     Ok(freed)
+}
+
+/// Drops every claim `holder` has, wherever it is (DEL of an attachment
+/// whose state, and so its list of mappings, is lost).
+pub fn release_all_of(state_dir: &str, holder: &Holder) -> Result<Vec<String>> {
+    release_where(state_dir, |c| c.holder.as_ref().is_some_and(|h| h.same_attachment(holder)))
+}
+
+/// Drops the claims of `network` whose holder `live` does not accept (GC: an
+/// attachment whose state was lost would otherwise keep its ports for ever).
+pub fn release_unlisted(state_dir: &str, network: &str, live: impl Fn(&Holder) -> bool) -> Result<Vec<String>> {
+    release_where(state_dir, |c| c.holder.as_ref().is_some_and(|h| h.network == network && !live(h)))
+}
+
+/// Removes every unreadable claim that no attachment's state holds (GC);
+/// returns the ports freed.
+pub fn reclaim_unreadable(state_dir: &str) -> Result<Vec<String>> {
+    release_where(state_dir, |c| c.holder.is_none() && holder_in_state(state_dir, &c.mapping).is_none())
 }
 
 /// Drops the claims `holder` has on these mappings; others' claims stay.

@@ -102,6 +102,12 @@ pub fn del(conf: &IpamConf, network: &str, container_id: &str, ifname: &str) -> 
     store.release_attachment(container_id, ifname).map_err(IpamError::io("release attachment"))
 }
 
+/// The attachment's addresses, from its index (DEL without saved state).
+pub fn ips_of(conf: &IpamConf, network: &str, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
+    let (store, _lock) = open(conf, network)?;
+    store.ips_of(container_id, ifname).map_err(IpamError::io("read attachment index"))
+}
+
 /// Confirms the attachment still holds every address in its index.
 pub fn check(conf: &IpamConf, network: &str, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
     let (store, _lock) = open(conf, network)?;

@@ -62,6 +62,15 @@ impl Ipam {
         }
     }
 
+    /// The attachment's addresses as IPAM knows them; a delegated plugin
+    /// cannot say, so empty.
+    pub fn addresses(&self, net: &NetConf, args: &CmdArgs) -> Result<Vec<std::net::IpAddr>, PluginError> {
+        match self {
+            Ipam::InProcess(c) => Ok(ipam::ips_of(c, &net.name, &args.container_id, &args.ifname)?),
+            Ipam::Exec { .. } => Ok(Vec::new()),
+        }
+    }
+
     pub fn check(&self, net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
         match self {
             Ipam::InProcess(c) => {
@@ -71,13 +80,15 @@ impl Ipam {
         }
     }
 
-    pub fn gc(&self, net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
+    /// Releases what unlisted attachments hold; returns the reservations
+    /// freed (a delegated plugin cannot say: empty).
+    pub fn gc(&self, net: &NetConf, args: &CmdArgs) -> Result<Vec<ipam::store::Reservation>, PluginError> {
         match self {
             Ipam::InProcess(c) => {
                 let keep = net.valid_attachments.as_deref().unwrap_or_default();
-                ipam::gc(c, &net.name, keep).map(drop).map_err(Into::into)
+                Ok(ipam::gc(c, &net.name, keep)?)
             }
-            Ipam::Exec { plugin } => exec(plugin, Command::Gc, net, args).map(drop),
+            Ipam::Exec { plugin } => exec(plugin, Command::Gc, net, args).map(|_| Vec::new()),
         }
     }
 

@@ -420,3 +420,57 @@ fn a_thousand_mappings_go_in_and_out_whole() {
         "only the hand-set element"
     );
 }
+
+/// DEL and GC find what the node holds for a mapped pod whose state file is
+/// lost (a kill, a full disk, corruption): its DNAT entries by the addresses
+/// IPAM's index gives it, its claims by their holder, its veth by its name;
+/// the port can be mapped again.
+#[test]
+fn del_and_gc_clean_a_mapped_pod_whose_state_is_lost() {
+    for backend in ["nftables", "iptables"] {
+        lost_state_case(backend);
+    }
+}
+
+fn lost_state_case(backend: &str) {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("pmls");
+    let pods: Vec<Netns> = (0..3).map(|i| Netns::new(&format!("pmls{i}"))).collect();
+    let conf = with_backend(mapped(&node, json!([{"hostPort": 9393, "containerPort": 80}])), backend);
+    let plain = with_backend(node.conf("1.1.0", "pmnet", json!({})), backend);
+    let state = |id: &str| node.dir.path(&format!("state/attachments/pmnet/eth0/{id}.json"));
+    let claim = node.dir.path("state/hostports/tcp/9393/any");
+    let pod_ip = |r: &Reply| r.json["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+    let holds = |ip: &str| {
+        let dump = firewall_dump(&node.ns);
+        dump.contains(&format!("{ip} ")) || dump.contains(&format!("{ip}/")) || dump.contains(&format!("{ip}:"))
+    };
+
+    // DEL, without runtimeConfig, of a pod whose state is gone
+    let r = node.cni("ADD", &conf, "ls1", &pods[0].path(), "eth0");
+    assert!(r.ok, "{backend}: {}", r.stdout);
+    let ip = pod_ip(&r);
+    assert!(holds(&ip), "{backend}: mapped");
+    std::fs::remove_file(state("ls1")).unwrap();
+    assert!(node.cni("DEL", &plain, "ls1", &pods[0].path(), "eth0").ok);
+    assert!(!holds(&ip), "{backend}: DEL found the mapping: {}", firewall_dump(&node.ns));
+    assert!(!std::path::Path::new(&claim).exists(), "{backend}: and the claim");
+
+    // GC of one that never got a DEL
+    let r = node.cni("ADD", &conf, "ls2", &pods[1].path(), "eth0");
+    assert!(r.ok, "{backend}: the port is free again: {}", r.stdout);
+    let ip = pod_ip(&r);
+    std::fs::remove_file(state("ls2")).unwrap();
+    let mut gc = plain.clone();
+    merge(&mut gc, json!({"cni.dev/valid-attachments": []}));
+    let r = node.invoke("weavice", &[("CNI_COMMAND", "GC")], gc.to_string().as_bytes());
+    assert!(r.ok, "{backend}: {} {}", r.stdout, r.stderr);
+    assert!(!holds(&ip), "{backend}: GC found the mapping");
+    assert!(!std::path::Path::new(&claim).exists(), "{backend}: and the claim");
+    assert!(!node.ns.links().iter().any(|l| l.starts_with("wv") && l != "wv0"), "{backend}: and the veth");
+    let r = node.cni("ADD", &conf, "ls3", &pods[2].path(), "eth0");
+    assert!(r.ok, "{backend}: {}", r.stdout);
+    assert!(node.cni("DEL", &conf, "ls3", &pods[2].path(), "eth0").ok);
+}

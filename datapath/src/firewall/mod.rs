@@ -17,6 +17,7 @@ use crate::{DatapathError, Result};
 use conf::netconf::FirewallBackend;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 /// What one network needs from netfilter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +44,9 @@ pub trait Firewall {
     fn add_forwards(&self, f: &PodForwards, fresh: bool) -> Result<()>;
     /// Removes them; ones already gone are not an error.
     fn remove_forwards(&self, f: &PodForwards) -> Result<Lingering>;
+    /// Removes every forward to one of `pod_ips`, and their hairpin entries,
+    /// found in the kernel: for an attachment whose state is lost.
+    fn remove_forwards_to(&self, pod_ips: &[IpAddr]) -> Result<Lingering>;
     fn missing_forwards(&self, f: &PodForwards) -> Result<Vec<String>>;
 }
 
@@ -82,6 +86,19 @@ impl Backend {
                 Err(DatapathError::Firewall("neither nft nor iptables-restore is installed".into()))
             }
         }
+    }
+
+    /// Every backend whose tools this node has: cleanup that has no record
+    /// of the backend used looks in each.
+    pub fn installed() -> Vec<Backend> {
+        let mut out = Vec::new();
+        if nftables::available() {
+            out.push(Backend::Nftables);
+        }
+        if iptables::available() {
+            out.push(Backend::Iptables);
+        }
+        out
     }
 
     pub fn driver(self) -> &'static dyn Firewall {

@@ -8,6 +8,7 @@ use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, NetConf, PodToPod};
 use datapath::attachment::{self, Attachment};
+use datapath::firewall::Backend;
 use datapath::hostports;
 use datapath::lingering::Lingering;
 use datapath::link::{veth, Link};
@@ -25,9 +26,10 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     // at DEL. An unreadable state file must not make DEL fail forever (kubelet
     // would retry it endlessly): it is logged, treated as absent and removed below.
     let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname).unwrap_or_else(|e| {
-        warn!("DEL {}/{}: {e}; its port mappings, if any, are left to GC", args.container_id, args.ifname);
+        warn!("DEL {}/{}: {e}; looking for what it holds without it", args.container_id, args.ifname);
         None
     });
+    let ipam = Ipam::from_conf(net);
     // the main plugin before a chained weavice owns the interface and addresses
     let chained = saved.as_ref().is_some_and(|a| a.chained);
 
@@ -45,16 +47,14 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     };
     let unmapped = match &saved {
         Some(a) => port_mappings::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips(), a.backend),
-        None => hostports::release(&net.state_dir, &port_mappings::holder(net, args), &net.port_mappings)
-            .map(|()| Lingering::default())
-            .map_err(Into::into),
+        None => unmap_without_state(net, args, ipam.as_ref().ok().and_then(Option::as_ref)),
     };
     let lingering = unmapped.unwrap_or_else(|e| {
         errors.push(e);
         Lingering::default()
     });
     if !chained {
-        match Ipam::from_conf(net) {
+        match ipam {
             Ok(Some(ipam)) => {
                 if let Err(e) = ipam.del(net, args) {
                     errors.push(e)
@@ -73,6 +73,32 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     }
     info!("DEL {}/{} netns={:?} errors={}", args.container_id, args.ifname, args.netns, errors.len());
     PluginError::all(errors).map(|()| Done { result: None, retired, lingering })
+}
+
+/// Without readable state (lost to a kill, a full disk or corruption), what
+/// the node holds for this attachment is found another way: its port
+/// forwards by the addresses IPAM's index gives it, in every firewall
+/// backend installed, and its claims by their holder. The runtimeConfig's
+/// mappings, when the runtime sends them, are released too. With neither an
+/// index nor mappings (a repeated DEL), nothing is walked.
+fn unmap_without_state(net: &NetConf, args: &CmdArgs, ipam: Option<&Ipam>) -> Result<Lingering, PluginError> {
+    let holder = port_mappings::holder(net, args);
+    hostports::release(&net.state_dir, &holder, &net.port_mappings)?;
+    let mut lingering = Lingering::default();
+    let pod_ips = match ipam {
+        Some(ipam) => ipam.addresses(net, args)?,
+        None => Vec::new(),
+    };
+    if pod_ips.is_empty() {
+        return Ok(lingering);
+    }
+    for backend in Backend::installed() {
+        lingering.extend(backend.driver().remove_forwards_to(&pod_ips)?);
+    }
+    for port in hostports::release_all_of(&net.state_dir, &holder)? {
+        info!("DEL {}/{}: released host port {port}", args.container_id, args.ifname);
+    }
+    Ok(lingering)
 }
 
 /// Takes the host veth out of the way (or deletes it when that fails);

@@ -8,9 +8,12 @@ use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, CniVersion, NetConf};
 use datapath::attachment::Attachment;
+use datapath::firewall::Backend;
 use datapath::hostports;
 use datapath::lingering::Lingering;
 use datapath::link::veth;
+use datapath::netlink::RouteSocket;
+use ipam::store::Reservation;
 use log::{info, warn};
 
 pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
@@ -58,9 +61,16 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         }
     }
 
-    // claims cut short (a kill or a full disk while claiming) that no pod holds
-    if let Err(e) = hostports::reclaim_unreadable(&net.state_dir) {
-        errors.push(e.into());
+    // claims cut short (a kill or a full disk while claiming) that no pod
+    // holds, and claims of unlisted attachments whose state was lost
+    let live = |h: &hostports::Holder| keep.iter().any(|k| k.container_id == h.container_id && k.ifname == h.ifname);
+    let stray = hostports::reclaim_unreadable(&net.state_dir).and_then(|mut freed| {
+        freed.extend(hostports::release_unlisted(&net.state_dir, &net.name, live)?);
+        Ok(freed)
+    });
+    match stray {
+        Ok(freed) => freed.iter().for_each(|port| warn!("GC released stray claim on host port {port}")),
+        Err(e) => errors.push(e.into()),
     }
 
     // veths whose background deletion did not finish (DEL's child was killed)
@@ -73,9 +83,39 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     }
 
     if let Some(ipam) = Ipam::from_conf(net)? {
-        if let Err(e) = ipam.gc(net, args) {
-            errors.push(e);
+        match ipam.gc(net, args) {
+            Ok(freed) if !freed.is_empty() => lost_state(&mut node, net, &freed, &mut lingering, &mut errors),
+            Ok(_) => {}
+            Err(e) => errors.push(e),
         }
     }
     PluginError::all(errors).map(|()| Done { lingering, ..Done::default() })
+}
+
+/// Reservations GC freed for attachments that left no state (a kill before
+/// ADD wrote it, a lost file): their host veths, named after the attachment,
+/// and the forwards to their addresses go too.
+fn lost_state(
+    node: &mut RouteSocket,
+    net: &NetConf,
+    freed: &[Reservation],
+    lingering: &mut Lingering,
+    errors: &mut Vec<PluginError>,
+) {
+    for r in freed {
+        for routed in [true, false] {
+            let name = veth::host_name(&net.name, &r.container_id, &r.ifname, routed);
+            let gone = node.link().get(&name).and_then(|l| l.map_or(Ok(()), |l| node.link().delete(l.index, &l.name)));
+            if let Err(e) = gone {
+                errors.push(e.into());
+            }
+        }
+    }
+    let ips: Vec<_> = freed.iter().map(|r| r.ip).collect();
+    for backend in Backend::installed() {
+        match backend.driver().remove_forwards_to(&ips) {
+            Ok(l) => lingering.extend(l),
+            Err(e) => errors.push(e.into()),
+        }
+    }
 }

@@ -27,6 +27,18 @@ fn hairpin(ip: IpAddr) -> XtRule {
     XtRule::new("nat", MASQ, &format!("-s {host} -d {host} -m conntrack --ctstate DNAT -j MASQUERADE"))
 }
 
+/// Whether a saved nat rule forwards to `ip` or masquerades its hairpin
+/// traffic (for an attachment whose state is lost).
+pub fn concerns(rule: &XtRule, ip: IpAddr) -> bool {
+    let to = |args: &[String]| {
+        args.windows(2).any(|w| {
+            w[0] == "--to-destination"
+                && w[1].rsplit_once(':').is_some_and(|(a, _)| a.trim_matches(['[', ']']) == ip.to_string())
+        })
+    };
+    (rule.chain == HOSTPORTS && to(&rule.args)) || *rule == hairpin(ip)
+}
+
 /// The rules of each family: (v4, rules) for IPv4, then IPv6.
 pub fn rules_by_family(f: &PodForwards) -> [(bool, Vec<XtRule>); 2] {
     let all: Vec<(bool, XtRule)> = f
@@ -57,5 +69,7 @@ mod tests {
             v6[0].append(),
             "-A WEAVICE-HOSTPORTS -p tcp -m tcp --dport 8080 -j DNAT --to-destination [fd00::5]:80"
         );
+        let (pod, other): (IpAddr, IpAddr) = ("fd00::5".parse().unwrap(), "fd00::6".parse().unwrap());
+        assert!(v6.iter().all(|r| concerns(r, pod)) && !v6.iter().any(|r| concerns(r, other)));
     }
 }

@@ -112,6 +112,26 @@ impl Firewall for Iptables {
         Ok(lingering)
     }
 
+    fn remove_forwards_to(&self, pod_ips: &[std::net::IpAddr]) -> Result<Lingering> {
+        let mut lingering = Lingering::default();
+        for v4 in [true, false] {
+            let ips: Vec<_> = pod_ips.iter().filter(|ip| ip.is_ipv4() == v4).collect();
+            if ips.is_empty() {
+                continue;
+            }
+            let tool = Tool::ip(v4);
+            let found: Vec<String> = tools::save(tool, Some("nat"))?
+                .rules()
+                .filter(|r| ips.iter().any(|ip| forwards::concerns(r, **ip)))
+                .map(XtRule::delete)
+                .collect();
+            if !found.is_empty() {
+                tools::restore_until_commit(tool, &restore_input("nat", &found), &mut lingering)?;
+            }
+        }
+        Ok(lingering)
+    }
+
     fn missing_forwards(&self, f: &PodForwards) -> Result<Vec<String>> {
         let mut missing = Vec::new();
         for (v4, rules) in forwards::rules_by_family(f) {

@@ -59,6 +59,10 @@ impl Saved {
         self.rules.contains(rule)
     }
 
+    pub fn rules(&self) -> impl Iterator<Item = &XtRule> {
+        self.rules.iter()
+    }
+
     pub fn has_chain(&self, table: &str, chain: &str) -> bool {
         self.chains.iter().any(|(t, c)| t == table && c == chain)
     }

@@ -4,7 +4,7 @@
 //! per-network skeleton goes through `nft` once (tool.rs). Messages are
 //! built with rust-netlink's netlink-packet-netfilter.
 
-use super::hostports::Element;
+use super::hostports::{Element, SETS};
 use super::INET;
 use crate::lingering::Lingering;
 use crate::netlink::{BatchError, NetfilterSocket, NlError, Request};
@@ -15,6 +15,7 @@ use netlink_packet_netfilter::nftables::{
 };
 use netlink_packet_netfilter::none::ControlMessage;
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
+use std::net::IpAddr;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 
@@ -123,6 +124,27 @@ fn listed(nl: &mut NetfilterSocket, set: &str) -> Result<Vec<Stored>, NlError> {
         }
     })?;
     Ok(out)
+}
+
+/// Deletes every forward to one of `pod_ips` and their hairpin entries,
+/// found by listing the sets (for an attachment whose state is lost).
+pub fn remove_to(pod_ips: &[IpAddr]) -> Result<Lingering> {
+    let mut nl = open()?;
+    let mut found = Vec::new();
+    for set in SETS {
+        let held = match listed(&mut nl, set) {
+            Ok(held) => held,
+            // no table or set of weavice's on this node: nothing to remove there
+            Err(e) if e.errno() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(DatapathError::netlink(format!("list the elements of {set}"))(e)),
+        };
+        found.extend(
+            held.iter()
+                .filter_map(|(key, data)| Element::decode(set, key, data.as_deref()))
+                .filter(|e| pod_ips.iter().any(|ip| e.concerns(ip))),
+        );
+    }
+    remove(&found)
 }
 
 /// Deletes the elements; ones already gone are not an error. The socket,

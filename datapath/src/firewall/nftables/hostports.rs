@@ -142,7 +142,57 @@ fn json_of(fields: &[Field]) -> Value {
     }
 }
 
+/// Every set and map that holds pods' forwards.
+pub const SETS: [&str; 6] = ["hostport_v4", "hostport_v6", "hostip_v4", "hostip_v6", "hairpin_v4", "hairpin_v6"];
+
+/// Reads fields of the given kinds back from their padded bytes.
+fn decode(kinds: &[&str], mut bytes: &[u8]) -> Option<Vec<Field>> {
+    let mut out = Vec::new();
+    for kind in kinds {
+        let (field, len) = match *kind {
+            "v4" => (Field::Addr(IpAddr::from(<[u8; 4]>::try_from(bytes.get(..4)?).ok()?)), 4),
+            "v6" => (Field::Addr(IpAddr::from(<[u8; 16]>::try_from(bytes.get(..16)?).ok()?)), 16),
+            "proto" => (
+                Field::Proto(match *bytes.first()? {
+                    6 => Protocol::Tcp,
+                    17 => Protocol::Udp,
+                    132 => Protocol::Sctp,
+                    _ => return None,
+                }),
+                4,
+            ),
+            _ => (Field::Port(u16::from_be_bytes([*bytes.first()?, *bytes.get(1)?])), 4),
+        };
+        out.push(field);
+        bytes = bytes.get(len..)?;
+    }
+    bytes.is_empty().then_some(out)
+}
+
 impl Element {
+    /// An element as the kernel lists it, in one of [`SETS`].
+    pub fn decode(set: &str, key: &[u8], data: Option<&[u8]>) -> Option<Element> {
+        let fam = if set.ends_with("v4") { "v4" } else { "v6" };
+        let (key_kinds, data_kinds): (Vec<&str>, Option<Vec<&str>>) = match set.split('_').next()? {
+            "hostport" => (vec!["proto", "port"], Some(vec![fam, "port"])),
+            "hostip" => (vec![fam, "proto", "port"], Some(vec![fam, "port"])),
+            "hairpin" => (vec![fam, fam], None),
+            _ => return None,
+        };
+        let data = match (data_kinds, data) {
+            (Some(kinds), Some(bytes)) => Some(decode(&kinds, bytes)?),
+            (None, None) => None,
+            _ => return None,
+        };
+        Some(Element { set: set.to_string(), key: decode(&key_kinds, key)?, data })
+    }
+
+    /// Whether it forwards to `ip`, or masquerades `ip`'s hairpin traffic.
+    pub fn concerns(&self, ip: &IpAddr) -> bool {
+        let first = self.data.as_deref().unwrap_or(&self.key).first();
+        first == Some(&Field::Addr(*ip))
+    }
+
     pub fn key_bytes(&self) -> Vec<u8> {
         bytes(&self.key)
     }
@@ -206,6 +256,12 @@ mod tests {
             ]
         );
         assert_eq!(e[0].describe_key(), "tcp . 8080");
+        for el in &e {
+            let back = Element::decode(&el.set, &el.key_bytes(), el.data_bytes().as_deref());
+            assert_eq!(back.as_ref(), Some(el), "decoded as listed");
+        }
+        assert!(e[0].concerns(&"10.0.0.5".parse().unwrap()) && !e[0].concerns(&"10.0.0.6".parse().unwrap()));
+        assert!(e[4].concerns(&"fd00::5".parse().unwrap()), "a hairpin entry");
         // binary layout: each field padded to 4 bytes, network byte order
         assert_eq!(e[0].key_bytes(), vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
         assert_eq!(e[0].data_bytes().unwrap(), vec![10, 0, 0, 5, 0, 80, 0, 0]);

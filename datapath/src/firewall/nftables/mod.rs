@@ -160,6 +160,10 @@ impl Firewall for Nftables {
         elements::remove(&hostports::elements(f))
     }
 
+    fn remove_forwards_to(&self, pod_ips: &[std::net::IpAddr]) -> Result<Lingering> {
+        elements::remove_to(pod_ips)
+    }
+
     fn missing_forwards(&self, f: &PodForwards) -> Result<Vec<String>> {
         let inet = tool::list(INET)?;
         Ok(hostports::elements(f)
