@@ -103,6 +103,14 @@ impl LinkHandle<'_> {
         self.set(LinkUnspec::new_with_index(index).up().build(), &format!("set {name} up"))
     }
 
+    /// Deletes the link of that name, if there is one.
+    pub fn delete_named(&mut self, name: &str) -> Result<()> {
+        match self.get(name)? {
+            Some(l) => self.delete(l.index, name),
+            None => Ok(()),
+        }
+    }
+
     /// Deletes the link; one already gone is not an error.
     pub fn delete(&mut self, index: u32, name: &str) -> Result<()> {
         let msg = LinkUnspec::new_with_index(index).build();

@@ -325,10 +325,8 @@ fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &mut RouteSocket, 
         }
     }
     if let Some(name) = made.veth {
-        if let Ok(Some(l)) = node.link().get(&name) {
-            if let Err(e) = node.link().delete(l.index, &name) {
-                warn!("rollback: {e}");
-            }
+        if let Err(e) = node.link().delete_named(&name) {
+            warn!("rollback: {e}");
         }
     }
     if made.ipam {

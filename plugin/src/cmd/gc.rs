@@ -26,6 +26,10 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     let mut node = node_socket()?;
     let mut errors = Vec::new();
     let mut lingering = Lingering::default();
+    let listed =
+        |container_id: &str, ifname: &str| keep.iter().any(|k| k.container_id == container_id && k.ifname == ifname);
+    // collected from their state below; the rest IPAM frees left none
+    let mut collected = Vec::new();
 
     for a in Attachment::list(&net.state_dir, &net.name) {
         // an unreadable state file is reported; the rest is still collected
@@ -36,9 +40,10 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
                 continue;
             }
         };
-        if keep.iter().any(|k| k.container_id == a.container_id && k.ifname == a.ifname) {
+        if listed(&a.container_id, &a.ifname) {
             continue;
         }
+        collected.push((a.container_id.clone(), a.ifname.clone()));
         info!("GC releases {}/{} ({})", a.container_id, a.ifname, a.host_veth);
         let mut removed = || -> Result<(), PluginError> {
             lingering.extend(port_mappings::remove(
@@ -50,9 +55,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
             )?);
             // a chained attachment has no veth of weavice's
             if !a.chained {
-                if let Some(l) = node.link().get(&a.host_veth)? {
-                    node.link().delete(l.index, &l.name)?;
-                }
+                node.link().delete_named(&a.host_veth)?;
             }
             Ok(Attachment::remove(&net.state_dir, &net.name, &a.container_id, &a.ifname)?)
         };
@@ -63,8 +66,8 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
 
     // claims cut short (a kill or a full disk while claiming) that no pod
     // holds, and claims of unlisted attachments whose state was lost
-    let live = |h: &hostports::Holder| keep.iter().any(|k| k.container_id == h.container_id && k.ifname == h.ifname);
     let stray = hostports::reclaim_unreadable(&net.state_dir).and_then(|mut freed| {
+        let live = |h: &hostports::Holder| listed(&h.container_id, &h.ifname);
         freed.extend(hostports::release_unlisted(&net.state_dir, &net.name, live)?);
         Ok(freed)
     });
@@ -84,8 +87,12 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
 
     if let Some(ipam) = Ipam::from_conf(net)? {
         match ipam.gc(net, args) {
-            Ok(freed) if !freed.is_empty() => lost_state(&mut node, net, &freed, &mut lingering, &mut errors),
-            Ok(_) => {}
+            Ok(mut freed) => {
+                freed.retain(|r| !collected.contains(&(r.container_id.clone(), r.ifname.clone())));
+                if !freed.is_empty() {
+                    lost_state(&mut node, net, &freed, &mut lingering, &mut errors);
+                }
+            }
             Err(e) => errors.push(e),
         }
     }
@@ -105,8 +112,7 @@ fn lost_state(
     for r in freed {
         for routed in [true, false] {
             let name = veth::host_name(&net.name, &r.container_id, &r.ifname, routed);
-            let gone = node.link().get(&name).and_then(|l| l.map_or(Ok(()), |l| node.link().delete(l.index, &l.name)));
-            if let Err(e) = gone {
+            if let Err(e) = node.link().delete_named(&name) {
                 errors.push(e.into());
             }
         }

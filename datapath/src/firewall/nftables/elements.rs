@@ -75,6 +75,12 @@ fn transaction<'e>(
     })
 }
 
+/// A failed transaction, naming the element the kernel refused.
+fn failed(verb: &str, refused: Option<&Element>, e: NlError) -> DatapathError {
+    let what = refused.map_or(String::new(), |el| format!(" ({} in {})", el.describe_key(), el.set));
+    DatapathError::Firewall(format!("{verb} port mapping elements{what}: {e}"))
+}
+
 fn open() -> Result<NetfilterSocket> {
     NetfilterSocket::open().map_err(DatapathError::netlink("open an nf_tables socket"))
 }
@@ -87,10 +93,7 @@ pub fn add(elements: &[Element]) -> Result<()> {
     }
     let mut nl = open()?;
     for chunk in elements.chunks(PER_TRANSACTION) {
-        transaction(&mut nl, chunk, true).map_err(|(refused, e)| {
-            let what = refused.map_or(String::new(), |el| format!(" ({} in {})", el.describe_key(), el.set));
-            DatapathError::Firewall(format!("add port mapping elements{what}: {e}"))
-        })?;
+        transaction(&mut nl, chunk, true).map_err(|(refused, e)| failed("add", refused, e))?;
     }
     Ok(())
 }
@@ -173,10 +176,7 @@ pub fn remove(elements: &[Element]) -> Result<Lingering> {
             );
         }
         if !present.is_empty() {
-            transaction(&mut nl, &present, false).map_err(|(refused, e)| {
-                let what = refused.map_or(String::new(), |el| format!(" ({} in {})", el.describe_key(), el.set));
-                DatapathError::Firewall(format!("delete port mapping elements{what}: {e}"))
-            })?;
+            transaction(&mut nl, &present, false).map_err(|(refused, e)| failed("delete", refused, e))?;
         }
     }
     lingering.extend(Lingering::socket(nl.into_inner()));
