@@ -1,5 +1,8 @@
 //! Validation of identifiers that end up in kernel names and file paths.
 
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+
 /// The spec's container ID: an alphanumeric, then alphanumerics, `_`, `.`, `-`.
 pub fn validate_container_id(id: &str) -> Result<(), String> {
     let mut chars = id.chars();
@@ -40,6 +43,26 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest container ID used as a file name as it is: file names stop at
+/// 255 bytes, and state files add a suffix (`.json`) or a temporary's affixes.
+const ID_FILE_NAME_MAX: usize = 200;
+
+/// The file name standing for a container ID: the ID itself, or for a
+/// longer one its first 64 characters, `~` (never in a valid ID) and a hash
+/// of the whole. The files named so hold the full ID inside.
+pub fn id_file_name(id: &str) -> Cow<'_, str> {
+    if id.len() <= ID_FILE_NAME_MAX {
+        return Cow::Borrowed(id);
+    }
+    let hash: String = Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    Cow::Owned(format!("{}~{hash}", id.get(..64).unwrap_or(id)))
+}
+
+/// Whether a file name is a hashed one of [`id_file_name`].
+pub fn is_hashed_id_file_name(name: &str) -> bool {
+    name.contains('~')
+}
+
 /// Network names become directory names under the state and data dirs.
 pub fn validate_network_name(name: &str) -> Result<(), String> {
     validate_container_id(name).map_err(|why| format!("network name {why}"))
@@ -57,6 +80,16 @@ mod tests {
         for bad in ["", "-a", ".a", "a/b", "a b", "../x", "a;b", "é"] {
             assert!(validate_container_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn long_ids_get_file_names_that_fit_and_differ() {
+        assert_eq!(id_file_name("abc"), "abc");
+        let (a, b) = ("a".repeat(300), format!("{}b", "a".repeat(299)));
+        let (fa, fb) = (id_file_name(&a), id_file_name(&b));
+        assert!(fa.len() + ".json".len() < 255 && is_hashed_id_file_name(&fa));
+        assert_ne!(fa, fb);
+        assert!(!is_hashed_id_file_name(&id_file_name(&"c".repeat(200))));
     }
 
     #[test]

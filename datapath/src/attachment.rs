@@ -1,11 +1,13 @@
 //! What ADD made, per attachment, so DEL, CHECK and GC work from weavice's
 //! own record rather than from whatever the runtime still remembers.
 //!
-//! `<stateDir>/attachments/<network>/<ifname>/<containerID>.json`, root-only.
+//! `<stateDir>/attachments/<network>/<ifname>/<containerID>.json` (a hash
+//! past 200 bytes: conf::names::id_file_name), root-only.
 
 use crate::firewall::{Backend, PodForwards};
 use crate::hostports::Holder;
 use crate::{DatapathError, Result};
+use conf::names::id_file_name;
 use conf::{IpConfig, Route};
 use ipam::filelock::FileLock;
 use ipnet::IpNet;
@@ -125,7 +127,7 @@ fn network_dir(state_dir: &str, network: &str) -> PathBuf {
 }
 
 pub fn path(state_dir: &str, network: &str, container_id: &str, ifname: &str) -> PathBuf {
-    network_dir(state_dir, network).join(ifname).join(format!("{container_id}.json"))
+    network_dir(state_dir, network).join(ifname).join(format!("{}.json", id_file_name(container_id)))
 }
 
 impl Attachment {

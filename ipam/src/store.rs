@@ -2,16 +2,21 @@
 //!
 //! `<dataDir>/<network>/<ip>` holds `containerID\r\nifname` (host-local's format),
 //! `last_reserved_ip.<set>` the round-robin cursor, and
-//! `attachments/<ifname>/<containerID>` lists an attachment's IPs, so DEL and
-//! CHECK never scan every reservation. Callers hold the network's lock.
+//! `attachments/<ifname>/<containerID>` (a hash past 200 bytes) names the
+//! attachment and lists its IPs, so DEL and CHECK never scan every reservation. Callers hold the network's lock.
 
 use crate::private_file;
+use conf::names::{id_file_name, is_hashed_id_file_name};
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// The index's first line: the attachment's container ID (its file name
+/// is a hash for a long one).
+const ID_LINE: &str = "# ";
 
 pub struct DiskStore {
     dir: PathBuf,
@@ -51,7 +56,7 @@ impl DiskStore {
     }
 
     fn index_path(&self, container_id: &str, ifname: &str) -> PathBuf {
-        self.dir.join("attachments").join(ifname).join(container_id)
+        self.dir.join("attachments").join(ifname).join(&*id_file_name(container_id))
     }
 
     /// Claims `ip` for the attachment; false if someone holds it.
@@ -85,7 +90,8 @@ impl DiskStore {
     /// truth GC falls back on, so a torn index costs nothing.
     pub fn write_index(&self, container_id: &str, ifname: &str, ips: &[IpAddr]) -> io::Result<()> {
         let path = self.index_path(container_id, ifname);
-        let body: String = ips.iter().map(|ip| format!("{ip}\n")).collect();
+        let mut body = format!("{ID_LINE}{container_id}\n");
+        body.extend(ips.iter().map(|ip| format!("{ip}\n")));
         let mut f = private_file::open(&path, OpenOptions::new().write(true).create(true).truncate(true))?;
         f.write_all(body.as_bytes())
     }
@@ -163,10 +169,19 @@ impl DiskStore {
             let ifdir = ifdir?;
             let ifname = ifdir.file_name().to_string_lossy().into_owned();
             for f in fs::read_dir(ifdir.path())? {
-                let name = f?.file_name().to_string_lossy().into_owned();
-                if !name.ends_with(".tmp") {
-                    out.push((name, ifname.clone()));
+                let f = f?;
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".tmp") {
+                    continue;
                 }
+                // a hashed name stands for a longer ID, which the file holds
+                let id = if is_hashed_id_file_name(&name) {
+                    let body = fs::read_to_string(f.path())?;
+                    body.lines().find_map(|l| l.strip_prefix(ID_LINE)).map_or(name, str::to_string)
+                } else {
+                    name
+                };
+                out.push((id, ifname.clone()));
             }
         }
         Ok(out)
@@ -208,6 +223,19 @@ mod tests {
         assert_eq!(s.indexed().unwrap(), vec![("a".to_string(), "eth0".to_string())]);
         assert_eq!(s.release_attachment("a", "eth0").unwrap(), ips);
         assert!(s.all().unwrap().is_empty());
+        assert!(s.indexed().unwrap().is_empty());
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_long_container_id_is_indexed_under_a_name_that_fits() {
+        let (s, root) = temp_store("long");
+        let id = "x".repeat(400);
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        s.write_index(&id, "eth0", &[ip]).unwrap();
+        assert_eq!(s.ips_of(&id, "eth0").unwrap(), [ip]);
+        assert_eq!(s.indexed().unwrap(), vec![(id.clone(), "eth0".to_string())]);
+        s.release_attachment(&id, "eth0").unwrap();
         assert!(s.indexed().unwrap().is_empty());
         fs::remove_dir_all(root).unwrap();
     }

@@ -479,6 +479,80 @@ fn del_succeeds_over_an_unreadable_state_file() {
     assert!(node.log().contains("unreadable"), "{}", node.log());
 }
 
+/// DEL finds the host veth however it was left: renamed by hand (as the
+/// peer of the pod's interface), or retired by a DEL that then failed (here
+/// on an immutable IPAM directory), which the retry completes.
+#[test]
+fn del_finds_a_renamed_or_half_retired_host_veth() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("rename");
+    let conf = node.conf("1.1.0", "rnet", json!({}));
+    let (a, b) = (Netns::new("rna"), Netns::new("rnb"));
+    let host_veth = |id: &str| -> String {
+        let path = node.dir.path(&format!("state/attachments/rnet/eth0/{id}.json"));
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        v["hostVeth"].as_str().unwrap().to_string()
+    };
+
+    assert!(node.cni("ADD", &conf, "rn1", &a.path(), "eth0").ok);
+    let veth = host_veth("rn1");
+    node.ns.ip(&["link", "set", &veth, "down"]);
+    node.ns.ip(&["link", "set", &veth, "name", "wvt-by-hand"]);
+    let r = node.cni("DEL", &conf, "rn1", &a.path(), "eth0");
+    assert!(r.ok, "{}", r.stdout);
+    assert_eq!(wait_links(&node.ns, &["lo", "wv0"]), ["lo", "wv0"], "the renamed veth went with its pod");
+    assert!(reservations(&node, "rnet").is_empty());
+
+    assert!(node.cni("ADD", &conf, "rn2", &b.path(), "eth0").ok);
+    let ipam_dir = node.dir.path("ipam/rnet");
+    sh("chattr", &["+i", &ipam_dir]);
+    let r = node.cni("DEL", &conf, "rn2", &b.path(), "eth0");
+    sh("chattr", &["-i", &ipam_dir]);
+    assert!(!r.ok, "the reservation could not be removed: {}", r.stdout);
+    let r = node.cni("DEL", &conf, "rn2", &b.path(), "eth0");
+    assert!(r.ok, "{}", r.stdout);
+    assert_eq!(wait_links(&node.ns, &["lo", "wv0"]), ["lo", "wv0"], "no retired veth left");
+    assert!(reservations(&node, "rnet").is_empty());
+}
+
+/// Container IDs longer than a file name (runtimes allow them) get through
+/// ADD, CHECK, GC and DEL with a host port: their files take a hashed name
+/// and keep the ID inside.
+#[test]
+fn container_ids_longer_than_a_file_name_work_throughout() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("longid");
+    let mut conf = node.conf("1.1.0", "longnet", json!({}));
+    merge(&mut conf, json!({"runtimeConfig": {"portMappings": [{"hostPort": 9494, "containerPort": 80}]}}));
+    let plain = node.conf("1.1.0", "longnet", json!({}));
+    let (a, b) = (Netns::new("lia"), Netns::new("lib"));
+    let (kept, collected) = (format!("k{}", "1".repeat(250)), format!("c{}", "2".repeat(400)));
+    let r = node.cni("ADD", &conf, &kept, &a.path(), "eth0");
+    assert!(r.ok, "{}", r.stdout);
+    assert!(node.cni("CHECK", &conf, &kept, &a.path(), "eth0").ok);
+    let r = node.cni("ADD", &plain, &collected, &b.path(), "eth0");
+    assert!(r.ok, "{}", r.stdout);
+    assert_eq!(reservations(&node, "longnet").len(), 4);
+
+    let mut gc = plain.clone();
+    merge(&mut gc, json!({"cni.dev/valid-attachments": [{"containerID": kept, "ifname": "eth0"}]}));
+    let r = node.invoke("weavice", &[("CNI_COMMAND", "GC")], gc.to_string().as_bytes());
+    assert!(r.ok, "{}", r.stdout);
+    assert_eq!(reservations(&node, "longnet").len(), 2, "GC keeps the listed long ID, collects the other");
+    assert!(node.cni("CHECK", &conf, &kept, &a.path(), "eth0").ok, "and the kept one is whole");
+
+    let r = node.cni("DEL", &plain, &kept, &a.path(), "eth0");
+    assert!(r.ok, "{}", r.stdout);
+    assert!(reservations(&node, "longnet").is_empty());
+    assert_eq!(wait_links(&node.ns, &["lo", "wv0"]), ["lo", "wv0"]);
+    assert!(!node.dir.0.join("state/hostports/tcp/9494").read_dir().is_ok_and(|mut d| d.next().is_some()));
+    assert!(!firewall_dump(&node.ns).contains("9494"), "the mapping went with it");
+}
+
 /// The attachment's state names the Kubernetes pod from CNI_ARGS (the
 /// journal and chains read it), and holds nothing of it when none was named.
 #[test]

@@ -77,11 +77,19 @@ impl RouteSocket {
 impl LinkHandle<'_> {
     /// `ip link show NAME`; None when there is no such link.
     pub fn get(&mut self, name: &str) -> Result<Option<Link>> {
-        let msg = LinkUnspec::new_with_name(name).build();
+        self.lookup(LinkUnspec::new_with_name(name).build(), name)
+    }
+
+    /// The link with that index, if there is one.
+    pub fn get_index(&mut self, index: u32) -> Result<Option<Link>> {
+        self.lookup(LinkUnspec::new_with_index(index).build(), &index.to_string())
+    }
+
+    fn lookup(&mut self, msg: LinkMessage, what: &str) -> Result<Option<Link>> {
         match self.0.get(RouteNetlinkMessage::GetLink(msg)) {
             Ok(replies) => Ok(links(replies).next()),
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
-            Err(e) => Err(DatapathError::netlink(format!("get link {name}"))(e)),
+            Err(e) => Err(DatapathError::netlink(format!("get link {what}"))(e)),
         }
     }
 

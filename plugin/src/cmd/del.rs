@@ -2,7 +2,7 @@
 //! prevResult, twice, and after a half-failed ADD; every step runs and all
 //! failures are reported together.
 
-use super::{node_socket, Done};
+use super::{node_socket, open_pod, Done};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::port_mappings;
@@ -72,6 +72,12 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         }
     }
     info!("DEL {}/{} netns={:?} errors={}", args.container_id, args.ifname, args.netns, errors.len());
+    if let (false, Some(l)) = (errors.is_empty(), &retired) {
+        // main deletes it in the background only after a success
+        if let Err(e) = node.link().delete(l.index, &l.name) {
+            errors.push(e.into());
+        }
+    }
     PluginError::all(errors).map(|()| Done { result: None, retired, lingering })
 }
 
@@ -103,24 +109,56 @@ fn unmap_without_state(net: &NetConf, args: &CmdArgs, ipam: Option<&Ipam>) -> Re
 
 /// Takes the host veth out of the way (or deletes it when that fails);
 /// returns the retired link whose deletion main finishes in the background.
-/// Found by name, so DEL needs neither netns nor state.
 fn retire_host_veth(
     node: &mut RouteSocket,
     net: &NetConf,
     args: &CmdArgs,
     saved: Option<&Attachment>,
 ) -> Result<Option<Link>, PluginError> {
-    let host_name = match saved {
-        Some(a) if !a.host_veth.is_empty() => a.host_veth.clone(),
-        _ => veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed),
-    };
-    let Some(l) = node.link().get(&host_name)? else { return Ok(None) };
+    let Some(l) = find_host_veth(node, net, args, saved)? else { return Ok(None) };
+    if veth::is_tombstone(&l.name) {
+        // retired by a DEL that failed later on: only its deletion is left
+        return Ok(Some(l));
+    }
     match node.link().retire(&l) {
         Ok(Some(tomb)) => Ok(Some(tomb)),
         Ok(None) => Ok(node.link().delete(l.index, &l.name).map(|()| None)?),
         Err(e) => {
-            warn!("DEL {}: cannot retire {host_name} ({e}); deleting it now", args.container_id);
+            warn!("DEL {}: cannot retire {} ({e}); deleting it now", args.container_id, l.name);
             Ok(node.link().delete(l.index, &l.name).map(|()| None)?)
         }
     }
+}
+
+/// The attachment's host veth: by its name, which needs neither netns nor
+/// state; by its retired name, after a DEL that failed half-way; or, renamed
+/// by hand, as the peer of the pod's interface.
+fn find_host_veth(
+    node: &mut RouteSocket,
+    net: &NetConf,
+    args: &CmdArgs,
+    saved: Option<&Attachment>,
+) -> Result<Option<Link>, PluginError> {
+    let name = match saved {
+        Some(a) if !a.host_veth.is_empty() => a.host_veth.clone(),
+        _ => veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed),
+    };
+    for candidate in [veth::tombstone_name(&name), name] {
+        if let Some(l) = node.link().get(&candidate)? {
+            return Ok(Some(l));
+        }
+    }
+    if args.netns.is_empty() {
+        return Ok(None);
+    }
+    Ok(peer_of_pod_interface(node, &args.netns, &args.ifname))
+}
+
+/// The node-side peer of the pod's interface, if that is a veth into this
+/// namespace (each end names the other's index).
+fn peer_of_pod_interface(node: &mut RouteSocket, netns: &str, ifname: &str) -> Option<Link> {
+    let (_pod, mut pod_nl) = open_pod(netns).ok()?;
+    let pod_if = pod_nl.link().get(ifname).ok()??;
+    let host = node.link().get_index(pod_if.peer_index?).ok()??;
+    (host.kind.as_deref() == Some("veth") && host.peer_index == Some(pod_if.index)).then_some(host)
 }
