@@ -123,8 +123,21 @@ pub fn claim(state_dir: &str, holder: &Holder, mappings: &[PortMapping]) -> Resu
         }
     }
     let body = serde_json::to_vec(holder).unwrap_or_default();
+    let mut written = Vec::new();
     for m in mappings {
-        write_atomically(&claim_dir(state_dir, m).join(claim_name(m)), &body)?;
+        let path = claim_dir(state_dir, m).join(claim_name(m));
+        // already ours (a repeated ADD): not this call's to undo
+        let new = !path.exists();
+        if let Err(e) = write_atomically(&path, &body) {
+            // all or nothing: a claim left here would name a pod that never came
+            for p in written {
+                let _ = fs::remove_file(p);
+            }
+            return Err(e);
+        }
+        if new {
+            written.push(path);
+        }
     }
     Ok(())
 }

@@ -52,7 +52,7 @@ pub fn allocate_in_set(
         if ip == range.gateway {
             return Err(IpamError::Unavailable { ip: ip.to_string(), why: "the gateway address".into() });
         }
-        if !store.reserve(ip, container_id, ifname).map_err(IpamError::io(format!("reserve {ip}")))? {
+        if !store.reserve(ip, container_id, ifname).map_err(store.io(format_args!("reserve {ip}")))? {
             let holder = store.holder(ip).ok().flatten().map(|(id, ifn)| format!("{id}/{ifn}")).unwrap_or_default();
             return Err(IpamError::Unavailable { ip: ip.to_string(), why: format!("already reserved by {holder}") });
         }
@@ -79,8 +79,11 @@ pub fn allocate_in_set(
         if ip == set[ri].gateway {
             continue;
         }
-        if store.reserve(ip, container_id, ifname).map_err(IpamError::io(format!("reserve {ip}")))? {
-            store.set_last_reserved(set_idx, ip).map_err(IpamError::io("write last_reserved_ip"))?;
+        if store.reserve(ip, container_id, ifname).map_err(store.io(format_args!("reserve {ip}")))? {
+            if let Err(e) = store.set_last_reserved(set_idx, ip) {
+                let _ = store.release_ip(ip, container_id, ifname);
+                return Err(store.io("write last_reserved_ip")(e));
+            }
             return Ok(ip_config(&set[ri], ip));
         }
     }

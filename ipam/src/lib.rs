@@ -63,7 +63,7 @@ pub fn add(
     requested: &[IpAddr],
 ) -> Result<CniResult, IpamError> {
     let (store, _lock) = open(conf, network)?;
-    let held = store.ips_of(container_id, ifname).map_err(IpamError::io("read attachment index"))?;
+    let held = store.ips_of(container_id, ifname).map_err(store.io("read attachment index"))?;
     if !held.is_empty() {
         let ips = held.iter().filter_map(|ip| allocator::config_for(&conf.range_sets, *ip)).collect();
         return Ok(CniResult { ips, routes: conf.routes.clone(), ..Default::default() });
@@ -91,7 +91,7 @@ pub fn add(
         for ip in &addrs {
             let _ = store.release_ip(*ip, container_id, ifname);
         }
-        return Err(IpamError::io("write attachment index")(e));
+        return Err(store.io("write attachment index")(e));
     }
     Ok(CniResult { ips, routes: conf.routes.clone(), ..Default::default() })
 }
@@ -99,24 +99,24 @@ pub fn add(
 /// Releases the attachment's addresses; absent reservations are not an error.
 pub fn del(conf: &IpamConf, network: &str, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
     let (store, _lock) = open(conf, network)?;
-    store.release_attachment(container_id, ifname).map_err(IpamError::io("release attachment"))
+    store.release_attachment(container_id, ifname).map_err(store.io("release attachment"))
 }
 
 /// The attachment's addresses, from its index (DEL without saved state).
 pub fn ips_of(conf: &IpamConf, network: &str, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
     let (store, _lock) = open(conf, network)?;
-    store.ips_of(container_id, ifname).map_err(IpamError::io("read attachment index"))
+    store.ips_of(container_id, ifname).map_err(store.io("read attachment index"))
 }
 
 /// Confirms the attachment still holds every address in its index.
 pub fn check(conf: &IpamConf, network: &str, container_id: &str, ifname: &str) -> Result<Vec<IpAddr>, IpamError> {
     let (store, _lock) = open(conf, network)?;
-    let ips = store.ips_of(container_id, ifname).map_err(IpamError::io("read attachment index"))?;
+    let ips = store.ips_of(container_id, ifname).map_err(store.io("read attachment index"))?;
     if ips.is_empty() {
         return Err(IpamError::Check(format!("no reservation for {container_id}/{ifname} in network {network}")));
     }
     for ip in &ips {
-        match store.holder(*ip).map_err(IpamError::io("read reservation"))? {
+        match store.holder(*ip).map_err(store.io("read reservation"))? {
             Some((id, ifn)) if id == container_id && ifn == ifname => {}
             other => {
                 return Err(IpamError::Check(format!(
@@ -136,26 +136,26 @@ pub fn gc(conf: &IpamConf, network: &str, keep: &[AttachmentKey]) -> Result<Vec<
     let kept = |id: &str, ifn: &str| keep.iter().any(|k| k.container_id == id && k.ifname == ifn);
     let mut protected = std::collections::HashMap::new();
     for k in keep {
-        for ip in store.ips_of(&k.container_id, &k.ifname).map_err(IpamError::io("read attachment index"))? {
+        for ip in store.ips_of(&k.container_id, &k.ifname).map_err(store.io("read attachment index"))? {
             protected.insert(ip, k);
         }
     }
     let mut released = Vec::new();
-    for r in store.all().map_err(IpamError::io("list reservations"))? {
+    for r in store.all().map_err(store.io("list reservations"))? {
         if let Some(k) = protected.get(&r.ip) {
             if r.container_id.is_empty() {
-                store.rewrite(r.ip, &k.container_id, &k.ifname).map_err(IpamError::io("rewrite reservation"))?;
+                store.rewrite(r.ip, &k.container_id, &k.ifname).map_err(store.io("rewrite reservation"))?;
             }
             continue;
         }
         if !kept(&r.container_id, &r.ifname) {
-            store.release_ip(r.ip, &r.container_id, &r.ifname).map_err(IpamError::io("release"))?;
+            store.release_ip(r.ip, &r.container_id, &r.ifname).map_err(store.io("release"))?;
             released.push(r);
         }
     }
-    for (id, ifn) in store.indexed().map_err(IpamError::io("list attachments"))? {
+    for (id, ifn) in store.indexed().map_err(store.io("list attachments"))? {
         if !kept(&id, &ifn) {
-            store.release_attachment(&id, &ifn).map_err(IpamError::io("release attachment"))?;
+            store.release_attachment(&id, &ifn).map_err(store.io("release attachment"))?;
         }
     }
     Ok(released)
@@ -164,7 +164,7 @@ pub fn gc(conf: &IpamConf, network: &str, keep: &[AttachmentKey]) -> Result<Vec<
 /// Ready when the data dir is usable; not ready for ADD when a set is full.
 pub fn status(conf: &IpamConf, network: &str) -> Result<(), IpamError> {
     let (store, _lock) = open(conf, network)?;
-    let held = store.all().map_err(IpamError::io("list reservations"))?;
+    let held = store.all().map_err(store.io("list reservations"))?;
     for set in &conf.range_sets {
         let free = set.iter().any(|r| {
             let size = match (r.start, r.end) {

@@ -6,6 +6,7 @@
 //! attachment and lists its IPs, so DEL and CHECK never scan every reservation. Callers hold the network's lock.
 
 use crate::private_file;
+use crate::IpamError;
 use conf::names::{id_file_name, is_hashed_id_file_name};
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
@@ -30,12 +31,23 @@ pub struct Reservation {
     pub ifname: String,
 }
 
+/// Creates `path` with `body`; false if it exists. A file the write could
+/// not fill (a full disk) is removed, so it blocks nothing.
 fn write_new(path: &Path, body: &str) -> io::Result<bool> {
     match private_file::open(path, OpenOptions::new().write(true).create_new(true)) {
-        Ok(mut f) => f.write_all(body.as_bytes()).map(|_| true),
+        Ok(f) => fill(f, path, body).map(|()| true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Writes `body` into the new file at `path`, removing it when that fails.
+fn fill(mut f: fs::File, path: &Path, body: &str) -> io::Result<()> {
+    let written = f.write_all(body.as_bytes());
+    if written.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    written
 }
 
 fn remove_if_present(path: &Path) -> io::Result<()> {
@@ -49,6 +61,12 @@ impl DiskStore {
     /// The directory is made by the first file written into it.
     pub fn open(data_dir: &str, network: &str) -> DiskStore {
         DiskStore { dir: Path::new(data_dir).join(network) }
+    }
+
+    /// The context of an I/O error: what failed, in which directory (a full
+    /// or read-only disk is fixed there).
+    pub fn io(&self, what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> IpamError {
+        IpamError::io(format!("{what} in {}", self.dir.display()))
     }
 
     pub fn lock_path(&self) -> PathBuf {
@@ -92,8 +110,8 @@ impl DiskStore {
         let path = self.index_path(container_id, ifname);
         let mut body = format!("{ID_LINE}{container_id}\n");
         body.extend(ips.iter().map(|ip| format!("{ip}\n")));
-        let mut f = private_file::open(&path, OpenOptions::new().write(true).create(true).truncate(true))?;
-        f.write_all(body.as_bytes())
+        let f = private_file::open(&path, OpenOptions::new().write(true).create(true).truncate(true))?;
+        fill(f, &path, &body)
     }
 
     /// The attachment's IPs from the index, empty when it has none.

@@ -84,12 +84,13 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
 /// Without readable state (lost to a kill, a full disk or corruption), what
 /// the node holds for this attachment is found another way: its port
 /// forwards by the addresses IPAM's index gives it, in every firewall
-/// backend installed, and its claims by their holder. The runtimeConfig's
-/// mappings, when the runtime sends them, are released too. With neither an
-/// index nor mappings (a repeated DEL), nothing is walked.
+/// backend installed, and its claims by their holder (a walk of the claims).
+/// With no index (a repeated DEL), the firewall is not searched.
 fn unmap_without_state(net: &NetConf, args: &CmdArgs, ipam: Option<&Ipam>) -> Result<Lingering, PluginError> {
     let holder = port_mappings::holder(net, args);
-    hostports::release(&net.state_dir, &holder, &net.port_mappings)?;
+    for port in hostports::release_all_of(&net.state_dir, &holder)? {
+        info!("DEL {}/{}: released host port {port}", args.container_id, args.ifname);
+    }
     let mut lingering = Lingering::default();
     let pod_ips = match ipam {
         Some(ipam) => ipam.addresses(net, args)?,
@@ -100,9 +101,6 @@ fn unmap_without_state(net: &NetConf, args: &CmdArgs, ipam: Option<&Ipam>) -> Re
     }
     for backend in Backend::installed() {
         lingering.extend(backend.driver().remove_forwards_to(&pod_ips)?);
-    }
-    for port in hostports::release_all_of(&net.state_dir, &holder)? {
-        info!("DEL {}/{}: released host port {port}", args.container_id, args.ifname);
     }
     Ok(lingering)
 }
