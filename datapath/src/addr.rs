@@ -56,6 +56,14 @@ impl AddrHandle<'_> {
         }
     }
 
+    /// Removes `addr`; one already gone is not an error.
+    pub fn delete(&mut self, index: u32, addr: IpNet) -> Result<()> {
+        match self.0.ack(RouteNetlinkMessage::DelAddress(message(index, addr)), 0) {
+            Err(e) if matches!(e.errno(), Some(libc::EADDRNOTAVAIL | libc::ENOENT)) => Ok(()),
+            r => r.map_err(DatapathError::netlink(format!("delete address {addr}"))),
+        }
+    }
+
     /// Every address in the namespace.
     pub fn dump(&mut self) -> Result<Vec<Address>> {
         let replies = self

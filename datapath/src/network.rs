@@ -92,22 +92,51 @@ fn marker_path(state_dir: &str, network: &str) -> PathBuf {
 
 /// Every network with a marker, and what it asked for (for repair).
 pub fn recorded(state_dir: &str) -> Result<Vec<(String, Wanted)>> {
+    markers(state_dir).into_iter().map(|(name, m)| m.map(|m| (name, m.wanted))).collect()
+}
+
+/// Every marker in `state_dir`, each read on its own, sorted by network.
+fn markers(state_dir: &str) -> Vec<(String, Result<Marker>)> {
     let dir = PathBuf::from(state_dir).join("networks");
     let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(&dir) else { return Ok(out) };
+    let Ok(entries) = fs::read_dir(&dir) else { return out };
     for e in entries.flatten() {
         let path = e.path();
         let Some(name) = path.file_stem().and_then(|n| n.to_str()).map(String::from) else { continue };
         if path.extension().is_none_or(|x| x != "json") {
             continue;
         }
-        let bytes = fs::read(&path).map_err(DatapathError::io(format!("read {}", path.display())))?;
-        let m: Marker = serde_json::from_slice(&bytes)
-            .map_err(|e| DatapathError::State { path: path.display().to_string(), why: e.to_string() })?;
-        out.push((name, m.wanted));
+        let marker = fs::read(&path).map_err(DatapathError::io(format!("read {}", path.display()))).and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| DatapathError::State { path: path.display().to_string(), why: e.to_string() })
+        });
+        out.push((name, marker));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    out
+}
+
+/// Refuses ranges that overlap another network's on this node: their
+/// routes and set elements would collide (an interval set refuses the
+/// second), so neither network would work.
+fn refuse_overlaps(state_dir: &str, network: &str, want: &Wanted) -> Result<()> {
+    for (other, marker) in markers(state_dir) {
+        let Ok(m) = marker else { continue };
+        if other == network {
+            continue;
+        }
+        for ours in &want.firewall.rules.ranges {
+            let theirs = m.wanted.firewall.rules.ranges.iter().find(|r| r.contains(ours) || ours.contains(*r));
+            if let Some(theirs) = theirs {
+                return Err(DatapathError::Invalid(format!(
+                    "range {ours} overlaps {theirs} of network \"{other}\" on this node; give each network a \
+                     range of its own (if \"{other}\" is gone for good, remove {})",
+                    marker_path(state_dir, &other).display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// This boot and the calling thread's network namespace.
@@ -122,18 +151,25 @@ fn boot_and_netns() -> Result<(String, u64)> {
 pub fn ensure(nl: &mut RouteSocket, state_dir: &str, network: &str, want: &Wanted, force: bool) -> Result<Ready> {
     let (boot_id, netns_inode) = boot_and_netns()?;
     let path = marker_path(state_dir, network);
-    if !force {
-        if let Ok(Ok(m)) = fs::read(&path).map(|b| serde_json::from_slice::<Marker>(&b)) {
-            if m.layout == LAYOUT && m.boot_id == boot_id && m.netns_inode == netns_inode && &m.wanted == want {
-                return Ok(Ready { from_marker: true, ..m.ready });
-            }
+    let marker = fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Marker>(&b).ok());
+    if let Some(m) = marker.as_ref().filter(|_| !force) {
+        if m.layout == LAYOUT && m.boot_id == boot_id && m.netns_inode == netns_inode && &m.wanted == want {
+            return Ok(Ready { from_marker: true, ..m.ready.clone() });
         }
     }
+    refuse_overlaps(state_dir, network, want)?;
+    // what the network's earlier config set up that this one replaces
+    let previous = marker.map(|m| m.wanted).filter(|p| p != want);
 
     let ready = if want.bridge.is_empty() {
         Ready { bridge_index: 0, bridge_mac: String::new(), from_marker: false }
     } else {
         let br = nl.link().ensure_bridge(&want.bridge, want.mtu)?;
+        // first: an IPv6 address with another prefix counts as the same one
+        let stale = previous.iter().filter(|p| p.bridge == want.bridge).flat_map(|p| &p.gateways);
+        for gw in stale.filter(|gw| !want.gateways.contains(gw)) {
+            nl.addr().delete(br.index, *gw)?;
+        }
         for gw in &want.gateways {
             nl.addr().add(br.index, *gw, true)?;
         }
@@ -148,7 +184,8 @@ pub fn ensure(nl: &mut RouteSocket, state_dir: &str, network: &str, want: &Wante
         }
         Ready { bridge_index: br.index, bridge_mac: format_mac(&br.mac), from_marker: false }
     };
-    want.firewall.backend.driver().apply_network(&want.firewall.rules)?;
+    let replaced = previous.as_ref().filter(|p| p.firewall.backend == want.firewall.backend);
+    want.firewall.backend.driver().apply_network(&want.firewall.rules, replaced.map(|p| &p.firewall.rules))?;
     let marker = Marker { layout: LAYOUT, boot_id, netns_inode, wanted: want.clone(), ready: ready.clone() };
     write_private(&path, &serde_json::to_vec_pretty(&marker).unwrap_or_default())?;
     Ok(ready)

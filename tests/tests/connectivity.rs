@@ -136,6 +136,72 @@ fn masquerade_case(backend: &str) {
     }
 }
 
+/// Widening a network's range (what the code-102 message advises) updates
+/// the network in place: the pod already there keeps working, a new pod gets
+/// an address of the wider range, and the old range leaves the sets, rules
+/// and gateway (else a pod-to-pod packet would be masqueraded). A range that
+/// overlaps another network's is refused (7) naming both, creating nothing.
+#[test]
+fn a_widened_range_updates_the_network_and_an_overlapping_one_is_refused() {
+    for backend in ["nftables", "iptables"] {
+        widen_case(backend);
+    }
+}
+
+fn widen_case(backend: &str) {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("widen");
+    let outside = Netns::new("wdo");
+    attach_outside(&node.ns, &outside);
+    let (a, b, c) = (Netns::new("wda"), Netns::new("wdb"), Netns::new("wdc"));
+    let conf = |name: &str, bridge: &str, v4: &str, v6: &str| {
+        let mut c = node.conf("1.1.0", name, json!({"firewallBackend": backend, "bridge": bridge}));
+        c["ipam"]["ranges"] = json!([[{"subnet": v4}], [{"subnet": v6}]]);
+        c
+    };
+    let narrow = conf("wnet", "wv0", "10.88.0.0/24", "fd88::/64");
+    let wide = conf("wnet", "wv0", "10.88.0.0/16", "fd88::/56");
+    let r = node.cni("ADD", &narrow, "wd1", &a.path(), "eth0");
+    assert!(r.ok, "{backend}: {}", r.stdout);
+    let ip_a = ip_of(&r.json, true);
+
+    let netns = b.path();
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "wd2"),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_ARGS", "IgnoreUnknown=1;IP=10.88.5.5"),
+    ];
+    let r = node.invoke("weavice", &env, wide.to_string().as_bytes());
+    assert!(r.ok, "{backend}: the widened range: {}", r.stdout);
+    assert_eq!(ip_of(&r.json, true), "10.88.5.5");
+    assert_eq!(ping(&a, "10.88.5.5"), Some(63), "{backend}: old pod to new");
+    assert!(ping(&b, &ip_a).is_some(), "{backend}: new pod to old");
+    let seen = udp_source_seen(&a, &b, "10.88.5.5:7002".parse().unwrap()).expect("a reaches b");
+    assert_eq!(seen.ip().to_string(), ip_a, "{backend}: pod to pod is not masqueraded");
+    let seen = udp_source_seen(&b, &outside, "203.0.113.2:7002".parse().unwrap()).expect("b reaches out");
+    assert_eq!(seen.ip().to_string(), "203.0.113.1", "{backend}: leaving the range is");
+    let addrs = node.ns.ip(&["-o", "addr", "show", "dev", "wv0"]);
+    assert!(addrs.contains("10.88.0.1/16") && addrs.contains("fd88::1/56"), "{backend}: {addrs}");
+    assert!(!addrs.contains("10.88.0.1/24") && !addrs.contains("fd88::1/64"), "{backend}: {addrs}");
+    assert!(!firewall_dump(&node.ns).contains("10.88.0.0/24"), "{backend}: the old range is gone");
+
+    let other = conf("onet", "wv1", "10.88.7.0/24", "fd89::/64");
+    let r = node.cni("ADD", &other, "wd3", &c.path(), "eth0");
+    assert_eq!(r.json["code"], 7, "{backend}: {}", r.stdout);
+    let msg = r.json["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("10.88.7.0/24") && msg.contains("10.88.0.0/16") && msg.contains("\"wnet\""), "{msg}");
+    assert!(!node.ns.links().contains(&"wv1".to_string()), "{backend}: no bridge for the refused network");
+    assert!(!std::path::Path::new(&node.dir.path("state/networks/onet.json")).exists());
+    assert!(reservations(&node, "onet").is_empty());
+    for (id, p) in [("wd1", &a), ("wd2", &b)] {
+        assert!(node.cni("DEL", &wide, id, &p.path(), "eth0").ok);
+    }
+}
+
 #[test]
 fn without_ip_masq_the_outside_sees_the_pod_address() {
     if !require_root() {

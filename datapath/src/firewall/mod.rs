@@ -34,8 +34,10 @@ pub struct NetworkRules {
 /// One netfilter backend. Every change is one transaction (or one per
 /// tool), never one per rule.
 pub trait Firewall {
-    /// Installs the network's skeleton and its ranges (idempotent).
-    fn apply_network(&self, net: &NetworkRules) -> Result<()>;
+    /// Installs the network's skeleton and its ranges (idempotent), in the
+    /// same transaction removing what `previous` (the network's earlier
+    /// config: a widened range, ipMasq turned off) had that `net` has not.
+    fn apply_network(&self, net: &NetworkRules, previous: Option<&NetworkRules>) -> Result<()>;
     /// What of it is missing, each piece named, for CHECK.
     fn missing_network(&self, net: &NetworkRules) -> Result<Vec<String>>;
     /// Installs a pod's forwards. `fresh`: the attachment is new, so none of

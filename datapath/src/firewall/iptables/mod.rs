@@ -25,20 +25,40 @@ fn absent<'a>(saved: &Saved, wanted: &'a [XtRule]) -> Vec<&'a XtRule> {
     wanted.iter().filter(|r| !saved.has(r)).collect()
 }
 
+/// Whether a rule is one network's own: it names its bridge or a range.
+fn own(rule: &XtRule, net: &NetworkRules) -> bool {
+    rule.args.iter().any(|a| *a == net.bridge || net.ranges.iter().any(|r| r.to_string() == *a))
+}
+
 /// A restore file adding `lines` to `table`.
 fn restore_input(table: &str, lines: &[String]) -> String {
     format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"))
 }
 
 impl Firewall for Iptables {
-    fn apply_network(&self, net: &NetworkRules) -> Result<()> {
+    fn apply_network(&self, net: &NetworkRules, previous: Option<&NetworkRules>) -> Result<()> {
         for tool in tools::ALL {
             let tables = skeleton::skeleton(net, tool);
-            if tables.is_empty() {
+            let before = previous.map(|p| skeleton::skeleton(p, tool)).unwrap_or_default();
+            if tables.is_empty() && before.is_empty() {
                 continue;
             }
             let saved = tools::save(tool, None)?;
+            let wanted: Vec<&XtRule> = tables.iter().flat_map(|t| &t.rules).collect();
             let mut input = String::new();
+            // the previous config's rules this one has not (a widened range's
+            // old rule): only the network's own, as the shared ones may serve others
+            for t in &before {
+                let stale: Vec<String> = t
+                    .rules
+                    .iter()
+                    .filter(|r| previous.is_some_and(|p| own(r, p)) && !wanted.contains(r) && saved.has(r))
+                    .map(XtRule::delete)
+                    .collect();
+                if !stale.is_empty() {
+                    input += &restore_input(t.name, &stale);
+                }
+            }
             for t in &tables {
                 let mut lines: Vec<String> = t
                     .chains

@@ -96,10 +96,21 @@ pub fn skeleton(net: &NetworkRules) -> Skeleton {
     if net.routed {
         s.extend(isolation::skeleton());
     }
-    for e in &s.elements {
-        s.objects += &format!("add element {INET} {} {{ {} }}\n", e.set, e.text);
-    }
     s
+}
+
+/// The objects transaction: sets, maps and chains, then the elements
+/// `stale` lists removed (before the adds: an interval set refuses a widened
+/// range that overlaps the old one), then the skeleton's elements.
+fn objects_script(s: &Skeleton, stale: &[Elem]) -> String {
+    let mut script = s.objects.clone();
+    for e in stale {
+        script += &format!("delete element {INET} {} {{ {} }}\n", e.set, e.text);
+    }
+    for e in &s.elements {
+        script += &format!("add element {INET} {} {{ {} }}\n", e.set, e.text);
+    }
+    script
 }
 
 /// One transaction: every chain of `rules` flushed, then the rules added.
@@ -138,9 +149,17 @@ fn missing(s: &Skeleton, inet: &listing::Listing, bridge: &listing::Listing) -> 
 pub struct Nftables;
 
 impl Firewall for Nftables {
-    fn apply_network(&self, net: &NetworkRules) -> Result<()> {
+    fn apply_network(&self, net: &NetworkRules, previous: Option<&NetworkRules>) -> Result<()> {
         let s = skeleton(net);
-        tool::apply_script(&s.objects)?;
+        let stale = match previous {
+            Some(p) => {
+                let inet = tool::list(INET)?;
+                let gone = |e: &Elem| !s.elements.contains(e) && inet.has_element(&e.set, &e.json);
+                skeleton(p).elements.into_iter().filter(gone).collect()
+            }
+            None => Vec::new(),
+        };
+        tool::apply_script(&objects_script(&s, &stale))?;
         tool::apply_json(&rules_batch(&s.rules))
     }
 
