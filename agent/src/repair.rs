@@ -34,8 +34,8 @@ pub fn run(state_dir: &str) -> Result<Report, DatapathError> {
         for a in Attachment::list(state_dir, &name) {
             let a = match a {
                 Ok(a) => a,
-                Err(e) => {
-                    log::warn!("{e}");
+                Err(u) => {
+                    log::warn!("{}", u.error);
                     report.unreadable += 1;
                     continue;
                 }

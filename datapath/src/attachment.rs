@@ -151,7 +151,7 @@ impl Attachment {
 
     /// Every saved attachment of the network, each read on its own, so one
     /// unreadable file does not hide the others (GC and repair: a walk).
-    pub fn list(state_dir: &str, network: &str) -> Vec<Result<Self>> {
+    pub fn list(state_dir: &str, network: &str) -> Vec<std::result::Result<Self, Unreadable>> {
         let mut out = Vec::new();
         let Ok(ifdirs) = fs::read_dir(network_dir(state_dir, network)) else {
             return out;
@@ -160,13 +160,40 @@ impl Attachment {
             let Ok(files) = fs::read_dir(ifdir.path()) else {
                 continue;
             };
+            let ifname = ifdir.file_name().to_string_lossy().into_owned();
             for f in files.flatten() {
-                if f.path().extension().is_some_and(|e| e == "json") {
-                    out.extend(read(&f.path()).transpose());
+                let path = f.path();
+                if path.extension().is_none_or(|e| e != "json") {
+                    continue;
                 }
+                out.extend(
+                    read(&path)
+                        .transpose()
+                        .map(|r| r.map_err(|error| Unreadable { ifname: ifname.clone(), path: path.clone(), error })),
+                );
             }
         }
         out
+    }
+}
+
+/// A state file that does not read (torn by a kill or a full disk): whose
+/// it is shows in its path.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub path: PathBuf,
+    pub ifname: String,
+    pub error: DatapathError,
+}
+
+impl Unreadable {
+    pub fn is_of(&self, container_id: &str, ifname: &str) -> bool {
+        self.ifname == ifname
+            && self.path.file_stem().is_some_and(|s| s.to_string_lossy() == id_file_name(container_id))
+    }
+
+    pub fn remove(&self) -> Result<()> {
+        fs::remove_file(&self.path).map_err(DatapathError::io(format!("remove {}", self.path.display())))
     }
 }
 

@@ -69,6 +69,12 @@ fn claims(dir: &Path, port: &PortMapping) -> Vec<(PathBuf, PortMapping)> {
     entries
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // callers hold the claims lock: the writer of this one died
+                // between its write and its rename
+                let _ = fs::remove_file(e.path());
+                return None;
+            }
             let host_ip = match name.as_str() {
                 "any" => None,
                 ip => Some(ip.parse().ok()?),

@@ -9,10 +9,13 @@ use crate::private_file;
 use crate::IpamError;
 use conf::names::{id_file_name, is_hashed_id_file_name};
 use std::collections::BTreeSet;
+use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::FileExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The index's first line: the attachment's container ID (its file name
@@ -31,13 +34,41 @@ pub struct Reservation {
     pub ifname: String,
 }
 
-/// Creates `path` with `body`; false if it exists. A file the write could
-/// not fill (a full disk) is removed, so it blocks nothing.
+/// Creates `path` with `body`; false if it exists. The file appears whole
+/// or not at all, so no kill or full disk leaves a reservation without its
+/// holder: it is written unnamed (O_TMPFILE), then linked under its name,
+/// which fails if the name is taken.
 fn write_new(path: &Path, body: &str) -> io::Result<bool> {
-    match private_file::open(path, OpenOptions::new().write(true).create_new(true)) {
-        Ok(f) => fill(f, path, body).map(|()| true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let unnamed = || OpenOptions::new().write(true).mode(0o600).custom_flags(libc::O_TMPFILE).open(dir);
+    let opened = match unnamed() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => private_file::make_dirs(dir).and_then(|()| unnamed()),
+        r => r,
+    };
+    let mut f = match opened {
+        Ok(f) => f,
+        // a filesystem without O_TMPFILE: create, and remove what a failed write left
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR)) => {
+            return match private_file::open(path, OpenOptions::new().write(true).create_new(true)) {
+                Ok(f) => fill(f, path, body).map(|()| true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    f.write_all(body.as_bytes())?;
+    let from = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd()))?;
+    let to = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: two valid C strings; linkat only reads them.
+    let linked =
+        unsafe { libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) };
+    match linked {
+        0 => Ok(true),
+        _ => match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            e => Err(e),
+        },
     }
 }
 
@@ -132,9 +163,16 @@ impl DiskStore {
     }
 
     /// Frees the attachment's addresses: those its index lists that it holds,
-    /// or whose reservation was cut short (the index says whose they are).
+    /// or whose reservation was cut short (the index says whose they are);
+    /// without an index, those a scan finds it holding.
     pub fn release_attachment(&self, container_id: &str, ifname: &str) -> io::Result<Vec<IpAddr>> {
-        let ips = self.ips_of(container_id, ifname)?;
+        let mut ips = self.ips_of(container_id, ifname)?;
+        if ips.is_empty() {
+            // no index: a kill between the reservations and the index, or a
+            // repeated DEL; only a scan finds the former's
+            let held = self.all()?.into_iter().filter(|r| r.container_id == container_id && r.ifname == ifname);
+            ips = held.map(|r| r.ip).collect();
+        }
         for ip in &ips {
             match self.holder(*ip)? {
                 Some((id, ifn)) if id.is_empty() || (id == container_id && ifn == ifname) => {
@@ -159,10 +197,15 @@ impl DiskStore {
         f.write_all_at(format!("{ip:<40}").as_bytes(), 0)
     }
 
-    /// Every reservation file, for GC and STATUS (a full scan, never on ADD/DEL).
+    /// Every reservation file, for GC, STATUS and a DEL without an index (a
+    /// full scan, never on ADD).
     pub fn all(&self) -> io::Result<BTreeSet<Reservation>> {
         let mut out = BTreeSet::new();
-        for entry in fs::read_dir(&self.dir)? {
+        let entries = match fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            r => r?,
+        };
+        for entry in entries {
             let entry = entry?;
             let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<IpAddr>().ok()) else {
                 continue;
@@ -242,6 +285,20 @@ mod tests {
         assert_eq!(s.release_attachment("a", "eth0").unwrap(), ips);
         assert!(s.all().unwrap().is_empty());
         assert!(s.indexed().unwrap().is_empty());
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn an_attachment_without_index_is_released_by_a_scan() {
+        let (s, root) = temp_store("noindex");
+        let ips: Vec<IpAddr> = vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+        for ip in &ips {
+            s.reserve(*ip, "a", "eth0").unwrap();
+        }
+        s.reserve("10.0.0.3".parse().unwrap(), "b", "eth0").unwrap();
+        assert_eq!(s.release_attachment("a", "eth0").unwrap(), ips);
+        assert_eq!(s.all().unwrap().len(), 1, "b keeps its address");
+        assert!(DiskStore::open(root.to_str().unwrap(), "never").release_attachment("a", "eth0").unwrap().is_empty());
         fs::remove_dir_all(root).unwrap();
     }
 

@@ -679,8 +679,9 @@ fn two_adds_of_one_attachment_at_once_leave_the_winner_whole() {
 }
 
 /// GC never frees a listed pod's address, even when its reservation file was
-/// cut short (a later pod would get it too), and one unreadable state file
-/// does not stop it: that file is reported, the other pods are collected.
+/// cut short (a later pod would get it too), and unreadable state files do
+/// not stop it: a listed pod's is reported, an unlisted one's removed (a
+/// kill while it was written leaves one), the other pods are collected.
 #[test]
 fn gc_keeps_listed_pods_whole_and_collects_past_an_unreadable_state() {
     if !require_root() {
@@ -699,15 +700,22 @@ fn gc_keeps_listed_pods_whole_and_collects_past_an_unreadable_state() {
         })
         .collect();
     let ip_a = ip_of(&added[0], true);
+    let state = |id: &str| node.dir.path(&format!("state/attachments/cutnet/eth0/{id}.json"));
     std::fs::write(node.dir.path(&format!("ipam/cutnet/{ip_a}")), b"").unwrap();
-    std::fs::write(node.dir.path("state/attachments/cutnet/eth0/cc.json"), b"{").unwrap();
+    std::fs::write(state("ca"), b"{").unwrap();
+    std::fs::write(state("cc"), b"{").unwrap();
 
     let mut gc = conf.clone();
     merge(&mut gc, json!({"cni.dev/valid-attachments": [{"containerID": "ca", "ifname": "eth0"}]}));
     let r = node.invoke("weavice", &[("CNI_COMMAND", "GC")], gc.to_string().as_bytes());
-    assert!(!r.ok && r.json["msg"].as_str().unwrap().contains("cc.json"), "the torn state is reported: {}", r.stdout);
+    let msg = r.json["msg"].as_str().unwrap_or_default();
+    assert!(!r.ok && msg.contains("ca.json"), "a listed pod's torn state is reported: {}", r.stdout);
+    assert!(!msg.contains("cc.json") && !std::path::Path::new(&state("cc")).exists(), "an unlisted one goes");
+    assert!(node.log().contains("cc.json"), "and is logged");
     assert!(reservations(&node, "cutnet").contains(&ip_a), "ca keeps its address");
-    assert!(!reservations(&node, "cutnet").contains(&ip_of(&added[1], true)), "cb was collected");
+    for (i, id) in [(1, "cb"), (2, "cc")] {
+        assert!(!reservations(&node, "cutnet").contains(&ip_of(&added[i], true)), "{id} was collected");
+    }
     let d = node.cni("ADD", &conf, "cd", &pods[3].path(), "eth0");
     assert!(d.ok, "{}", d.stdout);
     assert_ne!(ip_of(&d.json, true), ip_a, "ca's address is not handed out twice");

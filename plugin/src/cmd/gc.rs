@@ -32,11 +32,19 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     let mut collected = Vec::new();
 
     for a in Attachment::list(&net.state_dir, &net.name) {
-        // an unreadable state file is reported; the rest is still collected
         let a = match a {
             Ok(a) => a,
-            Err(e) => {
-                errors.push(e.into());
+            // a listed pod's is reported; the rest is still collected
+            Err(u) if keep.iter().any(|k| u.is_of(&k.container_id, &k.ifname)) => {
+                errors.push(u.error.into());
+                continue;
+            }
+            // an unlisted one goes: what it held, IPAM's reservations lead to below
+            Err(u) => {
+                warn!("GC removes {}: {}", u.path.display(), u.error);
+                if let Err(e) = u.remove() {
+                    errors.push(e.into());
+                }
                 continue;
             }
         };
