@@ -141,7 +141,8 @@ fn find_host_veth(
         Some(a) if !a.host_veth.is_empty() => a.host_veth.clone(),
         _ => veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed),
     };
-    for candidate in [veth::tombstone_name(&name), name] {
+    let retired = veth::tombstone_name(&name);
+    for candidate in [name, retired] {
         if let Some(l) = node.link().get(&candidate)? {
             return Ok(Some(l));
         }
