@@ -1,6 +1,7 @@
 //! Restores the node side of every network and attachment weavice recorded:
 //! bridge, gateway addresses, sysctls and firewall skeleton per network
-//! (network::ensure, forced), then each attachment's port forwards.
+//! (network::ensure, forced), then each attachment's port forwards and
+//! anti-spoofing identity.
 //! Idempotent: running it on an intact node changes nothing.
 
 use datapath::attachment::Attachment;
@@ -9,14 +10,19 @@ use datapath::{firewall, network, DatapathError};
 
 pub struct Report {
     networks: usize,
-    mappings: usize,
+    /// Attachments with port mappings or an identity.
+    pods: usize,
     /// Attachments whose state file does not read (each logged).
     unreadable: usize,
 }
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "repaired {} network(s), {} attachment(s) with port mappings", self.networks, self.mappings)?;
+        write!(
+            f,
+            "repaired {} network(s), {} attachment(s) with port mappings or anti-spoofing",
+            self.networks, self.pods
+        )?;
         if self.unreadable > 0 {
             write!(f, "; {} attachment state file(s) unreadable", self.unreadable)?;
         }
@@ -26,7 +32,7 @@ impl std::fmt::Display for Report {
 
 pub fn run(state_dir: &str) -> Result<Report, DatapathError> {
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
-    let mut report = Report { networks: 0, mappings: 0, unreadable: 0 };
+    let mut report = Report { networks: 0, pods: 0, unreadable: 0 };
     for (name, wanted) in network::recorded(state_dir)? {
         network::ensure(&mut nl, state_dir, &name, &wanted, true)?;
         log::info!("network {name}: set up");
@@ -40,10 +46,10 @@ pub fn run(state_dir: &str) -> Result<Report, DatapathError> {
                     continue;
                 }
             };
-            if !a.port_mappings.is_empty() {
-                firewall::install_forwards(a.backend, &a.forwards()?, false)?;
+            if !a.port_mappings.is_empty() || a.anti_spoofing {
+                firewall::install_pod(a.backend, &a.rules()?, false)?;
                 log::info!("{}/{}: {} port mapping(s) restored", a.container_id, a.ifname, a.port_mappings.len());
-                report.mappings += 1;
+                report.pods += 1;
             }
         }
     }

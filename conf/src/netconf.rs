@@ -83,6 +83,8 @@ struct RawNetConf {
     ip_masq: bool,
     #[serde(default)]
     hairpin_mode: bool,
+    #[serde(default = "yes")]
+    anti_spoofing: bool,
     #[serde(default)]
     pod_to_pod: PodToPod,
     #[serde(default)]
@@ -118,6 +120,8 @@ pub struct NetConf {
     pub is_gateway: bool,
     pub ip_masq: bool,
     pub hairpin_mode: bool,
+    /// A pod's frames must carry its own MAC and addresses (firewall antispoof).
+    pub anti_spoofing: bool,
     pub pod_to_pod: PodToPod,
     pub firewall_backend: FirewallBackend,
     pub ipam: Option<Value>,
@@ -235,6 +239,7 @@ impl NetConf {
             is_gateway: c.is_gateway,
             ip_masq: c.ip_masq,
             hairpin_mode: c.hairpin_mode,
+            anti_spoofing: c.anti_spoofing,
             pod_to_pod: c.pod_to_pod,
             firewall_backend: c.firewall_backend,
             ipam: c.ipam,
@@ -278,7 +283,7 @@ mod tests {
     fn defaults() {
         let c = parse(r#"{"cniVersion":"1.1.0","name":"n","type":"weavice","unknownKey":[1]}"#).unwrap();
         assert_eq!(c.bridge, "wv0");
-        assert!(c.is_gateway && c.ip_masq && !c.hairpin_mode);
+        assert!(c.is_gateway && c.ip_masq && !c.hairpin_mode && c.anti_spoofing);
         assert_eq!(c.pod_to_pod, PodToPod::Routed);
         assert_eq!(c.state_dir, DEFAULT_STATE_DIR);
     }

@@ -4,7 +4,7 @@
 //! `<stateDir>/attachments/<network>/<ifname>/<containerID>.json` (a hash
 //! past 200 bytes: conf::names::id_file_name), root-only.
 
-use crate::firewall::{Backend, PodForwards};
+use crate::firewall::{Backend, PodIdentity, PodRules};
 use crate::hostports::Holder;
 use crate::{DatapathError, Result};
 use conf::names::id_file_name;
@@ -42,9 +42,13 @@ pub struct Attachment {
     /// Chained after another main plugin: weavice made no interface.
     #[serde(default)]
     pub chained: bool,
-    /// Where the port mappings live.
+    /// Where the port mappings (and the identity) live.
     #[serde(default)]
     pub backend: Backend,
+    /// The pod is held to its identity (`host_veth`, `mac`, `ips`) on the
+    /// bridge; false in state written before anti-spoofing existed.
+    #[serde(default)]
+    pub anti_spoofing: bool,
 }
 
 /// A Kubernetes pod's identity, as the runtime passed it.
@@ -82,9 +86,14 @@ impl Attachment {
         Holder::new(&self.network, &self.container_id, &self.ifname, self.pod.as_ref())
     }
 
-    /// Its port mappings as the firewall takes them.
-    pub fn forwards(&self) -> Result<PodForwards> {
-        PodForwards::new(&self.port_mappings, &self.pod_ips())
+    /// Its port mappings and identity as the firewall takes them.
+    pub fn rules(&self) -> Result<PodRules> {
+        Ok(PodRules::new(&self.port_mappings, &self.pod_ips())?.with_identity(self.identity()))
+    }
+
+    fn identity(&self) -> Option<PodIdentity> {
+        let mac = crate::link::parse_mac(&self.mac)?.try_into().ok()?;
+        self.anti_spoofing.then(|| PodIdentity { port: self.host_veth.clone(), mac, ips: self.pod_ips() })
     }
 }
 

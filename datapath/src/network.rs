@@ -67,9 +67,9 @@ pub struct Ready {
 
 /// What this version sets up for a network. A marker written by a version
 /// that set up less (1: routed ports isolated, no bridge filter; 2: the same
-/// with the iptables backend) reads as older, so the next ADD sets the
-/// network up again.
-const LAYOUT: u32 = 3;
+/// with the iptables backend; 3: no anti-spoofing chain) reads as older, so
+/// the next ADD sets the network up again.
+const LAYOUT: u32 = 4;
 
 fn old_layout() -> u32 {
     1

@@ -1,10 +1,11 @@
-//! Port mappings of one attachment, shared by ADD (standalone and chained),
-//! DEL, CHECK, GC and rollback: claim, install, remove, release.
+//! Port mappings and the firewall rules of one attachment (its forwards and
+//! anti-spoofing identity), shared by ADD (standalone and chained), DEL,
+//! CHECK, GC and rollback: claim, install, remove, release.
 
 use crate::error::PluginError;
 use conf::{CmdArgs, ConfError, NetConf, PortMapping};
 use datapath::attachment::Pod;
-use datapath::firewall::{self, Backend, PodForwards};
+use datapath::firewall::{self, Backend, PodIdentity, PodRules};
 use datapath::hostports::{self, Holder};
 use datapath::lingering::Lingering;
 use datapath::netlink::RouteSocket;
@@ -35,34 +36,42 @@ pub fn claim(nl: &mut RouteSocket, net: &NetConf, args: &CmdArgs) -> Result<(), 
     Ok(hostports::claim(&net.state_dir, &holder(net, args), &net.port_mappings)?)
 }
 
-/// Installs the mappings in one transaction and flushes stale UDP flows to
-/// the mapped ports. `fresh`: the attachment is new.
-pub fn install(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend, fresh: bool) -> Result<(), PluginError> {
-    Ok(firewall::install_forwards(backend, &PodForwards::new(mappings, pod_ips)?, fresh)?)
+/// The pod's firewall state: its forwards and, held to one, its identity.
+pub fn rules(
+    mappings: &[PortMapping],
+    pod_ips: &[IpAddr],
+    identity: Option<PodIdentity>,
+) -> Result<PodRules, PluginError> {
+    Ok(PodRules::new(mappings, pod_ips)?.with_identity(identity))
 }
 
-/// Removes the mappings and drops the claims; both tolerate absence.
+/// Installs the pod's rules in one transaction and flushes stale UDP flows
+/// to the mapped ports. `fresh`: the attachment is new.
+pub fn install(rules: &PodRules, backend: Backend, fresh: bool) -> Result<(), PluginError> {
+    Ok(firewall::install_pod(backend, rules, fresh)?)
+}
+
+/// Removes the pod's rules (None: none were installed) and drops the
+/// claims; both tolerate absence.
 pub fn remove(
     state_dir: &str,
     holder: &Holder,
     mappings: &[PortMapping],
-    pod_ips: &[IpAddr],
+    rules: Option<&PodRules>,
     backend: Backend,
 ) -> Result<Lingering, PluginError> {
-    // no pod address: nothing was installed (a rollback before the addresses)
-    let removed = if mappings.is_empty() || pod_ips.is_empty() {
-        Ok(Lingering::default())
-    } else {
-        PodForwards::new(mappings, pod_ips).and_then(|f| backend.driver().remove_forwards(&f))
+    let removed = match rules.filter(|r| !r.is_empty()) {
+        Some(r) => backend.driver().remove_pod(r),
+        None => Ok(Lingering::default()),
     };
     hostports::release(state_dir, holder, mappings)?;
     Ok(removed?)
 }
 
-/// What of the mappings is missing, for CHECK.
-pub fn missing(mappings: &[PortMapping], pod_ips: &[IpAddr], backend: Backend) -> Result<Vec<String>, PluginError> {
-    if mappings.is_empty() {
+/// What of the pod's rules is missing, for CHECK.
+pub fn missing(rules: &PodRules, backend: Backend) -> Result<Vec<String>, PluginError> {
+    if rules.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(backend.driver().missing_forwards(&PodForwards::new(mappings, pod_ips)?)?)
+    Ok(backend.driver().missing_pod(rules)?)
 }

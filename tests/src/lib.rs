@@ -362,10 +362,20 @@ pub fn tcp_fetch(ns: &Netns, to: &str) -> String {
 
 /// Everything netfilter holds in `ns`: the nft ruleset and both iptables-saves.
 pub fn firewall_dump(ns: &Netns) -> String {
+    dump(ns, &["-s", "list", "ruleset"])
+}
+
+/// The same without nft's set and map elements (`-t`): the per-network
+/// rules, which no pod changes (a pod's share is elements).
+pub fn rules_dump(ns: &Netns) -> String {
+    dump(ns, &["-s", "-t", "list", "ruleset"])
+}
+
+fn dump(ns: &Netns, nft_args: &[&str]) -> String {
     let mut out = String::new();
     // nft -s: without counters, which move with traffic
-    for (cmd, args) in [("nft", vec!["-s", "list", "ruleset"]), ("iptables-save", vec![]), ("ip6tables-save", vec![])] {
-        let o = ns.exec(cmd, &args);
+    for (cmd, args) in [("nft", nft_args), ("iptables-save", &[][..]), ("ip6tables-save", &[][..])] {
+        let o = ns.exec(cmd, args);
         // iptables-save stamps the time; drop comment lines
         out +=
             &String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");

@@ -2,8 +2,8 @@
 //! ADD and of DEL, with and without hostPorts, and then one cleanup runs, DEL
 //! alone or GC alone. Whatever the attachment still holds afterwards is a leak:
 //! host veths (wv*, wb*, retired wx*), IPAM reservations and index files, saved
-//! state, host-port claims, hostport/hairpin map elements, processes left in
-//! the node. A live pod added first must come out whole, and no address may go
+//! state, host-port claims, hostport/hairpin map elements, anti-spoofing set
+//! elements, processes left in the node. A live pod added first must come out whole, and no address may go
 //! to two pods.
 //!
 //! WEAVICE_KILL_POINTS: points per scenario (default 100). WEAVICE_KILL_SEED:
@@ -105,14 +105,17 @@ fn inventory(node: &Node) -> BTreeSet<Thing> {
         let claim = name == "any" || name.parse::<std::net::IpAddr>().is_ok();
         out.insert((if claim { "host-port claim" } else { "claim temp file" }, f));
     }
-    let listing = node.ns.exec("nft", &["-j", "list", "table", "inet", "weavice"]);
-    let v: Value = serde_json::from_slice(&listing.stdout).unwrap_or_default();
-    for o in v["nftables"].as_array().into_iter().flatten() {
-        let Some(set) = o.get("map").or(o.get("set")) else { continue };
-        let name = set["name"].as_str().unwrap_or_default();
-        if name.starts_with("hostport") || name.starts_with("hairpin") {
-            for e in set["elem"].as_array().into_iter().flatten() {
-                out.insert(("nft element", format!("{name} {e}")));
+    // pods' elements: forwards in inet weavice, identities (anti-spoofing) in bridge weavice
+    for family in ["inet", "bridge"] {
+        let listing = node.ns.exec("nft", &["-j", "list", "table", family, "weavice"]);
+        let v: Value = serde_json::from_slice(&listing.stdout).unwrap_or_default();
+        for o in v["nftables"].as_array().into_iter().flatten() {
+            let Some(set) = o.get("map").or(o.get("set")) else { continue };
+            let name = set["name"].as_str().unwrap_or_default();
+            if family == "bridge" || name.starts_with("hostport") || name.starts_with("hairpin") {
+                for e in set["elem"].as_array().into_iter().flatten() {
+                    out.insert(("nft element", format!("{name} {e}")));
+                }
             }
         }
     }

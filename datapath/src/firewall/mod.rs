@@ -4,13 +4,13 @@
 //! host ports map elements) or iptables (iptables/: chains `WEAVICE-*`).
 //! Backends take backend-neutral inputs: [`NetworkRules`] for the
 //! per-network skeleton (installed once; network.rs says when) and
-//! [`PodForwards`] for a pod's port mappings.
+//! [`PodRules`] for a pod's port mappings.
 
-pub mod forwards;
 pub mod iptables;
 pub mod nftables;
+pub mod pod;
 
-pub use forwards::{PodForwards, PortForward};
+pub use pod::{PodIdentity, PodRules, PortForward};
 
 use crate::lingering::Lingering;
 use crate::{DatapathError, Result};
@@ -40,16 +40,19 @@ pub trait Firewall {
     fn apply_network(&self, net: &NetworkRules, previous: Option<&NetworkRules>) -> Result<()>;
     /// What of it is missing, each piece named, for CHECK.
     fn missing_network(&self, net: &NetworkRules) -> Result<Vec<String>>;
-    /// Installs a pod's forwards. `fresh`: the attachment is new, so none of
-    /// them can be installed yet and looking is skipped. Callers use
-    /// [`install_forwards`], which also deletes stale UDP flows.
-    fn add_forwards(&self, f: &PodForwards, fresh: bool) -> Result<()>;
+    /// Installs a pod's forwards and identity. `fresh`: the attachment is
+    /// new, so none of it can be installed yet and looking is skipped.
+    /// Callers use [`install_pod`], which also deletes stale UDP flows.
+    fn add_pod(&self, r: &PodRules, fresh: bool) -> Result<()>;
     /// Removes them; ones already gone are not an error.
-    fn remove_forwards(&self, f: &PodForwards) -> Result<Lingering>;
-    /// Removes every forward to one of `pod_ips`, and their hairpin entries,
-    /// found in the kernel: for an attachment whose state is lost.
-    fn remove_forwards_to(&self, pod_ips: &[IpAddr]) -> Result<Lingering>;
-    fn missing_forwards(&self, f: &PodForwards) -> Result<Vec<String>>;
+    fn remove_pod(&self, r: &PodRules) -> Result<Lingering>;
+    /// Removes every forward to one of `pod_ips` (and their hairpin entries)
+    /// and the identity of the bridge ports `ports`, found in the kernel: for
+    /// an attachment whose state is lost.
+    fn remove_lost(&self, pod_ips: &[IpAddr], ports: &[String]) -> Result<Lingering>;
+    fn missing_pod(&self, r: &PodRules) -> Result<Vec<String>>;
+    /// Whether the backend checks a pod's identity (anti-spoofing).
+    fn checks_identity(&self) -> bool;
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,14 +114,14 @@ impl Backend {
     }
 }
 
-/// Installs a pod's forwards, then deletes stale UDP flows to their ports:
+/// Installs a pod's forwards and identity, then deletes stale UDP flows to their ports:
 /// conntrack keeps the decision made for a flow's first packet, so a flow
 /// that began before the mapping would bypass it.
-pub fn install_forwards(backend: Backend, f: &PodForwards, fresh: bool) -> Result<()> {
+pub fn install_pod(backend: Backend, f: &PodRules, fresh: bool) -> Result<()> {
     if f.is_empty() {
         return Ok(());
     }
-    backend.driver().add_forwards(f, fresh)?;
+    backend.driver().add_pod(f, fresh)?;
     let udp = f.udp_ports();
     if let Err(e) = crate::conntrack::flush_udp(&udp) {
         log::warn!("cannot flush UDP conntrack entries for ports {udp:?}: {e}");

@@ -1,13 +1,13 @@
 //! ADD: bridge, veth pair, addresses, routes, masquerade, saved state.
 //! A linear script; on failure everything created so far is undone.
 
-use super::{hairpin, node_socket, open_pod, requested_mac, wanted};
+use super::{hairpin, identity, node_socket, open_pod, pod_link_and_peer, requested_mac, wanted};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, CniResult, ConfError, Interface, IpConfig, NetConf, PodToPod};
 use datapath::attachment::{self, Attachment, Pod};
-use datapath::firewall::Backend;
+use datapath::firewall::{Backend, PodRules};
 use datapath::link::{self, veth};
 use datapath::netlink::RouteSocket;
 use datapath::netns::NetNs;
@@ -23,7 +23,8 @@ struct Made {
     ipam: bool,
     veth: Option<String>,
     ports_claimed: bool,
-    ports_installed: Vec<IpAddr>,
+    /// Port forwards and identity, once their installation began.
+    rules: Option<PodRules>,
 }
 
 /// The result to print: weavice's own, or the previous plugin's passed on.
@@ -52,17 +53,25 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
     network::ensure(&mut node, &net.state_dir, &net.name, &network::Wanted::chained(backend), false)?;
     port_mappings::claim(&mut node, net, args)?;
     let holder = port_mappings::holder(net, args);
+    // the previous plugin's veth, found from the pod's side; none (another
+    // kind of interface) leaves the pod unchecked
+    let (pod_link, port) = match pod_link_and_peer(&mut node, &args.netns, &args.ifname) {
+        Some((pod_link, peer)) => (Some(pod_link), peer.name),
+        None => (None, String::new()),
+    };
+    let id = pod_link.and_then(|l| identity(net, backend, &port, &l.mac, &pod_ips));
     // a repeated chained ADD finds its saved state: its rules may be in place
     let fresh = !datapath::attachment::path(&net.state_dir, &net.name, &args.container_id, &args.ifname).exists();
-    let installed = port_mappings::install(&net.port_mappings, &pod_ips, backend, fresh).and_then(|()| {
+    let rules = port_mappings::rules(&net.port_mappings, &pod_ips, id.clone())?;
+    let installed = port_mappings::install(&rules, backend, fresh).and_then(|()| {
         Ok(Attachment {
             network: net.name.clone(),
             container_id: args.container_id.clone(),
             ifname: args.ifname.clone(),
             netns: args.netns.clone(),
             bridge: String::new(),
-            host_veth: String::new(),
-            mac: String::new(),
+            host_veth: port.clone(),
+            mac: id.as_ref().map(|i| link::format_mac(&i.mac)).unwrap_or_default(),
             pod: Pod::from_args(&args.args),
             ips: result.ips.clone(),
             ranges: Vec::new(),
@@ -71,14 +80,21 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
             port_mappings: net.port_mappings.clone(),
             chained: true,
             backend,
+            anti_spoofing: id.is_some(),
         }
         .save(&net.state_dir)?)
     });
     if let Err(e) = installed {
-        let _ = port_mappings::remove(&net.state_dir, &holder, &net.port_mappings, &pod_ips, backend);
+        let _ = port_mappings::remove(&net.state_dir, &holder, &net.port_mappings, Some(&rules), backend);
         return Err(e);
     }
-    info!("ADD {}/{} chained: {} port mappings", args.container_id, args.ifname, net.port_mappings.len());
+    info!(
+        "ADD {}/{} chained: {} port mappings, anti-spoofing {}",
+        args.container_id,
+        args.ifname,
+        net.port_mappings.len(),
+        if id.is_some() { format!("on {port}") } else { "off".into() }
+    );
     let mut out = prev.clone();
     out["cniVersion"] = serde_json::json!(net.cni_version.to_string());
     Ok(out)
@@ -215,10 +231,12 @@ fn build(
     })?;
 
     let pod_ips: Vec<IpAddr> = ips.iter().map(|i| i.address.addr()).collect();
+    let id = identity(net, backend, &host_name, &peer_mac, &pod_ips);
+    let anti_spoofing = id.is_some();
     // a failure half-way (a later transaction) leaves elements to roll back
-    made.ports_installed = pod_ips.clone();
+    let rules = made.rules.insert(port_mappings::rules(&net.port_mappings, &pod_ips, id)?);
     // the veth was created exclusively: this attachment is new
-    port_mappings::install(&net.port_mappings, &pod_ips, backend, true)?;
+    port_mappings::install(rules, backend, true)?;
 
     let pod_mac = link::format_mac(&peer_mac);
     let result_routes: Vec<conf::Route> = routes.iter().map(|r| conf::Route { dst: r.dst, gw: r.gw }).collect();
@@ -238,6 +256,7 @@ fn build(
         port_mappings: net.port_mappings.clone(),
         chained: false,
         backend,
+        anti_spoofing,
     }
     .save(&net.state_dir)?;
     info!(
@@ -320,7 +339,7 @@ fn pod_routes(net: &NetConf, ipr: &CniResult) -> Result<Vec<Route>, PluginError>
 fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &mut RouteSocket, backend: Backend, made: Made) {
     if made.ports_claimed {
         let (mappings, holder) = (&net.port_mappings, port_mappings::holder(net, args));
-        if let Err(e) = port_mappings::remove(&net.state_dir, &holder, mappings, &made.ports_installed, backend) {
+        if let Err(e) = port_mappings::remove(&net.state_dir, &holder, mappings, made.rules.as_ref(), backend) {
             warn!("rollback: {e}");
         }
     }

@@ -19,9 +19,9 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     };
     let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname)?.ok_or_else(unknown)?;
     let mut missing: Vec<String> = Vec::new();
-    match port_mappings::missing(&saved.port_mappings, &saved.pod_ips(), saved.backend) {
+    match saved.rules().map_err(PluginError::from).and_then(|r| port_mappings::missing(&r, saved.backend)) {
         Ok(gone) if gone.is_empty() => {}
-        Ok(gone) => missing.push(format!("{} port mappings missing: {}", saved.backend, gone.join(", "))),
+        Ok(gone) => missing.push(format!("{} elements missing: {}", saved.backend, gone.join(", "))),
         Err(e) => missing.push(e.to_string()),
     }
     if saved.chained {

@@ -2,7 +2,7 @@
 //! prevResult, twice, and after a half-failed ADD; every step runs and all
 //! failures are reported together.
 
-use super::{node_socket, open_pod, Done};
+use super::{node_socket, pod_link_and_peer, Done};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::port_mappings;
@@ -46,7 +46,10 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         })
     };
     let unmapped = match &saved {
-        Some(a) => port_mappings::remove(&net.state_dir, &a.holder(), &a.port_mappings, &a.pod_ips(), a.backend),
+        Some(a) => a
+            .rules()
+            .map_err(PluginError::from)
+            .and_then(|r| port_mappings::remove(&net.state_dir, &a.holder(), &a.port_mappings, Some(&r), a.backend)),
         None => unmap_without_state(net, args, ipam.as_ref().ok().and_then(Option::as_ref)),
     };
     let lingering = unmapped.unwrap_or_else(|e| {
@@ -83,8 +86,9 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
 
 /// Without readable state (lost to a kill, a full disk or corruption), what
 /// the node holds for this attachment is found another way: its port
-/// forwards by the addresses IPAM's index gives it, in every firewall
-/// backend installed, and its claims by their holder (a walk of the claims).
+/// forwards by the addresses IPAM's index gives it and its identity by its
+/// veth's name, in every firewall backend installed, and its claims by their
+/// holder (a walk of the claims).
 /// With no index (a repeated DEL), the firewall is not searched.
 fn unmap_without_state(net: &NetConf, args: &CmdArgs, ipam: Option<&Ipam>) -> Result<Lingering, PluginError> {
     let holder = port_mappings::holder(net, args);
@@ -99,8 +103,9 @@ fn unmap_without_state(net: &NetConf, args: &CmdArgs, ipam: Option<&Ipam>) -> Re
     if pod_ips.is_empty() {
         return Ok(lingering);
     }
+    let port = veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed);
     for backend in Backend::installed() {
-        lingering.extend(backend.driver().remove_forwards_to(&pod_ips)?);
+        lingering.extend(backend.driver().remove_lost(&pod_ips, std::slice::from_ref(&port))?);
     }
     Ok(lingering)
 }
@@ -147,17 +152,5 @@ fn find_host_veth(
             return Ok(Some(l));
         }
     }
-    if args.netns.is_empty() {
-        return Ok(None);
-    }
-    Ok(peer_of_pod_interface(node, &args.netns, &args.ifname))
-}
-
-/// The node-side peer of the pod's interface, if that is a veth into this
-/// namespace (each end names the other's index).
-fn peer_of_pod_interface(node: &mut RouteSocket, netns: &str, ifname: &str) -> Option<Link> {
-    let (_pod, mut pod_nl) = open_pod(netns).ok()?;
-    let pod_if = pod_nl.link().get(ifname).ok()??;
-    let host = node.link().get_index(pod_if.peer_index?).ok()??;
-    (host.kind.as_deref() == Some("veth") && host.peer_index == Some(pod_if.index)).then_some(host)
+    Ok(pod_link_and_peer(node, &args.netns, &args.ifname).map(|(_, peer)| peer))
 }

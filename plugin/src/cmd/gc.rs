@@ -54,11 +54,12 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         collected.push((a.container_id.clone(), a.ifname.clone()));
         info!("GC releases {}/{} ({})", a.container_id, a.ifname, a.host_veth);
         let mut removed = || -> Result<(), PluginError> {
+            let rules = a.rules()?;
             lingering.extend(port_mappings::remove(
                 &net.state_dir,
                 &a.holder(),
                 &a.port_mappings,
-                &a.pod_ips(),
+                Some(&rules),
                 a.backend,
             )?);
             // a chained attachment has no veth of weavice's
@@ -109,7 +110,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
 
 /// Reservations GC freed for attachments that left no state (a kill before
 /// ADD wrote it, a lost file): their host veths, named after the attachment,
-/// and the forwards to their addresses go too.
+/// the forwards to their addresses and the identities of those veths go too.
 fn lost_state(
     node: &mut RouteSocket,
     net: &NetConf,
@@ -117,17 +118,19 @@ fn lost_state(
     lingering: &mut Lingering,
     errors: &mut Vec<PluginError>,
 ) {
+    let mut ports = Vec::new();
     for r in freed {
         for routed in [true, false] {
             let name = veth::host_name(&net.name, &r.container_id, &r.ifname, routed);
             if let Err(e) = node.link().delete_named(&name) {
                 errors.push(e.into());
             }
+            ports.push(name);
         }
     }
     let ips: Vec<_> = freed.iter().map(|r| r.ip).collect();
     for backend in Backend::installed() {
-        match backend.driver().remove_forwards_to(&ips) {
+        match backend.driver().remove_lost(&ips, &ports) {
             Ok(l) => lingering.extend(l),
             Err(e) => errors.push(e.into()),
         }

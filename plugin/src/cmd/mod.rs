@@ -8,7 +8,7 @@ pub mod status;
 
 use crate::error::PluginError;
 use conf::{CmdArgs, CniVersion, ConfError, NetConf, PodToPod};
-use datapath::firewall::{Backend, NetworkRules};
+use datapath::firewall::{Backend, NetworkRules, PodIdentity};
 use datapath::lingering::Lingering;
 use datapath::link::{self, Link};
 use datapath::netlink::RouteSocket;
@@ -56,6 +56,32 @@ pub fn open_pod(path: &str) -> Result<(NetNs, RouteSocket), PluginError> {
     home.enter()?;
     let socket = opened.map_err(DatapathError::netlink(format!("open netlink socket in {path}")))?;
     Ok((pod, socket))
+}
+
+/// The pod's interface and its node-side peer, if that is a veth into this
+/// namespace (each end names the other's index). None when the namespace or
+/// the interface is gone, or is not such a veth.
+pub fn pod_link_and_peer(node: &mut RouteSocket, netns: &str, ifname: &str) -> Option<(Link, Link)> {
+    if netns.is_empty() {
+        return None;
+    }
+    let (_pod, mut pod_nl) = open_pod(netns).ok()?;
+    let pod_link = pod_nl.link().get(ifname).ok()??;
+    let host = node.link().get_index(pod_link.peer_index?).ok()??;
+    (host.kind.as_deref() == Some("veth") && host.peer_index == Some(pod_link.index)).then_some((pod_link, host))
+}
+
+/// What the pod may send as, when the network holds pods to it and the
+/// firewall backend can (the iptables backend cannot yet: logged).
+pub fn identity(net: &NetConf, backend: Backend, port: &str, mac: &[u8], ips: &[IpAddr]) -> Option<PodIdentity> {
+    if !net.anti_spoofing {
+        return None;
+    }
+    if !backend.driver().checks_identity() {
+        log::warn!("network {}: antiSpoofing needs firewallBackend nftables; {port} is not checked", net.name);
+        return None;
+    }
+    Some(PodIdentity { port: port.to_string(), mac: mac.try_into().ok()?, ips: ips.to_vec() })
 }
 
 pub fn require_version(

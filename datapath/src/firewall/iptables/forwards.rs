@@ -4,7 +4,7 @@
 
 use super::rules::XtRule;
 use super::skeleton::{HOSTPORTS, MASQ};
-use crate::firewall::{PodForwards, PortForward};
+use crate::firewall::{PodRules, PortForward};
 use ipnet::IpNet;
 use std::net::IpAddr;
 
@@ -40,7 +40,7 @@ pub fn concerns(rule: &XtRule, ip: IpAddr) -> bool {
 }
 
 /// The rules of each family: (v4, rules) for IPv4, then IPv6.
-pub fn rules_by_family(f: &PodForwards) -> [(bool, Vec<XtRule>); 2] {
+pub fn rules_by_family(f: &PodRules) -> [(bool, Vec<XtRule>); 2] {
     let all: Vec<(bool, XtRule)> = f
         .forwards
         .iter()
@@ -53,7 +53,7 @@ pub fn rules_by_family(f: &PodForwards) -> [(bool, Vec<XtRule>); 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::forwards::tests::sample;
+    use crate::firewall::pod::tests::sample;
 
     #[test]
     fn forward_rules_look_as_iptables_save_prints_them() {

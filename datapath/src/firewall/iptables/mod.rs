@@ -10,7 +10,7 @@ mod rules;
 mod skeleton;
 mod tools;
 
-use super::{Firewall, NetworkRules, PodForwards};
+use super::{Firewall, NetworkRules, PodRules};
 use crate::lingering::Lingering;
 use crate::Result;
 use rules::{Saved, XtRule};
@@ -95,7 +95,7 @@ impl Firewall for Iptables {
         Ok(missing)
     }
 
-    fn add_forwards(&self, f: &PodForwards, fresh: bool) -> Result<()> {
+    fn add_pod(&self, f: &PodRules, fresh: bool) -> Result<()> {
         for (v4, rules) in forwards::rules_by_family(f) {
             if rules.is_empty() {
                 continue;
@@ -113,7 +113,7 @@ impl Firewall for Iptables {
         Ok(())
     }
 
-    fn remove_forwards(&self, f: &PodForwards) -> Result<Lingering> {
+    fn remove_pod(&self, f: &PodRules) -> Result<Lingering> {
         let mut lingering = Lingering::default();
         for (v4, rules) in forwards::rules_by_family(f) {
             if rules.is_empty() {
@@ -132,7 +132,7 @@ impl Firewall for Iptables {
         Ok(lingering)
     }
 
-    fn remove_forwards_to(&self, pod_ips: &[std::net::IpAddr]) -> Result<Lingering> {
+    fn remove_lost(&self, pod_ips: &[std::net::IpAddr], _ports: &[String]) -> Result<Lingering> {
         let mut lingering = Lingering::default();
         for v4 in [true, false] {
             let ips: Vec<_> = pod_ips.iter().filter(|ip| ip.is_ipv4() == v4).collect();
@@ -152,7 +152,7 @@ impl Firewall for Iptables {
         Ok(lingering)
     }
 
-    fn missing_forwards(&self, f: &PodForwards) -> Result<Vec<String>> {
+    fn missing_pod(&self, f: &PodRules) -> Result<Vec<String>> {
         let mut missing = Vec::new();
         for (v4, rules) in forwards::rules_by_family(f) {
             if rules.is_empty() {
@@ -162,5 +162,10 @@ impl Firewall for Iptables {
             missing.extend(absent(&saved, &rules).into_iter().map(|r| format!("rule '{}'", r.append())));
         }
         Ok(missing)
+    }
+
+    /// Not yet: anti-spoofing is set membership, which this backend has not.
+    fn checks_identity(&self) -> bool {
+        false
     }
 }

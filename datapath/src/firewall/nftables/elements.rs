@@ -1,11 +1,11 @@
 //! Set and map elements through nf_tables netlink: one batch, one
 //! transaction (per 1024 elements), no process. This is the per-pod path
-//! (port forwards); the
-//! per-network skeleton goes through `nft` once (tool.rs). Messages are
+//! (port forwards, identities); the per-network skeleton goes through `nft`
+//! once (tool.rs). Messages are
 //! built with rust-netlink's netlink-packet-netfilter.
 
-use super::hostports::{Element, SETS};
-use super::INET;
+use super::element::Element;
+use super::{antispoof, hostports, Table, BRIDGE, INET};
 use crate::lingering::Lingering;
 use crate::netlink::{BatchError, NetfilterSocket, NlError, Request};
 use crate::{DatapathError, Result};
@@ -31,17 +31,18 @@ fn element_message(e: &Element, add: bool) -> NetfilterMessage {
     }
     let body = SetElementMessage {
         attributes: vec![
-            SetElementList::Table(INET.name.to_string()),
+            SetElementList::Table(e.table.name.to_string()),
             SetElementList::Set(e.set.clone()),
             SetElementList::Elements(vec![ListAttribute::Element(elem)]),
         ],
     };
-    inet(if add { NfTablesMessage::NewSetElement(body) } else { NfTablesMessage::DeleteSetElement(body) })
+    about(e.table, if add { NfTablesMessage::NewSetElement(body) } else { NfTablesMessage::DeleteSetElement(body) })
 }
 
-/// A message about table `inet weavice`.
-fn inet(m: NfTablesMessage) -> NetfilterMessage {
-    NetfilterMessage::new(NetfilterHeader::new(NetfilterProtoFamily::Inet, 0, 0), m)
+/// A message about one of weavice's tables.
+fn about(table: Table, m: NfTablesMessage) -> NetfilterMessage {
+    let family = if table == BRIDGE { NetfilterProtoFamily::Bridge } else { NetfilterProtoFamily::Inet };
+    NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), m)
 }
 
 /// Elements per transaction: a batch must fit the socket's send buffer
@@ -78,7 +79,7 @@ fn transaction<'e>(
 /// A failed transaction, naming the element the kernel refused.
 fn failed(verb: &str, refused: Option<&Element>, e: NlError) -> DatapathError {
     let what = refused.map_or(String::new(), |el| format!(" ({} in {})", el.describe_key(), el.set));
-    DatapathError::Firewall(format!("{verb} port mapping elements{what}: {e}"))
+    DatapathError::Firewall(format!("{verb} pod elements{what}: {e}"))
 }
 
 fn open() -> Result<NetfilterSocket> {
@@ -101,13 +102,13 @@ pub fn add(elements: &[Element]) -> Result<()> {
 /// An element as the kernel stores it: its key and, in a map, its data.
 type Stored = (Vec<u8>, Option<Vec<u8>>);
 
-/// What a set or map of `inet weavice` holds now.
-fn listed(nl: &mut NetfilterSocket, set: &str) -> Result<Vec<Stored>, NlError> {
+/// What a set or map of one of weavice's tables holds now.
+fn listed(nl: &mut NetfilterSocket, table: Table, set: &str) -> Result<Vec<Stored>, NlError> {
     let which = SetElementMessage {
-        attributes: vec![SetElementList::Table(INET.name.to_string()), SetElementList::Set(set.to_string())],
+        attributes: vec![SetElementList::Table(table.name.to_string()), SetElementList::Set(set.to_string())],
     };
     let mut out = Vec::new();
-    nl.dump_each(inet(NfTablesMessage::GetSetElement(which)), &mut |m| {
+    nl.dump_each(about(table, NfTablesMessage::GetSetElement(which)), &mut |m| {
         let NetfilterMessageInner::NfTables(NfTablesMessage::NewSetElement(m)) = m.inner else { return };
         for list in m.attributes {
             let SetElementList::Elements(elements) = list else { continue };
@@ -129,25 +130,32 @@ fn listed(nl: &mut NetfilterSocket, set: &str) -> Result<Vec<Stored>, NlError> {
     Ok(out)
 }
 
-/// Deletes every forward to one of `pod_ips` and their hairpin entries,
-/// found by listing the sets (for an attachment whose state is lost).
-pub fn remove_to(pod_ips: &[IpAddr]) -> Result<Lingering> {
+/// Deletes every forward to one of `pod_ips` and their hairpin entries, and
+/// the identities of `ports`, found by listing the sets (for an attachment
+/// whose state is lost).
+pub fn remove_lost(pod_ips: &[IpAddr], ports: &[String]) -> Result<Lingering> {
     let mut nl = open()?;
     let mut found = Vec::new();
-    for set in SETS {
-        let held = match listed(&mut nl, set) {
+    let sets = hostports::SETS.iter().map(|s| (INET, *s)).chain(antispoof::SETS.iter().map(|s| (BRIDGE, *s)));
+    for (table, set) in sets {
+        let held = match listed(&mut nl, table, set) {
             Ok(held) => held,
             // no table or set of weavice's on this node: nothing to remove there
             Err(e) if e.errno() == Some(libc::ENOENT) => continue,
             Err(e) => return Err(DatapathError::netlink(format!("list the elements of {set}"))(e)),
         };
-        found.extend(
-            held.iter()
-                .filter_map(|(key, data)| Element::decode(set, key, data.as_deref()))
-                .filter(|e| pod_ips.iter().any(|ip| e.concerns(ip))),
-        );
+        let ours = |e: &Element| pod_ips.iter().any(|ip| e.concerns(ip)) || ports.iter().any(|p| e.is_of_port(p));
+        found.extend(held.iter().filter_map(|(key, data)| decode(table, set, key, data.as_deref())).filter(ours));
     }
     remove(&found)
+}
+
+fn decode(table: Table, set: &str, key: &[u8], data: Option<&[u8]>) -> Option<Element> {
+    if table == BRIDGE {
+        antispoof::decode_element(set, key)
+    } else {
+        hostports::decode_element(set, key, data)
+    }
 }
 
 /// Deletes the elements; ones already gone are not an error. The socket,
@@ -167,13 +175,18 @@ pub fn remove(elements: &[Element]) -> Result<Lingering> {
         // one may hold a flood of errors, or have overflowed).
         lingering.extend(Lingering::socket(std::mem::replace(&mut nl, open()?).into_inner()));
         let mut present = Vec::new();
-        let mut sets: Vec<&str> = chunk.iter().map(|e| e.set.as_str()).collect();
+        let mut sets: Vec<(Table, &str)> = chunk.iter().map(|e| (e.table, e.set.as_str())).collect();
         sets.dedup();
-        for set in sets {
-            let held = listed(&mut nl, set).map_err(DatapathError::netlink(format!("list the elements of {set}")))?;
-            present.extend(
-                chunk.iter().filter(|e| e.set == set && held.contains(&(e.key_bytes(), e.data_bytes()))).cloned(),
-            );
+        for (table, set) in sets {
+            let held = match listed(&mut nl, table, set) {
+                Ok(held) => held,
+                // the set is gone (a flushed ruleset): none of it is there
+                Err(e) if e.errno() == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(DatapathError::netlink(format!("list the elements of {set}"))(e)),
+            };
+            let here =
+                |e: &&Element| e.table == table && e.set == set && held.contains(&(e.key_bytes(), e.data_bytes()));
+            present.extend(chunk.iter().filter(here).cloned());
         }
         if !present.is_empty() {
             transaction(&mut nl, &present, false).map_err(|(refused, e)| failed("delete", refused, e))?;
@@ -186,8 +199,8 @@ pub fn remove(elements: &[Element]) -> Result<Lingering> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::forwards::tests::sample;
     use crate::firewall::nftables::hostports::elements;
+    use crate::firewall::pod::tests::sample;
     use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
 
     /// What weavice's own encoder (before netlink-packet-netfilter) sent for

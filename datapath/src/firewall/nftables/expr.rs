@@ -8,6 +8,11 @@ pub fn payload(protocol: &str, field: &str) -> Value {
     json!({"payload": {"protocol": protocol, "field": field}})
 }
 
+/// `@base,offset,len`: raw bits of a header (offset and length in bits).
+pub fn raw_payload(base: &str, offset: u32, len: u32) -> Value {
+    json!({"payload": {"base": base, "offset": offset, "len": len}})
+}
+
 pub fn meta(key: &str) -> Value {
     json!({"meta": {"key": key}})
 }
@@ -65,6 +70,11 @@ pub fn mark_or(bits: u32) -> Value {
 /// `dnat <family> to <key> map @<map>`
 pub fn dnat_map(family: &str, key: Vec<Value>, map: &str) -> Value {
     json!({"dnat": {"family": family, "addr": {"map": {"key": concat(key), "data": set(map)}}}})
+}
+
+/// An anonymous counter, as `nft -s` (stateless) lists it.
+pub fn counter() -> Value {
+    json!({"counter": null})
 }
 
 pub fn jump(chain: &str) -> Value {

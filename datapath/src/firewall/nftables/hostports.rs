@@ -12,12 +12,13 @@
 //! 127.0.0.1 works through route_localnet on the bridge and a masquerade of
 //! DNATed loopback traffic; `[::1]` cannot be mapped (IPv6 has no route_localnet).
 
+use super::element::{Element, Field};
 use super::expr::{concat, ct_dnat, dnat_map, eq, fib_daddr_type, jump, meta, payload, prefix, set, verdict};
 use super::masquerade::CHAIN as MASQ_CHAIN;
 use super::{family, Rule, Skeleton, INET};
-use crate::firewall::PodForwards;
+use crate::firewall::PodRules;
 use conf::Protocol;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::net::IpAddr;
 
 pub const CHAIN: &str = "WEAVICE-HOSTPORTS";
@@ -76,72 +77,6 @@ pub fn skeleton() -> Skeleton {
     Skeleton { objects, rules, elements: Vec::new() }
 }
 
-/// One field of a concatenated key or value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Field {
-    Addr(IpAddr),
-    Proto(Protocol),
-    Port(u16),
-}
-
-impl Field {
-    fn text(&self) -> String {
-        match self {
-            Field::Addr(ip) => ip.to_string(),
-            Field::Proto(p) => p.to_string(),
-            Field::Port(p) => p.to_string(),
-        }
-    }
-
-    /// As `nft -j` lists it.
-    fn json(&self) -> Value {
-        match self {
-            Field::Port(p) => json!(p),
-            other => json!(other.text()),
-        }
-    }
-
-    /// As nftables lays a field out in a concatenation: network byte order,
-    /// padded to a 4-byte register.
-    fn bytes(&self) -> Vec<u8> {
-        let mut b = match self {
-            Field::Addr(IpAddr::V4(a)) => a.octets().to_vec(),
-            Field::Addr(IpAddr::V6(a)) => a.octets().to_vec(),
-            Field::Proto(p) => vec![match p {
-                Protocol::Tcp => 6,
-                Protocol::Udp => 17,
-                Protocol::Sctp => 132,
-            }],
-            Field::Port(p) => p.to_be_bytes().to_vec(),
-        };
-        b.resize(b.len().div_ceil(4) * 4, 0);
-        b
-    }
-}
-
-/// An element of one of the port-forward sets or maps.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Element {
-    pub set: String,
-    pub key: Vec<Field>,
-    pub data: Option<Vec<Field>>,
-}
-
-fn join(fields: &[Field]) -> String {
-    fields.iter().map(Field::text).collect::<Vec<_>>().join(" . ")
-}
-
-fn bytes(fields: &[Field]) -> Vec<u8> {
-    fields.iter().flat_map(Field::bytes).collect()
-}
-
-fn json_of(fields: &[Field]) -> Value {
-    match fields {
-        [one] => one.json(),
-        many => concat(many.iter().map(Field::json).collect()),
-    }
-}
-
 /// Every set and map that holds pods' forwards.
 pub const SETS: [&str; 6] = ["hostport_v4", "hostport_v6", "hostip_v4", "hostip_v6", "hairpin_v4", "hairpin_v6"];
 
@@ -169,53 +104,25 @@ fn decode(kinds: &[&str], mut bytes: &[u8]) -> Option<Vec<Field>> {
     bytes.is_empty().then_some(out)
 }
 
-impl Element {
-    /// An element as the kernel lists it, in one of [`SETS`].
-    pub fn decode(set: &str, key: &[u8], data: Option<&[u8]>) -> Option<Element> {
-        let fam = if set.ends_with("v4") { "v4" } else { "v6" };
-        let (key_kinds, data_kinds): (Vec<&str>, Option<Vec<&str>>) = match set.split('_').next()? {
-            "hostport" => (vec!["proto", "port"], Some(vec![fam, "port"])),
-            "hostip" => (vec![fam, "proto", "port"], Some(vec![fam, "port"])),
-            "hairpin" => (vec![fam, fam], None),
-            _ => return None,
-        };
-        let data = match (data_kinds, data) {
-            (Some(kinds), Some(bytes)) => Some(decode(&kinds, bytes)?),
-            (None, None) => None,
-            _ => return None,
-        };
-        Some(Element { set: set.to_string(), key: decode(&key_kinds, key)?, data })
-    }
-
-    /// Whether it forwards to `ip`, or masquerades `ip`'s hairpin traffic.
-    pub fn concerns(&self, ip: &IpAddr) -> bool {
-        let first = self.data.as_deref().unwrap_or(&self.key).first();
-        first == Some(&Field::Addr(*ip))
-    }
-
-    pub fn key_bytes(&self) -> Vec<u8> {
-        bytes(&self.key)
-    }
-
-    pub fn data_bytes(&self) -> Option<Vec<u8>> {
-        self.data.as_deref().map(bytes)
-    }
-
-    /// As `nft -j` lists it: `[key, data]` in a map, the key in a set.
-    pub fn json(&self) -> Value {
-        match &self.data {
-            Some(d) => json!([json_of(&self.key), json_of(d)]),
-            None => json_of(&self.key),
-        }
-    }
-
-    pub fn describe_key(&self) -> String {
-        join(&self.key)
-    }
+/// An element of one of [`SETS`], from the key and data the kernel lists.
+pub fn decode_element(set: &str, key: &[u8], data: Option<&[u8]>) -> Option<Element> {
+    let fam = if set.ends_with("v4") { "v4" } else { "v6" };
+    let (key_kinds, data_kinds): (Vec<&str>, Option<Vec<&str>>) = match set.split('_').next()? {
+        "hostport" => (vec!["proto", "port"], Some(vec![fam, "port"])),
+        "hostip" => (vec![fam, "proto", "port"], Some(vec![fam, "port"])),
+        "hairpin" => (vec![fam, fam], None),
+        _ => return None,
+    };
+    let data = match (data_kinds, data) {
+        (Some(kinds), Some(bytes)) => Some(decode(&kinds, bytes)?),
+        (None, None) => None,
+        _ => return None,
+    };
+    Some(Element { table: INET, set: set.to_string(), key: decode(&key_kinds, key)?, data })
 }
 
 /// Every element a pod's forwards need.
-pub fn elements(f: &PodForwards) -> Vec<Element> {
+pub fn elements(f: &PodRules) -> Vec<Element> {
     let mut out: Vec<Element> = f
         .forwards
         .iter()
@@ -225,10 +132,11 @@ pub fn elements(f: &PodForwards) -> Vec<Element> {
                 None => (format!("hostport_{}", family(&fw.pod_ip)), vec![]),
             };
             key.extend([Field::Proto(fw.protocol), Field::Port(fw.host_port)]);
-            Element { set, key, data: Some(vec![Field::Addr(fw.pod_ip), Field::Port(fw.pod_port)]) }
+            Element { table: INET, set, key, data: Some(vec![Field::Addr(fw.pod_ip), Field::Port(fw.pod_port)]) }
         })
         .collect();
     out.extend(f.hairpin.iter().map(|ip| Element {
+        table: INET,
         set: format!("hairpin_{}", family(ip)),
         key: vec![Field::Addr(*ip), Field::Addr(*ip)],
         data: None,
@@ -239,7 +147,7 @@ pub fn elements(f: &PodForwards) -> Vec<Element> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::forwards::tests::sample;
+    use crate::firewall::pod::tests::sample;
 
     #[test]
     fn elements_per_family_and_host_ip() {
@@ -257,7 +165,7 @@ mod tests {
         );
         assert_eq!(e[0].describe_key(), "tcp . 8080");
         for el in &e {
-            let back = Element::decode(&el.set, &el.key_bytes(), el.data_bytes().as_deref());
+            let back = decode_element(&el.set, &el.key_bytes(), el.data_bytes().as_deref());
             assert_eq!(back.as_ref(), Some(el), "decoded as listed");
         }
         assert!(e[0].concerns(&"10.0.0.5".parse().unwrap()) && !e[0].concerns(&"10.0.0.6".parse().unwrap()));

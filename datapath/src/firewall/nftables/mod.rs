@@ -10,6 +10,8 @@
 //! forwards are map elements written over netlink (elements.rs): no process
 //! on the ADD path.
 
+pub mod antispoof;
+mod element;
 mod elements;
 mod expr;
 pub mod hostports;
@@ -19,7 +21,7 @@ pub mod masquerade;
 pub mod redirect;
 mod tool;
 
-use super::{Firewall, NetworkRules, PodForwards};
+use super::{Firewall, NetworkRules, PodRules};
 use crate::lingering::Lingering;
 use crate::Result;
 use serde_json::{json, Value};
@@ -96,6 +98,7 @@ pub fn skeleton(net: &NetworkRules) -> Skeleton {
     if net.routed {
         s.extend(isolation::skeleton());
     }
+    s.extend(antispoof::skeleton());
     s
 }
 
@@ -164,42 +167,52 @@ impl Firewall for Nftables {
     }
 
     fn missing_network(&self, net: &NetworkRules) -> Result<Vec<String>> {
-        let inet = tool::list(INET)?;
-        let bridge = if net.routed { tool::list(BRIDGE)? } else { listing::Listing::default() };
-        Ok(missing(&skeleton(net), &inet, &bridge))
+        Ok(missing(&skeleton(net), &tool::list(INET)?, &tool::list(BRIDGE)?))
     }
 
-    fn add_forwards(&self, f: &PodForwards, _fresh: bool) -> Result<()> {
+    fn add_pod(&self, r: &PodRules, _fresh: bool) -> Result<()> {
         // no NLM_F_EXCL: an identical element already there (a repeated ADD,
         // a repair) is fine, so nothing needs looking up first
-        elements::add(&hostports::elements(f))
+        elements::add(&pod_elements(r))
     }
 
-    fn remove_forwards(&self, f: &PodForwards) -> Result<Lingering> {
-        elements::remove(&hostports::elements(f))
+    fn remove_pod(&self, r: &PodRules) -> Result<Lingering> {
+        elements::remove(&pod_elements(r))
     }
 
-    fn remove_forwards_to(&self, pod_ips: &[std::net::IpAddr]) -> Result<Lingering> {
-        elements::remove_to(pod_ips)
+    fn remove_lost(&self, pod_ips: &[std::net::IpAddr], ports: &[String]) -> Result<Lingering> {
+        elements::remove_lost(pod_ips, ports)
     }
 
-    fn missing_forwards(&self, f: &PodForwards) -> Result<Vec<String>> {
-        let inet = tool::list(INET)?;
-        Ok(hostports::elements(f)
+    fn missing_pod(&self, r: &PodRules) -> Result<Vec<String>> {
+        let (inet, bridge) = (tool::list(INET)?, tool::list(BRIDGE)?);
+        Ok(pod_elements(r)
             .iter()
-            .filter(|e| !inet.has_element(&e.set, &e.json()))
+            .filter(|e| !(if e.table == BRIDGE { &bridge } else { &inet }).has_element(&e.set, &e.json()))
             .map(|e| format!("{} in {}", e.describe_key(), e.set))
             .collect())
     }
+
+    fn checks_identity(&self) -> bool {
+        true
+    }
+}
+
+/// A pod's elements: its forwards, then its identity.
+fn pod_elements(r: &PodRules) -> Vec<element::Element> {
+    let mut out = hostports::elements(r);
+    out.extend(r.identity.iter().flat_map(antispoof::elements));
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::forwards::tests::sample;
+    use crate::firewall::pod::tests::sample;
 
-    /// `nft -j list ruleset` (nft 1.0.6) after one dual-stack pod with two
-    /// port mappings on network 10.22.0.0/24 + fd22::/64, ipMasq, routed.
+    /// `nft -s -j list ruleset` (nft 1.0.6) after one dual-stack pod with two
+    /// port mappings on network 10.22.0.0/24 + fd22::/64, ipMasq, routed,
+    /// anti-spoofing on (its veth wvfc8a77fab9d7, MAC 02:37:0e:10:8f:8f).
     const LISTING: &str = include_str!("testdata/listing.json");
 
     fn net() -> NetworkRules {
@@ -218,7 +231,13 @@ mod tests {
         assert_eq!(missing(&skeleton(&net()), &inet, &bridge), Vec::<String>::new());
         let empty = listing::Listing::default();
         let all = missing(&skeleton(&net()), &empty, &empty).join(", ");
-        for name in ["masquerade rule", "drop rule for routed ports", "DNAT mark rule", "10.22.0.0/24 in set masq_v4"] {
+        for name in [
+            "masquerade rule",
+            "drop rule for routed ports",
+            "DNAT mark rule",
+            "10.22.0.0/24 in set masq_v4",
+            "neighbour advertisement target check",
+        ] {
             assert!(all.contains(name), "{all}");
         }
     }
@@ -238,6 +257,15 @@ mod tests {
         for e in hostports::elements(&f) {
             assert!(inet.has_element(&e.set, &e.json()), "{e:?}");
         }
+        let bridge = listing::Listing::parse(LISTING, BRIDGE).unwrap();
+        let id = crate::firewall::PodIdentity {
+            port: "wvfc8a77fab9d7".into(),
+            mac: [0x02, 0x37, 0x0e, 0x10, 0x8f, 0x8f],
+            ips: f.hairpin.clone(),
+        };
+        for e in antispoof::elements(&id) {
+            assert!(bridge.has_element(&e.set, &e.json()), "{e:?}");
+        }
     }
 
     #[test]
@@ -246,8 +274,9 @@ mod tests {
         let cmds = b["nftables"].as_array().unwrap();
         let flushes = cmds.iter().take_while(|c| c.get("flush").is_some()).count();
         assert_eq!(
-            flushes, 8,
-            "postrouting, WEAVICE-MASQ, prerouting, nat_output, WEAVICE-HOSTPORTS, output, dnat_mark, forward"
+            flushes, 10,
+            "postrouting, WEAVICE-MASQ, prerouting, nat_output, WEAVICE-HOSTPORTS, output, dnat_mark, forward, \
+             bridge prerouting, antispoof"
         );
         assert!(cmds[flushes..].iter().all(|c| c.get("add").is_some()));
     }

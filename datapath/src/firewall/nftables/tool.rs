@@ -49,10 +49,10 @@ pub fn apply_json(commands: &serde_json::Value) -> Result<()> {
     run(&["-j", "-f", "-"], commands.to_string().as_bytes())
 }
 
-/// The table as data; empty when it does not exist.
+/// The table as data, counters left out (`-s`); empty when it does not exist.
 pub fn list(table: Table) -> Result<Listing> {
     let out = Command::new(nft()?)
-        .args(["-j", "list", "table", table.family, table.name])
+        .args(["-s", "-j", "list", "table", table.family, table.name])
         .stdin(Stdio::null())
         .output()
         .map_err(DatapathError::io("run nft"))?;

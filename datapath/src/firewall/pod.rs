@@ -1,6 +1,7 @@
-//! A pod's port mappings as the firewall backends take them: one forward
+//! A pod as the firewall backends take it: its port mappings, one forward
 //! per (mapping, pod address of the mapping's family), plus the pod
-//! addresses whose traffic to their own host port is masqueraded (hairpin).
+//! addresses whose traffic to their own host port is masqueraded (hairpin);
+//! and its identity on the bridge, which anti-spoofing holds it to.
 
 use crate::{DatapathError, Result};
 use conf::{PortMapping, Protocol};
@@ -16,14 +17,25 @@ pub struct PortForward {
     pub pod_port: u16,
 }
 
+/// What a pod may send as: from its bridge port, its MAC and addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// The host side of its veth.
+    pub port: String,
+    pub mac: [u8; 6],
+    pub ips: Vec<IpAddr>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodForwards {
+pub struct PodRules {
     pub forwards: Vec<PortForward>,
     /// Masqueraded when they reach their own host port, so the reply comes back through the node.
     pub hairpin: Vec<IpAddr>,
+    /// None: the pod is not held to an identity (`antiSpoofing: false`).
+    pub identity: Option<PodIdentity>,
 }
 
-impl PodForwards {
+impl PodRules {
     /// Fails when a mapping's hostIP is of a family the pod has no address in.
     pub fn new(mappings: &[PortMapping], pod_ips: &[IpAddr]) -> Result<Self> {
         let mut forwards = Vec::new();
@@ -44,11 +56,15 @@ impl PodForwards {
             }));
         }
         let hairpin = if mappings.is_empty() { Vec::new() } else { pod_ips.to_vec() };
-        Ok(PodForwards { forwards, hairpin })
+        Ok(PodRules { forwards, hairpin, identity: None })
+    }
+
+    pub fn with_identity(self, identity: Option<PodIdentity>) -> Self {
+        PodRules { identity, ..self }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.forwards.is_empty() && self.hairpin.is_empty()
+        self.forwards.is_empty() && self.hairpin.is_empty() && self.identity.is_none()
     }
 
     /// The host ports of UDP forwards, whose stale flows ADD flushes.
@@ -66,7 +82,7 @@ pub(crate) mod tests {
     use super::*;
 
     /// 8080/tcp to port 80 on any address, 53/udp on 192.0.2.1 to 5353, for a dual-stack pod.
-    pub fn sample() -> PodForwards {
+    pub fn sample() -> PodRules {
         let ips: Vec<IpAddr> = vec!["10.0.0.5".parse().unwrap(), "fd00::5".parse().unwrap()];
         let any = PortMapping { host_port: 8080, container_port: 80, protocol: Protocol::Tcp, host_ip: None };
         let v4 = PortMapping {
@@ -75,7 +91,7 @@ pub(crate) mod tests {
             protocol: Protocol::Udp,
             host_ip: Some("192.0.2.1".parse().unwrap()),
         };
-        PodForwards::new(&[any, v4], &ips).unwrap()
+        PodRules::new(&[any, v4], &ips).unwrap()
     }
 
     #[test]
@@ -90,8 +106,8 @@ pub(crate) mod tests {
             protocol: Protocol::Tcp,
             host_ip: Some("2001:db8::1".parse().unwrap()),
         };
-        let e = PodForwards::new(&[v6_only], &["10.0.0.5".parse().unwrap()]).unwrap_err().to_string();
+        let e = PodRules::new(&[v6_only], &["10.0.0.5".parse().unwrap()]).unwrap_err().to_string();
         assert!(e.contains("no address of the host IP's family"), "{e}");
-        assert!(PodForwards::new(&[], &["10.0.0.5".parse().unwrap()]).unwrap().is_empty());
+        assert!(PodRules::new(&[], &["10.0.0.5".parse().unwrap()]).unwrap().is_empty());
     }
 }
