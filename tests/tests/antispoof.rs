@@ -1,0 +1,312 @@
+//! Anti-spoofing (issue 15): a pod speaks only as itself. Pods are added with
+//! cnitool; each check runs with `antiSpoofing` on (the default), where the
+//! spoof must fail, and off, where the same spoof must work (so the test
+//! could fail: the forged packets are good ones).
+
+use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+use weavice_tests::*;
+
+const NET: &str = "spoofnet";
+
+/// A node with a network and pods added through cnitool.
+struct Cluster {
+    node: Node,
+    pods: Vec<Netns>,
+    results: Vec<Value>,
+}
+
+impl Cluster {
+    fn new(tag: &str, extra: Value, pods: usize) -> Cluster {
+        Cluster::with_ranges(tag, extra, pods, None)
+    }
+
+    /// `ranges`: IPAM's range sets instead of the fixture's.
+    fn with_ranges(tag: &str, extra: Value, pods: usize, ranges: Option<Value>) -> Cluster {
+        let node = Node::new(tag);
+        let mut conf = node.conf("1.0.0", NET, extra);
+        if let Some(r) = ranges {
+            conf["ipam"]["ranges"] = r;
+        }
+        node.write_conflist(NET, "1.0.0", vec![conf]);
+        let mut c = Cluster { node, pods: Vec::new(), results: Vec::new() };
+        for i in 0..pods {
+            let pod = Netns::new(&format!("{tag}{i}"));
+            let out = c.node.cnitool("add", NET, &pod, &[]);
+            assert!(out.status.success(), "cnitool add: {}", String::from_utf8_lossy(&out.stderr));
+            c.results.push(serde_json::from_slice(&out.stdout).expect("result JSON"));
+            c.pods.push(pod);
+        }
+        c
+    }
+
+    /// Pod `i`'s addresses of one family, as IPAM gave them.
+    fn ips(&self, i: usize, v4: bool) -> Vec<IpAddr> {
+        let ips = self.results[i]["ips"].as_array().cloned().unwrap_or_default();
+        let addrs = ips.iter().filter_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok());
+        addrs.filter(|a: &IpAddr| a.is_ipv4() == v4).collect()
+    }
+
+    fn ip(&self, i: usize, v4: bool) -> IpAddr {
+        self.ips(i, v4)[0]
+    }
+
+    /// (host port, pod MAC) of pod `i`: the interface outside the pod that is
+    /// not the bridge, and the one inside.
+    fn port_and_mac(&self, i: usize) -> (String, String) {
+        let ifs = self.results[i]["interfaces"].as_array().cloned().unwrap_or_default();
+        let field = |sandbox: bool, key: &str| {
+            ifs.iter()
+                .filter(|f| f.get("sandbox").is_some() == sandbox)
+                .filter_map(|f| f[key].as_str())
+                .find(|v| sandbox || *v != "wv0")
+                .unwrap_or_default()
+                .to_string()
+        };
+        (field(false, "name"), field(true, "mac"))
+    }
+
+    /// Packets the antispoof rule containing `rule` dropped (0 without the chain).
+    fn dropped(&self, rule: &str) -> u64 {
+        let out = self.node.ns.exec("nft", &["list", "chain", "bridge", "weavice", "antispoof"]);
+        let chain = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = chain.lines().find(|l| l.contains(rule)).unwrap_or_default();
+        line.split("packets ")
+            .nth(1)
+            .and_then(|n| n.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Sends one datagram from `from`, with source address `src`, to `to` in
+/// `at`; whether it arrived, and from where.
+fn udp_from(from: &Netns, src: IpAddr, at: &Netns, to: SocketAddr) -> Option<IpAddr> {
+    let listener = at.run(move || UdpSocket::bind(to).expect("bind listener"));
+    listener.set_read_timeout(Some(Duration::from_millis(1500))).ok()?;
+    from.run(move || {
+        let s = UdpSocket::bind(SocketAddr::new(src, 0)).expect("bind sender");
+        for _ in 0..3 {
+            let _ = s.send_to(b"spoof", to);
+        }
+    });
+    let mut buf = [0u8; 16];
+    listener.recv_from(&mut buf).ok().map(|(_, from)| from.ip())
+}
+
+/// A pod sending from another pod's address gets nothing through, to a
+/// third pod or to the outside, and its packets are counted as dropped; from
+/// its own addresses (a second IPv4 one from IPAM too) everything works.
+#[test]
+fn a_pod_cannot_send_from_another_pods_address() {
+    if !require_root() {
+        return;
+    }
+    for anti_spoofing in [true, false] {
+        let ranges = json!([[{"subnet": "10.88.0.0/24"}], [{"subnet": "10.89.0.0/24"}], [{"subnet": "fd88::/64"}]]);
+        let c = Cluster::with_ranges("sp", json!({"antiSpoofing": anti_spoofing}), 3, Some(ranges));
+        let outside = Netns::new("spo");
+        attach_outside(&c.node.ns, &outside);
+        let (p1, p3) = (&c.pods[0], &c.pods[2]);
+        let on = if anti_spoofing { "on" } else { "off" };
+
+        // its own addresses, both IPv4 ones and the IPv6 one
+        assert_eq!(c.ips(0, true).len(), 2, "two IPv4 addresses from IPAM");
+        for src in [c.ips(0, true), c.ips(0, false)].concat() {
+            let to = SocketAddr::new(c.ip(2, src.is_ipv4()), 7100);
+            assert_eq!(udp_from(p1, src, p3, to), Some(src), "{on}: from its own {src}");
+        }
+
+        // another pod's, put on its own interface
+        for v4 in [true, false] {
+            let stolen = c.ip(1, v4);
+            let prefix = if v4 { "32" } else { "128" };
+            p1.ip(&["addr", "add", &format!("{stolen}/{prefix}"), "dev", "eth0", "nodad"]);
+            let outside_addr: IpAddr = if v4 { "203.0.113.2" } else { "2001:db8:113::2" }.parse().unwrap();
+            let to_pod = udp_from(p1, stolen, p3, SocketAddr::new(c.ip(2, v4), 7101));
+            let to_outside = udp_from(p1, stolen, &outside, SocketAddr::new(outside_addr, 7101));
+            let rule = if v4 { "ip saddr != 0.0.0.0" } else { "ip6 saddr != {" };
+            if anti_spoofing {
+                assert_eq!((to_pod, to_outside), (None, None), "{on}: from {stolen}, nothing gets through");
+                assert!(c.dropped(rule) >= 6, "{on}: counted as dropped: {}", c.dropped(rule));
+            } else {
+                assert_eq!(to_pod, Some(stolen), "{on}: the spoof works with antiSpoofing off");
+                assert!(to_outside.is_some(), "{on}: to the outside too");
+            }
+        }
+    }
+}
+
+/// An Ethernet frame sent as is from `ns`'s eth0.
+fn send_frame(ns: &Netns, frame: Vec<u8>) {
+    ns.run(move || {
+        // SAFETY: plain socket calls on a descriptor this thread owns.
+        unsafe {
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            assert!(fd >= 0, "packet socket");
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = libc::if_nametoindex(c"eth0".as_ptr()) as i32;
+            addr.sll_halen = 6;
+            addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+            let sent = libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            );
+            libc::close(fd);
+            assert_eq!(sent, frame.len() as isize, "frame sent");
+        }
+    });
+}
+
+fn mac_bytes(mac: &str) -> Vec<u8> {
+    mac.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
+}
+
+/// A gratuitous ARP reply: `mac` claims `ip`.
+fn arp_claim(mac: &[u8], ip: IpAddr) -> Vec<u8> {
+    let IpAddr::V4(ip) = ip else { panic!("IPv4") };
+    let mut f = vec![0xff; 6];
+    f.extend(mac);
+    f.extend([0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
+    f.extend(mac);
+    f.extend(ip.octets());
+    f.extend([0xff; 6]);
+    f.extend(ip.octets());
+    f
+}
+
+/// An unsolicited neighbour advertisement (override set) from a link-local
+/// source: `mac` claims `target`.
+fn neighbour_claim(mac: &[u8], target: IpAddr) -> Vec<u8> {
+    let IpAddr::V6(target) = target else { panic!("IPv6") };
+    let src: Ipv6Addr = "fe80::5eed".parse().unwrap();
+    let dst: Ipv6Addr = "ff02::1".parse().unwrap();
+    let mut icmp = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    icmp.extend(target.octets());
+    icmp.extend([2, 1]);
+    icmp.extend(mac);
+    // checksum over the pseudo-header and the message
+    let mut sum: u32 = 0;
+    let mut pseudo = [src.octets(), dst.octets()].concat();
+    pseudo.extend((icmp.len() as u32).to_be_bytes());
+    pseudo.extend([0, 0, 0, 58]);
+    for chunk in [pseudo.as_slice(), icmp.as_slice()].concat().chunks(2) {
+        sum += u32::from(u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    icmp[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let mut f = vec![0x33, 0x33, 0, 0, 0, 1];
+    f.extend(mac);
+    f.extend([0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend((icmp.len() as u16).to_be_bytes());
+    f.extend([58, 255]);
+    f.extend(src.octets());
+    f.extend(dst.octets());
+    f.extend(icmp);
+    f
+}
+
+/// The node's neighbour entry for `ip` on the bridge: its MAC.
+fn neighbour(node: &Node, ip: IpAddr) -> String {
+    let out = node.ns.ip(&["neigh", "show", &ip.to_string(), "dev", "wv0"]);
+    out.split("lladdr ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default().to_string()
+}
+
+/// ARP replies and neighbour advertisements claiming another pod's address
+/// do not change the node's neighbour entry for it; the node's traffic to
+/// that pod still reaches it. IPv6 link-local traffic to the node works.
+#[test]
+fn arp_and_neighbour_advertisements_cannot_claim_another_pods_address() {
+    if !require_root() {
+        return;
+    }
+    for anti_spoofing in [true, false] {
+        let c = Cluster::new("nd", json!({"antiSpoofing": anti_spoofing}), 2);
+        let on = if anti_spoofing { "on" } else { "off" };
+        let (p1, p2) = (&c.pods[0], &c.pods[1]);
+        let (_, mac1) = c.port_and_mac(0);
+        let (_, mac2) = c.port_and_mac(1);
+        for v4 in [true, false] {
+            let victim = c.ip(1, v4);
+            assert!(ping(&c.node.ns, &victim.to_string()).is_some(), "{on}: the node reaches {victim}");
+            assert_eq!(neighbour(&c.node, victim), mac2, "{on}: learnt");
+            // past the kernel's locktime, in which it ignores a second answer
+            std::thread::sleep(Duration::from_millis(1100));
+            for _ in 0..3 {
+                let frame =
+                    if v4 { arp_claim(&mac_bytes(&mac1), victim) } else { neighbour_claim(&mac_bytes(&mac1), victim) };
+                send_frame(p1, frame);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            if anti_spoofing {
+                assert_eq!(neighbour(&c.node, victim), mac2, "{on}: {victim} still at its pod's MAC");
+                assert!(ping(&c.node.ns, &victim.to_string()).is_some(), "{on}: and reached there");
+            } else {
+                assert_eq!(neighbour(&c.node, victim), mac1, "{on}: the claim works with antiSpoofing off");
+            }
+        }
+        // IPv6 link-local, which NDP and DHCP-free setups use: pod to node and back
+        let bridge_ll = c.node.ns.ip(&["-6", "-o", "addr", "show", "dev", "wv0", "scope", "link"]);
+        let ll = bridge_ll.split("inet6 ").nth(1).and_then(|r| r.split('/').next()).expect("bridge link-local");
+        assert!(ping(p2, &format!("{ll}%eth0")).is_some(), "{on}: link-local to the node");
+    }
+}
+
+/// A pod that takes another pod's MAC cannot take its traffic: the bridge
+/// keeps that MAC on the other pod's port, which still gets its packets.
+#[test]
+fn a_pod_with_another_pods_mac_cannot_take_its_traffic() {
+    if !require_root() {
+        return;
+    }
+    for anti_spoofing in [true, false] {
+        let c = Cluster::new("mac", json!({"antiSpoofing": anti_spoofing, "podToPod": "bridged"}), 3);
+        let on = if anti_spoofing { "on" } else { "off" };
+        let (p1, p3) = (&c.pods[0], &c.pods[2]);
+        let (port1, _) = c.port_and_mac(0);
+        let (port2, mac2) = c.port_and_mac(1);
+        let victim = c.ip(1, true).to_string();
+        assert!(ping(p3, &victim).is_some(), "{on}: p3 reaches p2");
+        p1.ip(&["link", "set", "eth0", "address", &mac2]);
+        // frames from the stolen MAC (the bridge would learn it on p1's port)
+        for _ in 0..3 {
+            let _ = p1.exec("ping", &["-c", "1", "-W", "1", &c.ip(2, true).to_string()]);
+        }
+        let fdb = c.node.ns.exec("bridge", &["fdb", "show", "br", "wv0"]);
+        let fdb = String::from_utf8_lossy(&fdb.stdout).into_owned();
+        let on_port = |port: &str| fdb.lines().any(|l| l.starts_with(&mac2) && l.contains(&format!("dev {port} ")));
+        if anti_spoofing {
+            assert!(!on_port(&port1) && on_port(&port2), "{on}: {mac2} stays on {port2}: {fdb}");
+            assert!(ping(p3, &victim).is_some(), "{on}: p2 still gets its traffic");
+            assert!(c.dropped("ether saddr") > 0, "{on}: the frames were dropped");
+        } else {
+            assert!(on_port(&port1), "{on}: the bridge learns the stolen MAC on {port1}: {fdb}");
+        }
+    }
+}
+
+/// CHECK names a missing element of the pod's identity, and repair puts it back.
+#[test]
+fn check_reports_a_missing_identity_and_repair_restores_it() {
+    if !require_root() {
+        return;
+    }
+    let c = Cluster::new("idck", json!({}), 1);
+    let (port, mac) = c.port_and_mac(0);
+    let element = format!("{{ \"{port}\" . {mac} }}");
+    assert!(c.node.ns.exec("nft", &["delete", "element", "bridge", "weavice", "pod_macs", &element]).status.success());
+    let check = c.node.cnitool("check", NET, &c.pods[0], &[]);
+    let err = String::from_utf8_lossy(&check.stdout).into_owned() + &String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success() && err.contains("pod_macs") && err.contains(&port), "{err}");
+    let repair = c.node.ns.exec(&bin("weavice-agent"), &["repair", "--state-dir", &c.node.dir.path("state")]);
+    assert!(repair.status.success(), "{}", String::from_utf8_lossy(&repair.stderr));
+    assert!(c.node.cnitool("check", NET, &c.pods[0], &[]).status.success(), "restored");
+}
