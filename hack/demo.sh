@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # weavice demo (root, Debian 12): builds weavice, installs what it needs,
 # creates a test node and three pods in network namespaces through cnitool
-# (a real libcni client), and shows connectivity, NAT and CHECK/DEL.
+# (a real libcni client), and shows connectivity, anti-spoofing, NAT and CHECK/DEL.
 # Everything happens inside namespaces it creates and removes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,10 +69,16 @@ run ip -n "${pods[2]}" route replace "$a4/32" dev eth0
 ip netns exec "${pods[2]}" ping -c1 -W1 "$a4" >/dev/null && echo "reached at L2: unexpected" || echo "dropped at the bridge"
 ip -n "${pods[2]}" route del "$a4/32" dev eth0; ip -n "${pods[2]}" neigh del "$a4" dev eth0
 
+echo "== anti-spoofing: pod c takes pod a's address and pings the outside from it; the bridge drops it"
+run ip -n "${pods[2]}" addr add "$a4/32" dev eth0
+ip netns exec "${pods[2]}" ping -c1 -W1 -I "$a4" 203.0.113.2 >/dev/null && echo "spoof got out: unexpected" || echo "dropped"
+ip netns exec "$node" nft list chain bridge weavice antispoof | grep "ip saddr"
+ip -n "${pods[2]}" addr del "$a4/32" dev eth0
+
 echo "== NAT: pod a pings the outside; conntrack shows the masquerade to the node's 203.0.113.1"
 run ip netns exec "${pods[0]}" ping -c1 -W1 203.0.113.2 | grep ttl
 ip netns exec "$node" conntrack -L -p icmp 2>/dev/null | grep 203.0.113.2 || true
-echo "== the node's netfilter state: set elements per network, nothing per pod"
+echo "== the node's netfilter state: rules per network; per pod only set and map elements"
 ip netns exec "$node" nft list table inet weavice
 ip netns exec "$node" nft list table bridge weavice
 
