@@ -48,7 +48,8 @@ pub fn run(state_dir: &str) -> Result<Report, DatapathError> {
             };
             if !a.port_mappings.is_empty() || a.anti_spoofing {
                 firewall::install_pod(a.backend, &a.rules()?, false)?;
-                log::info!("{}/{}: {} port mapping(s) restored", a.container_id, a.ifname, a.port_mappings.len());
+                let id = if a.anti_spoofing { " and its identity" } else { "" };
+                log::info!("{}/{}: {} port mapping(s){id} restored", a.container_id, a.ifname, a.port_mappings.len());
                 report.pods += 1;
             }
         }

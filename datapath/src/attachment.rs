@@ -92,8 +92,11 @@ impl Attachment {
     }
 
     fn identity(&self) -> Option<PodIdentity> {
+        if !self.anti_spoofing {
+            return None;
+        }
         let mac = crate::link::parse_mac(&self.mac)?.try_into().ok()?;
-        self.anti_spoofing.then(|| PodIdentity { port: self.host_veth.clone(), mac, ips: self.pod_ips() })
+        Some(PodIdentity { port: self.host_veth.clone(), mac, ips: self.pod_ips() })
     }
 }
 

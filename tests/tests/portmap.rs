@@ -265,6 +265,9 @@ fn bad_port_mappings_are_invalid_config_and_install_nothing() {
     }
 }
 
+/// Chained after the reference bridge plugin, weavice maps ports to the
+/// address in prevResult and holds the pod to its identity on the bridge
+/// plugin's veth (found as the peer of the pod's interface).
 #[test]
 fn weavice_chained_after_the_reference_bridge_maps_ports() {
     if !require_root() {
@@ -287,11 +290,25 @@ fn weavice_chained_after_the_reference_bridge_maps_ports() {
     assert_eq!(result["interfaces"][0]["name"], "cni-wvc", "the bridge plugin's result is passed on");
     serve_tcp(&pod, "0.0.0.0:80", "chained-pod");
     assert_eq!(tcp_fetch(&outside, "203.0.113.1:8081"), "chained-pod");
+    // the bridge plugin's veth is held to the pod's identity from prevResult
+    let own = pod.exec("ping", &["-c", "1", "-W", "1", "203.0.113.2"]);
+    assert!(own.status.success(), "from its own address");
+    pod.ip(&["addr", "add", "10.93.0.200/32", "dev", "eth0"]);
+    let spoofed = pod.exec("ping", &["-c", "1", "-W", "1", "-I", "10.93.0.200", "203.0.113.2"]);
+    assert!(!spoofed.status.success(), "from an address the pod was not given");
+    pod.ip(&["addr", "del", "10.93.0.200/32", "dev", "eth0"]);
+    let veth = result["interfaces"][1]["name"].as_str().unwrap().to_string();
+    let ports = || {
+        let set = node.ns.exec("nft", &["list", "set", "bridge", "weavice", "spoof_ports"]);
+        String::from_utf8_lossy(&set.stdout).into_owned()
+    };
+    assert!(ports().contains(&veth), "{}", ports());
     let check = node.cnitool("check", "chained", &pod, &[("CAP_ARGS", caps)]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let del = node.cnitool("del", "chained", &pod, &[("CAP_ARGS", caps)]);
     assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
     assert!(!nft_table(&node).contains("8081"));
+    assert!(!ports().contains(&veth), "the identity went with DEL");
     assert_eq!(tcp_fetch(&outside, "203.0.113.1:8081"), "");
 }
 

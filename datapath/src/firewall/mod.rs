@@ -4,7 +4,7 @@
 //! host ports map elements) or iptables (iptables/: chains `WEAVICE-*`).
 //! Backends take backend-neutral inputs: [`NetworkRules`] for the
 //! per-network skeleton (installed once; network.rs says when) and
-//! [`PodRules`] for a pod's port mappings.
+//! [`PodRules`] for a pod's port mappings and anti-spoofing identity.
 
 pub mod iptables;
 pub mod nftables;
@@ -114,15 +114,15 @@ impl Backend {
     }
 }
 
-/// Installs a pod's forwards and identity, then deletes stale UDP flows to their ports:
-/// conntrack keeps the decision made for a flow's first packet, so a flow
+/// Installs a pod's forwards and identity, then deletes stale UDP flows to
+/// the forwarded ports: conntrack keeps the decision made for a flow's first packet, so a flow
 /// that began before the mapping would bypass it.
-pub fn install_pod(backend: Backend, f: &PodRules, fresh: bool) -> Result<()> {
-    if f.is_empty() {
+pub fn install_pod(backend: Backend, r: &PodRules, fresh: bool) -> Result<()> {
+    if r.is_empty() {
         return Ok(());
     }
-    backend.driver().add_pod(f, fresh)?;
-    let udp = f.udp_ports();
+    backend.driver().add_pod(r, fresh)?;
+    let udp = r.udp_ports();
     if let Err(e) = crate::conntrack::flush_udp(&udp) {
         log::warn!("cannot flush UDP conntrack entries for ports {udp:?}: {e}");
     }
