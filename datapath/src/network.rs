@@ -29,6 +29,11 @@ pub struct Wanted {
     pub routed: bool,
     #[serde(rename = "rules")]
     pub firewall: FirewallSpec,
+    /// The ranges are all of the network's (from weavice-ipam's config), so
+    /// an earlier config's range missing from them is gone (a widened range);
+    /// false when they are one pod's, from a delegated IPAM's result.
+    #[serde(default)]
+    pub complete: bool,
 }
 
 /// The network's firewall state and the backend that holds it.
@@ -51,6 +56,7 @@ impl Wanted {
             gateways: Vec::new(),
             routed: false,
             firewall: FirewallSpec { rules, backend },
+            complete: false,
         }
     }
 }
@@ -157,9 +163,12 @@ pub fn ensure(nl: &mut RouteSocket, state_dir: &str, network: &str, want: &Wante
             return Ok(Ready { from_marker: true, ..m.ready.clone() });
         }
     }
-    refuse_overlaps(state_dir, network, want)?;
+    if !force {
+        // repair restores what was recorded, overlapping or not
+        refuse_overlaps(state_dir, network, want)?;
+    }
     // what the network's earlier config set up that this one replaces
-    let previous = marker.map(|m| m.wanted).filter(|p| p != want);
+    let previous = marker.map(|m| m.wanted).filter(|p| p != want && p.complete && want.complete);
 
     let ready = if want.bridge.is_empty() {
         Ready { bridge_index: 0, bridge_mac: String::new(), from_marker: false }

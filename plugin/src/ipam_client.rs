@@ -24,6 +24,23 @@ impl Ipam {
         }))
     }
 
+    /// Every range of the network and its gateway, when weavice-ipam's config
+    /// says (a delegated plugin's config is its own).
+    pub fn configured(&self) -> Option<(Vec<ipnet::IpNet>, Vec<std::net::IpAddr>)> {
+        let Ipam::InProcess(c) = self else { return None };
+        let (mut subnets, mut gateways) = (Vec::new(), Vec::new());
+        for r in c.range_sets.iter().flatten() {
+            // several ranges may share a subnet (and its gateway)
+            if !subnets.contains(&r.subnet.trunc()) {
+                subnets.push(r.subnet.trunc());
+            }
+            if !gateways.contains(&r.gateway) {
+                gateways.push(r.gateway);
+            }
+        }
+        Some((subnets, gateways))
+    }
+
     pub fn kind(&self) -> &str {
         match self {
             Ipam::InProcess(_) => ipam::PLUGIN_TYPE,

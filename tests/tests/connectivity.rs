@@ -202,6 +202,41 @@ fn widen_case(backend: &str) {
     }
 }
 
+/// A range set of two ranges: pods in either keep their gateway and
+/// masquerade whichever range the last ADD drew from.
+#[test]
+fn pods_in_different_ranges_of_one_network_all_keep_their_gateway() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("tworange");
+    let outside = Netns::new("tro");
+    attach_outside(&node.ns, &outside);
+    let mut conf = node.conf("1.1.0", "trnet", json!({}));
+    conf["ipam"]["ranges"] = json!([[{"subnet": "10.88.0.0/24"}, {"subnet": "10.90.0.0/24"}]]);
+    let (a, b) = (Netns::new("tra"), Netns::new("trb"));
+    assert!(node.cni("ADD", &conf, "tr1", &a.path(), "eth0").ok);
+    let netns = b.path();
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "tr2"),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_ARGS", "IgnoreUnknown=1;IP=10.90.0.5"),
+    ];
+    let r = node.invoke("weavice", &env, conf.to_string().as_bytes());
+    assert!(r.ok, "{}", r.stdout);
+    let addrs = node.ns.ip(&["-o", "addr", "show", "dev", "wv0"]);
+    assert!(addrs.contains("10.88.0.1/24") && addrs.contains("10.90.0.1/24"), "{addrs}");
+    for pod in [&a, &b] {
+        let seen = udp_source_seen(pod, &outside, "203.0.113.2:7003".parse().unwrap()).expect("reaches out");
+        assert_eq!(seen.ip().to_string(), "203.0.113.1", "masqueraded");
+    }
+    for (id, p) in [("tr1", &a), ("tr2", &b)] {
+        assert!(node.cni("DEL", &conf, id, &p.path(), "eth0").ok);
+    }
+}
+
 #[test]
 fn without_ip_masq_the_outside_sees_the_pod_address() {
     if !require_root() {

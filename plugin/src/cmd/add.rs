@@ -12,6 +12,7 @@ use datapath::link::{self, veth};
 use datapath::netlink::RouteSocket;
 use datapath::netns::NetNs;
 use datapath::route::{self, Route};
+use datapath::network::Wanted;
 use datapath::{addr, network, DatapathError};
 use ipnet::IpNet;
 use log::{info, warn};
@@ -172,8 +173,13 @@ fn build(
         .into());
     }
     let ranges: Vec<IpNet> = ipr.ips.iter().map(|i| i.address.trunc()).collect();
-    let gateways: Vec<IpAddr> = ipr.ips.iter().filter_map(|i| i.gateway).collect();
-    let want = wanted(net, &ranges, &gateways, backend);
+    // weavice-ipam's config names every range of the network; a delegated
+    // IPAM's result only this pod's (and then nothing an earlier ADD set up is
+    // taken for stale)
+    let want = match ipam.configured() {
+        Some((all, gateways)) => Wanted { complete: true, ..wanted(net, &all, &gateways, backend) },
+        None => wanted(net, &ranges, &ipr.ips.iter().filter_map(|i| i.gateway).collect::<Vec<_>>(), backend),
+    };
     let mut ready = network::ensure(node, &net.state_dir, &net.name, &want, false)?;
 
     let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname, routed);

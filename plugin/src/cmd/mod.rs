@@ -134,6 +134,7 @@ pub fn wanted(net: &NetConf, ranges: &[IpNet], gateways: &[IpAddr], backend: Bac
             },
             backend,
         },
+        complete: false,
     }
 }
 
