@@ -276,8 +276,14 @@ fn a_pod_with_another_pods_mac_cannot_take_its_traffic() {
         let victim = c.ip(1, true).to_string();
         assert!(ping(p3, &victim).is_some(), "{on}: p3 reaches p2");
         p1.ip(&["link", "set", "eth0", "address", &mac2]);
-        // frames from the stolen MAC (the bridge would learn it on p1's port)
+        // frames from the stolen MAC (the bridge would learn it on p1's port),
+        // among them LLDP, which the bridge learns from without a netfilter hook
+        let mut lldp = vec![0x01, 0x80, 0xc2, 0, 0, 0x0e];
+        lldp.extend(mac_bytes(&mac2));
+        lldp.extend([0x88, 0xcc]);
+        lldp.resize(60, 0);
         for _ in 0..3 {
+            send_frame(p1, lldp.clone());
             let _ = p1.exec("ping", &["-c", "1", "-W", "1", &c.ip(2, true).to_string()]);
         }
         let fdb = c.node.ns.exec("bridge", &["fdb", "show", "br", "wv0"]);

@@ -16,6 +16,9 @@ impl LinkHandle<'_> {
                     "bridge {name:?} names an existing {kind} that is not a bridge; pick another bridge name"
                 )));
             }
+            // a bridge an older weavice made: learning from link-local frames off
+            let msg = rtnetlink::LinkBridge::new(name).no_linklocal_learn(true).build();
+            self.0.ack(RouteNetlinkMessage::NewLink(msg), 0).map_err(DatapathError::netlink(format!("set {name}")))?;
             if !l.up {
                 self.set_up(l.index, name)?;
             }
@@ -26,7 +29,13 @@ impl LinkHandle<'_> {
         // solicitations for the pod would reach no port for a while.
         // A MAC of its own, derived from its name: the bridge never takes a
         // port's MAC, so neighbours' caches never flap.
-        let mut msg = rtnetlink::LinkBridge::new(name).mcast_snooping(false).address(super::derived_mac(name));
+        // No learning from link-local frames (01:80:c2:00:00:0x, LLDP): the
+        // kernel learns their source MAC without any netfilter hook, so a pod
+        // could move another pod's MAC onto its own port past anti-spoofing.
+        let mut msg = rtnetlink::LinkBridge::new(name)
+            .mcast_snooping(false)
+            .no_linklocal_learn(true)
+            .address(super::derived_mac(name));
         if let Some(mtu) = mtu {
             msg = msg.mtu(mtu);
         }
