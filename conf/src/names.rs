@@ -55,7 +55,7 @@ pub fn id_file_name(id: &str) -> Cow<'_, str> {
         return Cow::Borrowed(id);
     }
     let hash: String = Sha256::digest(id.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    Cow::Owned(format!("{}~{hash}", id.get(..64).unwrap_or(id)))
+    Cow::Owned(format!("{}~{hash}", id.get(..64).unwrap_or_default()))
 }
 
 /// Whether a file name is a hashed one of [`id_file_name`].

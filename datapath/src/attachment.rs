@@ -7,7 +7,7 @@
 use crate::firewall::{Backend, PodIdentity, PodRules};
 use crate::hostports::Holder;
 use crate::{DatapathError, Result};
-use conf::names::id_file_name;
+use conf::names::{id_file_name, is_hashed_id_file_name};
 use conf::{IpConfig, Route};
 use ipam::filelock::FileLock;
 use ipnet::IpNet;
@@ -206,6 +206,18 @@ impl Unreadable {
 
     pub fn remove(&self) -> Result<()> {
         fs::remove_file(&self.path).map_err(DatapathError::io(format!("remove {}", self.path.display())))
+    }
+
+    /// The container ID its name gives (not a hashed one's).
+    pub fn container_id(&self) -> Option<String> {
+        let stem = self.path.file_stem()?.to_string_lossy().into_owned();
+        (!is_hashed_id_file_name(&stem)).then_some(stem)
+    }
+
+    /// Whether it still does not read: checked again under the attachment's
+    /// lock, it tells a file an ADD was writing from one a kill cut short.
+    pub fn still_unreadable(&self) -> bool {
+        read(&self.path).is_err()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::error::PluginError;
 use conf::{CmdArgs, ConfError, NetConf, PortMapping};
-use datapath::attachment::Pod;
+use datapath::attachment::{Attachment, Pod};
 use datapath::firewall::{self, Backend, PodIdentity, PodRules};
 use datapath::hostports::{self, Holder};
 use datapath::lingering::Lingering;
@@ -66,6 +66,13 @@ pub fn remove(
     };
     hostports::release(state_dir, holder, mappings)?;
     Ok(removed?)
+}
+
+/// Removes what a saved attachment installed and releases its claims. Rules
+/// that do not build (a hostIP of a family the pod lacks) were never
+/// installed: ADD refused them first.
+pub fn remove_saved(state_dir: &str, a: &Attachment) -> Result<Lingering, PluginError> {
+    remove(state_dir, &a.holder(), &a.port_mappings, a.rules().ok().as_ref(), a.backend)
 }
 
 /// What of the pod's rules is missing, for CHECK.

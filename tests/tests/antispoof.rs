@@ -182,15 +182,15 @@ fn arp_claim(mac: &[u8], ip: IpAddr) -> Vec<u8> {
 }
 
 /// An unsolicited neighbour advertisement (override set) from a link-local
-/// source: `mac` claims `target`.
-fn neighbour_claim(mac: &[u8], target: IpAddr) -> Vec<u8> {
+/// source, sent from `mac`: `lladdr` (its link-layer address option) claims `target`.
+fn neighbour_claim(mac: &[u8], lladdr: &[u8], target: IpAddr) -> Vec<u8> {
     let IpAddr::V6(target) = target else { panic!("IPv6") };
     let src: Ipv6Addr = "fe80::5eed".parse().unwrap();
     let dst: Ipv6Addr = "ff02::1".parse().unwrap();
     let mut icmp = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
     icmp.extend(target.octets());
     icmp.extend([2, 1]);
-    icmp.extend(mac);
+    icmp.extend(lladdr);
     // checksum over the pseudo-header and the message
     let mut sum: u32 = 0;
     let mut pseudo = [src.octets(), dst.octets()].concat();
@@ -220,9 +220,10 @@ fn neighbour(node: &Node, ip: IpAddr) -> String {
     out.split("lladdr ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap_or_default().to_string()
 }
 
-/// ARP replies and neighbour advertisements claiming another pod's address
-/// do not change the node's neighbour entry for it; the node's traffic to
-/// that pod still reaches it. IPv6 link-local traffic to the node works.
+/// ARP replies and neighbour advertisements claiming another pod's address,
+/// or a pod's own address for another pod's MAC, do not change the node's
+/// neighbour entries; the node's traffic to that pod still reaches it. IPv6
+/// link-local traffic to the node works.
 #[test]
 fn arp_and_neighbour_advertisements_cannot_claim_another_pods_address() {
     if !require_root() {
@@ -241,8 +242,8 @@ fn arp_and_neighbour_advertisements_cannot_claim_another_pods_address() {
             // past the kernel's locktime, in which it ignores a second answer
             std::thread::sleep(Duration::from_millis(1100));
             for _ in 0..3 {
-                let frame =
-                    if v4 { arp_claim(&mac_bytes(&mac1), victim) } else { neighbour_claim(&mac_bytes(&mac1), victim) };
+                let mac = mac_bytes(&mac1);
+                let frame = if v4 { arp_claim(&mac, victim) } else { neighbour_claim(&mac, &mac, victim) };
                 send_frame(p1, frame);
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -253,6 +254,17 @@ fn arp_and_neighbour_advertisements_cannot_claim_another_pods_address() {
                 assert_eq!(neighbour(&c.node, victim), mac1, "{on}: the claim works with antiSpoofing off");
             }
         }
+        // p1 advertises its own address with p2's MAC as the link-layer
+        // address: the node would send p1's traffic to p2
+        let own = c.ip(0, false);
+        assert!(ping(&c.node.ns, &own.to_string()).is_some(), "{on}: the node reaches {own}");
+        std::thread::sleep(Duration::from_millis(1100));
+        for _ in 0..3 {
+            send_frame(p1, neighbour_claim(&mac_bytes(&mac1), &mac_bytes(&mac2), own));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let expected = if anti_spoofing { &mac1 } else { &mac2 };
+        assert_eq!(&neighbour(&c.node, own), expected, "{on}: {own}'s entry after an option naming {mac2}");
         // IPv6 link-local, which NDP and DHCP-free setups use: pod to node and back
         let bridge_ll = c.node.ns.ip(&["-6", "-o", "addr", "show", "dev", "wv0", "scope", "link"]);
         let ll = bridge_ll.split("inet6 ").nth(1).and_then(|r| r.split('/').next()).expect("bridge link-local");

@@ -11,8 +11,8 @@ use datapath::firewall::{Backend, PodRules};
 use datapath::link::{self, veth};
 use datapath::netlink::RouteSocket;
 use datapath::netns::NetNs;
-use datapath::route::{self, Route};
 use datapath::network::Wanted;
+use datapath::route::{self, Route};
 use datapath::{addr, network, DatapathError};
 use ipnet::IpNet;
 use log::{info, warn};
@@ -52,8 +52,6 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
     let backend = Backend::select(net.firewall_backend)?;
     let mut node = node_socket()?;
     network::ensure(&mut node, &net.state_dir, &net.name, &network::Wanted::chained(backend), false)?;
-    port_mappings::claim(&mut node, net, args)?;
-    let holder = port_mappings::holder(net, args);
     // the previous plugin's veth, found from the pod's side; none (another
     // kind of interface) leaves the pod unchecked
     let (pod_link, port) = match pod_link_and_peer(&mut node, &args.netns, &args.ifname) {
@@ -61,9 +59,12 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
         None => (None, String::new()),
     };
     let id = pod_link.and_then(|l| identity(net, backend, &port, &l.mac, &pod_ips));
+    // refused (a hostIP of a family the pod lacks) before anything is claimed
+    let rules = port_mappings::rules(&net.port_mappings, &pod_ips, id.clone())?;
+    port_mappings::claim(&mut node, net, args)?;
+    let holder = port_mappings::holder(net, args);
     // a repeated chained ADD finds its saved state: its rules may be in place
     let fresh = !datapath::attachment::path(&net.state_dir, &net.name, &args.container_id, &args.ifname).exists();
-    let rules = port_mappings::rules(&net.port_mappings, &pod_ips, id.clone())?;
     let installed = port_mappings::install(&rules, backend, fresh).and_then(|()| {
         Ok(Attachment {
             network: net.name.clone(),

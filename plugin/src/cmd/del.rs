@@ -46,10 +46,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         })
     };
     let unmapped = match &saved {
-        Some(a) => a
-            .rules()
-            .map_err(PluginError::from)
-            .and_then(|r| port_mappings::remove(&net.state_dir, &a.holder(), &a.port_mappings, Some(&r), a.backend)),
+        Some(a) => port_mappings::remove_saved(&net.state_dir, a),
         None => unmap_without_state(net, args, ipam.as_ref().ok().and_then(Option::as_ref)),
     };
     let lingering = unmapped.unwrap_or_else(|e| {
@@ -88,8 +85,8 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
 /// the node holds for this attachment is found another way: its port
 /// forwards by the addresses IPAM's index gives it and its identity by its
 /// veth's name, in every firewall backend installed, and its claims by their
-/// holder (a walk of the claims).
-/// With no index (a repeated DEL), the firewall is not searched.
+/// holder (a walk of the claims). With no index (a repeated DEL) the
+/// firewall is not searched, unless the IPAM is a delegated one.
 fn unmap_without_state(net: &NetConf, args: &CmdArgs, ipam: Option<&Ipam>) -> Result<Lingering, PluginError> {
     let holder = port_mappings::holder(net, args);
     for port in hostports::release_all_of(&net.state_dir, &holder)? {
@@ -100,7 +97,8 @@ fn unmap_without_state(net: &NetConf, args: &CmdArgs, ipam: Option<&Ipam>) -> Re
         Some(ipam) => ipam.addresses(net, args)?,
         None => Vec::new(),
     };
-    if pod_ips.is_empty() {
+    // no index: a repeated DEL, unless a delegated IPAM, which keeps none
+    if pod_ips.is_empty() && !matches!(ipam, Some(Ipam::Exec { .. })) {
         return Ok(lingering);
     }
     let port = veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed);
@@ -152,5 +150,10 @@ fn find_host_veth(
             return Ok(Some(l));
         }
     }
-    Ok(pod_link_and_peer(node, &args.netns, &args.ifname).map(|(_, peer)| peer))
+    // only a port of this network's bridge: another plugin's interface (an
+    // ADD refused with 101, a chained attachment whose state is lost) is not
+    // weavice's to delete
+    let Some(bridge) = node.link().get(&net.bridge)? else { return Ok(None) };
+    let peer = pod_link_and_peer(node, &args.netns, &args.ifname).map(|(_, peer)| peer);
+    Ok(peer.filter(|p| p.master == Some(bridge.index)))
 }

@@ -7,14 +7,14 @@ use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, CniVersion, NetConf};
-use datapath::attachment::Attachment;
+use datapath::attachment::{self, Attachment};
 use datapath::firewall::Backend;
 use datapath::hostports;
 use datapath::lingering::Lingering;
 use datapath::link::veth;
 use datapath::netlink::RouteSocket;
-use ipam::store::Reservation;
 use log::{info, warn};
+use std::net::IpAddr;
 
 pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     require_version(net, "GC", "1.1.0", CniVersion::V1_1_0)?;
@@ -30,6 +30,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         |container_id: &str, ifname: &str| keep.iter().any(|k| k.container_id == container_id && k.ifname == ifname);
     // collected from their state below; the rest IPAM frees left none
     let mut collected = Vec::new();
+    let mut lost = Vec::new();
 
     for a in Attachment::list(&net.state_dir, &net.name) {
         let a = match a {
@@ -39,12 +40,19 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
                 errors.push(u.error.into());
                 continue;
             }
-            // an unlisted one goes: what it held, IPAM's reservations lead to below
+            // an unlisted one goes, and what it held is found by its name (and
+            // IPAM's reservations) below; unless an ADD was still writing it
             Err(u) => {
+                let id = u.container_id();
+                let _adding = id.as_ref().map(|id| attachment::lock(&net.state_dir, &net.name, id, &u.ifname));
+                if !u.still_unreadable() {
+                    continue;
+                }
                 warn!("GC removes {}: {}", u.path.display(), u.error);
                 if let Err(e) = u.remove() {
                     errors.push(e.into());
                 }
+                lost.extend(id.map(|id| (id, u.ifname.clone())));
                 continue;
             }
         };
@@ -54,14 +62,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         collected.push((a.container_id.clone(), a.ifname.clone()));
         info!("GC releases {}/{} ({})", a.container_id, a.ifname, a.host_veth);
         let mut removed = || -> Result<(), PluginError> {
-            let rules = a.rules()?;
-            lingering.extend(port_mappings::remove(
-                &net.state_dir,
-                &a.holder(),
-                &a.port_mappings,
-                Some(&rules),
-                a.backend,
-            )?);
+            lingering.extend(port_mappings::remove_saved(&net.state_dir, &a)?);
             // a chained attachment has no veth of weavice's
             if !a.chained {
                 node.link().delete_named(&a.host_veth)?;
@@ -94,43 +95,52 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         }
     }
 
+    let mut freed_ips = Vec::new();
     if let Some(ipam) = Ipam::from_conf(net)? {
         match ipam.gc(net, args) {
-            Ok(mut freed) => {
-                freed.retain(|r| !collected.contains(&(r.container_id.clone(), r.ifname.clone())));
-                if !freed.is_empty() {
-                    lost_state(&mut node, net, &freed, &mut lingering, &mut errors);
+            Ok(freed) => {
+                for r in freed.into_iter().filter(|r| !collected.contains(&(r.container_id.clone(), r.ifname.clone())))
+                {
+                    freed_ips.push(r.ip);
+                    if !lost.contains(&(r.container_id.clone(), r.ifname.clone())) {
+                        lost.push((r.container_id, r.ifname));
+                    }
                 }
             }
             Err(e) => errors.push(e),
         }
     }
+    lost_state(&mut node, net, &lost, &freed_ips, &mut lingering, &mut errors);
     PluginError::all(errors).map(|()| Done { lingering, ..Done::default() })
 }
 
-/// Reservations GC freed for attachments that left no state (a kill before
-/// ADD wrote it, a lost file): their host veths, named after the attachment,
-/// the forwards to their addresses and the identities of those veths go too.
+/// Attachments that left no readable state (a kill before ADD wrote it, a
+/// lost or torn file): their host veths, named after the attachment, the
+/// forwards to `ips` (the reservations GC freed for them) and the identities
+/// of those veths go too.
 fn lost_state(
     node: &mut RouteSocket,
     net: &NetConf,
-    freed: &[Reservation],
+    lost: &[(String, String)],
+    ips: &[IpAddr],
     lingering: &mut Lingering,
     errors: &mut Vec<PluginError>,
 ) {
+    if lost.is_empty() && ips.is_empty() {
+        return;
+    }
     let mut ports = Vec::new();
-    for r in freed {
+    for (container_id, ifname) in lost {
         for routed in [true, false] {
-            let name = veth::host_name(&net.name, &r.container_id, &r.ifname, routed);
+            let name = veth::host_name(&net.name, container_id, ifname, routed);
             if let Err(e) = node.link().delete_named(&name) {
                 errors.push(e.into());
             }
             ports.push(name);
         }
     }
-    let ips: Vec<_> = freed.iter().map(|r| r.ip).collect();
     for backend in Backend::installed() {
-        match backend.driver().remove_lost(&ips, &ports) {
+        match backend.driver().remove_lost(ips, &ports) {
             Ok(l) => lingering.extend(l),
             Err(e) => errors.push(e.into()),
         }

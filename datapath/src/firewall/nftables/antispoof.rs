@@ -3,8 +3,10 @@
 //! IPv4 or IPv6 packet unless its source is one of the pod's addresses (or
 //! unspecified, or IPv6 link-local: DAD and NDP need them); ARP unless its
 //! sender is the pod's MAC and address (or a 0.0.0.0 probe); a neighbour
-//! advertisement unless its target is the pod's or link-local; every router
-//! advertisement, and every ethertype but IPv4, IPv6 and ARP.
+//! advertisement unless its target is the pod's or link-local; a neighbour
+//! solicitation or advertisement unless its link-layer address option is the
+//! pod's MAC; every router advertisement, and every ethertype but IPv4, IPv6
+//! and ARP.
 //!
 //! Checked in table `bridge weavice`, chain `antispoof`, jumped to from
 //! prerouting at priority -300: before the bridge learns the source MAC
@@ -12,8 +14,9 @@
 //! before br_netfilter hands the packet to the IP hooks. Per pod it is set
 //! membership only: its port in `spoof_ports` (unlisted ports are not
 //! checked: `antiSpoofing: false`, or another plugin's pods), `port . MAC`,
-//! `port . address` per address, and for IPv6 `port . address` again as the
-//! 128 raw bits a neighbour advertisement's target is read as. The drops
+//! `port . address` per address, and for IPv6 `port . address` and
+//! `port . MAC` again as the raw bits a neighbour advertisement's target and
+//! a link-layer address option are read as. The drops
 //! count what they drop (`nft list chain bridge weavice antispoof`).
 
 use super::element::{Element, Field};
@@ -29,8 +32,9 @@ const MACS: &str = "pod_macs";
 const ADDRS_V4: &str = "pod_addrs_v4";
 const ADDRS_V6: &str = "pod_addrs_v6";
 const ND_TARGETS: &str = "pod_nd_targets";
+const ND_MACS: &str = "pod_nd_macs";
 /// Every set that holds pods' identities.
-pub const SETS: [&str; 5] = [PORTS, MACS, ADDRS_V4, ADDRS_V6, ND_TARGETS];
+pub const SETS: [&str; 6] = [PORTS, MACS, ADDRS_V4, ADDRS_V6, ND_TARGETS, ND_MACS];
 
 /// `iifname . <field>`
 fn port_and(field: Value) -> Value {
@@ -45,6 +49,8 @@ pub fn skeleton() -> Skeleton {
     objects += &format!("add set {BRIDGE} {ADDRS_V6} {{ type ifname . ipv6_addr; }}\n");
     // nft 1.0.6 cannot read an ND target as an address: raw bits of the same value
     objects += &format!("add set {BRIDGE} {ND_TARGETS} {{ typeof iifname . @th,64,128; }}\n");
+    // the MAC in a solicitation's or advertisement's link-layer address option
+    objects += &format!("add set {BRIDGE} {ND_MACS} {{ typeof iifname . @th,208,48; }}\n");
     objects +=
         &format!("add chain {BRIDGE} prerouting {{ type filter hook prerouting priority -300; policy accept; }}\n");
     objects += &format!("add chain {BRIDGE} {CHAIN}\n");
@@ -106,6 +112,27 @@ pub fn skeleton() -> Skeleton {
             ]),
             "the neighbour advertisement target check",
         ),
+        // Solicitations and advertisements carry at most one option, the
+        // link-layer address (DAD's, from ::, a nonce): one more could hide it.
+        rule(
+            CHAIN,
+            drop(vec![
+                eq(payload("icmpv6", "type"), json!({"set": ["nd-neighbor-solicit", "nd-neighbor-advert"]})),
+                ne(payload("ip6", "saddr"), json!("::")),
+                json!({"match": {"op": ">", "left": payload("ip6", "length"), "right": 32}}),
+            ]),
+            "the drop of neighbour messages with more than one option",
+        ),
+        rule(
+            CHAIN,
+            drop(vec![
+                eq(payload("icmpv6", "type"), json!({"set": ["nd-neighbor-solicit", "nd-neighbor-advert"]})),
+                ne(payload("ip6", "saddr"), json!("::")),
+                eq(payload("ip6", "length"), json!(32)),
+                ne(port_and(raw_payload("th", 208, 48)), set(ND_MACS)),
+            ]),
+            "the neighbour link-layer address check",
+        ),
     ];
     Skeleton { objects, rules, elements: Vec::new() }
 }
@@ -124,6 +151,9 @@ pub fn elements(id: &PodIdentity) -> Vec<Element> {
             }
         }
     }
+    if id.ips.iter().any(IpAddr::is_ipv6) {
+        out.push(element(ND_MACS, vec![port(), Field::RawMac(id.mac)]));
+    }
     out
 }
 
@@ -138,6 +168,7 @@ pub fn decode_element(set: &str, key: &[u8]) -> Option<Element> {
         ADDRS_V4 => Some(Field::Addr(IpAddr::from(<[u8; 4]>::try_from(rest).ok()?))),
         ADDRS_V6 => Some(Field::Addr(IpAddr::from(<[u8; 16]>::try_from(rest).ok()?))),
         ND_TARGETS => Some(Field::Raw128(u128::from_be_bytes(rest.try_into().ok()?))),
+        ND_MACS => Some(Field::RawMac(rest.get(..6)?.try_into().ok()?)),
         _ => return None,
     };
     let key = std::iter::once(Field::IfName(port)).chain(second).collect();
@@ -165,6 +196,7 @@ mod tests {
                 r#"pod_addrs_v4 {"concat":["wv0123456789ab","10.0.0.5"]}"#,
                 r#"pod_addrs_v6 {"concat":["wv0123456789ab","fd00::5"]}"#,
                 r#"pod_nd_targets {"concat":["wv0123456789ab","0xfd000000000000000000000000000005"]}"#,
+                r#"pod_nd_macs {"concat":["wv0123456789ab",2199023255553]}"#,
             ]
         );
         // an interface name fills IFNAMSIZ; a MAC is padded to a register

@@ -21,6 +21,9 @@ pub enum Field {
     /// 128 bits of raw payload (an IPv6 address read at an offset: the
     /// target of a neighbour advertisement).
     Raw128(u128),
+    /// 48 bits of raw payload (a MAC read at an offset: the link-layer
+    /// address option of a neighbour solicitation or advertisement).
+    RawMac([u8; 6]),
 }
 
 /// IFNAMSIZ: the kernel's interface name buffer.
@@ -36,6 +39,7 @@ impl Field {
             Field::IfName(n) => format!("\"{n}\""),
             Field::Mac(m) => format_mac(m),
             Field::Raw128(v) => format!("{v:#x}"),
+            Field::RawMac(m) => format!("{:#x}", raw48(m)),
         }
     }
 
@@ -44,6 +48,8 @@ impl Field {
         match self {
             Field::Port(p) => json!(p),
             Field::IfName(n) => json!(n),
+            // nft lists an integer up to 64 bits as a number, a longer one as hex
+            Field::RawMac(m) => json!(raw48(m)),
             other => json!(other.text()),
         }
     }
@@ -65,12 +71,16 @@ impl Field {
                 b.resize(IFNAMSIZ, 0);
                 b
             }
-            Field::Mac(m) => m.to_vec(),
+            Field::Mac(m) | Field::RawMac(m) => m.to_vec(),
             Field::Raw128(v) => v.to_be_bytes().to_vec(),
         };
         b.resize(b.len().div_ceil(4) * 4, 0);
         b
     }
+}
+
+fn raw48(m: &[u8; 6]) -> u64 {
+    m.iter().fold(0, |v, b| v << 8 | u64::from(*b))
 }
 
 /// An element of a set (key) or map (key and data) in one of weavice's tables.

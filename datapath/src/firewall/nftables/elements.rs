@@ -49,9 +49,9 @@ fn about(table: Table, m: NfTablesMessage) -> NetfilterMessage {
 /// (212992 bytes by default), and an element's message is about 90 bytes.
 const PER_TRANSACTION: usize = 1024;
 
-/// Adds (or deletes) the elements in `inet weavice` as one transaction: all
-/// of them or none. Only the last element asks for an acknowledgement; the
-/// kernel answers a failing one anyway. A failure names the element the
+/// Adds (or deletes) the elements, in either of weavice's tables, as one
+/// transaction: all of them or none. Only the last element asks for an
+/// acknowledgement; the kernel answers a failing one anyway. A failure names the element the
 /// kernel refused, when it was one.
 fn transaction<'e>(
     nl: &mut NetfilterSocket,
@@ -175,8 +175,12 @@ pub fn remove(elements: &[Element]) -> Result<Lingering> {
         // one may hold a flood of errors, or have overflowed).
         lingering.extend(Lingering::socket(std::mem::replace(&mut nl, open()?).into_inner()));
         let mut present = Vec::new();
-        let mut sets: Vec<(Table, &str)> = chunk.iter().map(|e| (e.table, e.set.as_str())).collect();
-        sets.dedup();
+        let mut sets: Vec<(Table, &str)> = Vec::new();
+        for e in chunk {
+            if !sets.contains(&(e.table, e.set.as_str())) {
+                sets.push((e.table, e.set.as_str()));
+            }
+        }
         for (table, set) in sets {
             let held = match listed(&mut nl, table, set) {
                 Ok(held) => held,
