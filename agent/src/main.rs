@@ -1,8 +1,10 @@
 //! weavice-agent: the node agent and its CLI, on the datapath library.
-//! First command: `repair`, which restores what weavice installed on the
-//! node from weavice's own state after someone flushed the tables
-//! (`nft flush ruleset`) or deleted a bridge.
+//! `repair` restores what weavice installed on the node from weavice's own
+//! state after someone flushed the tables (`nft flush ruleset`) or deleted a
+//! bridge; `chain` keeps security-function chains. Exit codes: 0 done, 1
+//! failed on the node, 2 bad input.
 
+mod chain;
 mod logging;
 mod repair;
 
@@ -22,13 +24,45 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Restore the bridge, gateway addresses, sysctls, netfilter rules and
-    /// port mappings of every network weavice recorded (idempotent).
+    /// Restore the bridge, gateway addresses, sysctls, netfilter rules, port
+    /// mappings and anti-spoofing identities of every network weavice
+    /// recorded (idempotent).
     Repair {
         /// The networks' `stateDir`.
         #[arg(long, global = true, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
         state_dir: PathBuf,
     },
+    /// Security-function chains: steer chosen pod-to-pod traffic through
+    /// functions (docs/chains.md).
+    Chain {
+        #[command(subcommand)]
+        action: ChainAction,
+        /// The networks' `stateDir`.
+        #[arg(long, global = true, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChainAction {
+    /// Apply a chain spec (YAML); idempotent, a changed spec replaces the old.
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// The chains, their functions' health and the pods each side matches.
+    List {
+        #[arg(long, short, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Delete a chain.
+    Delete { name: String },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
 }
 
 fn absolute(s: &str) -> Result<PathBuf, String> {
@@ -56,6 +90,30 @@ fn main() -> ExitCode {
     };
     logging::install(cli.verbose);
     match cli.command {
+        Cmd::Chain { action, state_dir } => {
+            let state_dir = state_dir.to_string_lossy();
+            let done = match action {
+                ChainAction::Apply { file } => chain::apply(&file.to_string_lossy(), &state_dir),
+                ChainAction::Delete { name } => chain::delete(&name, &state_dir),
+                ChainAction::List { output } => chain::list(&state_dir).map(|l| match output {
+                    Output::Json => format!("{l:#}"),
+                    Output::Text => chain::text(&l).trim_end().to_string(),
+                }),
+            };
+            match done {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    log::error!("chain: {e}");
+                    ExitCode::from(match e {
+                        chain::ChainCmdError::Input(_) => 2,
+                        chain::ChainCmdError::Node(_) => 1,
+                    })
+                }
+            }
+        }
         Cmd::Repair { state_dir } => match repair::run(&state_dir.to_string_lossy()) {
             Ok(report) => {
                 println!("{report}");

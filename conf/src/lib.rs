@@ -4,6 +4,7 @@
 //! the file system, so every rule here is unit-tested without root.
 
 pub mod args;
+pub mod chain;
 pub mod error;
 pub mod ipamconf;
 pub mod names;

@@ -9,8 +9,12 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    // Kubernetes spells them in capitals (chain specs take either)
+    #[serde(alias = "TCP")]
     Tcp,
+    #[serde(alias = "UDP")]
     Udp,
+    #[serde(alias = "SCTP")]
     Sctp,
 }
 

@@ -6,12 +6,13 @@
 //! namespaces entered on a dedicated thread ([`netns`]); the firewall behind
 //! one backend trait ([`firewall`]); and the state weavice keeps on disk: per
 //! network ([`network`]), per attachment ([`attachment`]), per host port
-//! ([`hostports`]). No process globals and no forks: what only a short-lived
+//! ([`hostports`]), per security-function chain ([`chains`]). No process globals and no forks: what only a short-lived
 //! process may do (finishing work in a forked child) is the plugin binary's.
 //! Logs go through the `log` facade; the binary chooses where.
 
 pub mod addr;
 pub mod attachment;
+pub mod chains;
 pub mod conntrack;
 pub mod error;
 pub mod firewall;
