@@ -181,37 +181,74 @@ fn arp_claim(mac: &[u8], ip: IpAddr) -> Vec<u8> {
     f
 }
 
-/// An unsolicited neighbour advertisement (override set) from a link-local
-/// source, sent from `mac`: `lladdr` (its link-layer address option) claims `target`.
-fn neighbour_claim(mac: &[u8], lladdr: &[u8], target: IpAddr) -> Vec<u8> {
+/// The Internet checksum of `parts`, one after another.
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let bytes = parts.concat();
+    let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv6 frame: `payload` of protocol `next` from `src` to `dst`, its
+/// checksum (at `sum_at` in the payload) filled in.
+fn ipv6_frame(
+    to_mac: &[u8],
+    mac: &[u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next: u8,
+    mut payload: Vec<u8>,
+    sum_at: usize,
+) -> Vec<u8> {
+    let len = (payload.len() as u32).to_be_bytes();
+    let sum = checksum(&[&src.octets(), &dst.octets(), &len, &[0, 0, 0, next], &payload]);
+    payload[sum_at..sum_at + 2].copy_from_slice(&sum.to_be_bytes());
+    let mut f = [to_mac, mac, &[0x86, 0xdd, 0x60, 0, 0, 0]].concat();
+    f.extend((payload.len() as u16).to_be_bytes());
+    f.extend([next, 255]);
+    f.extend(src.octets());
+    f.extend(dst.octets());
+    f.extend(payload);
+    f
+}
+
+/// An unsolicited neighbour advertisement (override set) to all nodes, sent
+/// from `mac` and `src`: `lladdr` (its link-layer address option) claims `target`.
+fn neighbour_claim(mac: &[u8], src: &str, lladdr: &[u8], target: IpAddr) -> Vec<u8> {
     let IpAddr::V6(target) = target else { panic!("IPv6") };
-    let src: Ipv6Addr = "fe80::5eed".parse().unwrap();
-    let dst: Ipv6Addr = "ff02::1".parse().unwrap();
     let mut icmp = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
     icmp.extend(target.octets());
     icmp.extend([2, 1]);
     icmp.extend(lladdr);
-    // checksum over the pseudo-header and the message
-    let mut sum: u32 = 0;
-    let mut pseudo = [src.octets(), dst.octets()].concat();
-    pseudo.extend((icmp.len() as u32).to_be_bytes());
-    pseudo.extend([0, 0, 0, 58]);
-    for chunk in [pseudo.as_slice(), icmp.as_slice()].concat().chunks(2) {
-        sum += u32::from(u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]));
+    ipv6_frame(&[0x33, 0x33, 0, 0, 0, 1], mac, src.parse().unwrap(), "ff02::1".parse().unwrap(), 58, icmp, 2)
+}
+
+/// A UDP datagram to port 7200 in a frame to `to_mac`.
+fn udp_frame(to_mac: &[u8], mac: &[u8], src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    let udp = [&[0x1c, 0x20, 0x1c, 0x20, 0, 13, 0, 0][..], b"spoof"].concat();
+    match (src, dst) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => ipv6_frame(to_mac, mac, s, d, 17, udp, 6),
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            // IPv4 header (total length 33, TTL 64, UDP), UDP without a checksum
+            let mut ip = vec![0x45, 0, 0, 33, 0, 0, 0x40, 0, 64, 17, 0, 0];
+            ip.extend(s.octets());
+            ip.extend(d.octets());
+            let sum = checksum(&[&ip]);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            [to_mac, mac, &[0x08, 0x00], &ip, &udp].concat()
+        }
+        _ => panic!("one family"),
     }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    icmp[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    let mut f = vec![0x33, 0x33, 0, 0, 0, 1];
-    f.extend(mac);
-    f.extend([0x86, 0xdd, 0x60, 0, 0, 0]);
-    f.extend((icmp.len() as u16).to_be_bytes());
-    f.extend([58, 255]);
-    f.extend(src.octets());
-    f.extend(dst.octets());
-    f.extend(icmp);
-    f
+}
+
+/// Whether a datagram to port 7200 sent by `send` arrives at `at` on `addr`.
+fn arrives(at: &Netns, addr: IpAddr, send: impl FnOnce()) -> bool {
+    let listener = at.run(move || UdpSocket::bind(SocketAddr::new(addr, 7200)).expect("bind listener"));
+    listener.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+    send();
+    listener.recv_from(&mut [0u8; 16]).is_ok()
 }
 
 /// The node's neighbour entry for `ip` on the bridge: its MAC.
@@ -243,7 +280,8 @@ fn arp_and_neighbour_advertisements_cannot_claim_another_pods_address() {
             std::thread::sleep(Duration::from_millis(1100));
             for _ in 0..3 {
                 let mac = mac_bytes(&mac1);
-                let frame = if v4 { arp_claim(&mac, victim) } else { neighbour_claim(&mac, &mac, victim) };
+                let frame =
+                    if v4 { arp_claim(&mac, victim) } else { neighbour_claim(&mac, "fe80::5eed", &mac, victim) };
                 send_frame(p1, frame);
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -259,8 +297,8 @@ fn arp_and_neighbour_advertisements_cannot_claim_another_pods_address() {
         let own = c.ip(0, false);
         assert!(ping(&c.node.ns, &own.to_string()).is_some(), "{on}: the node reaches {own}");
         std::thread::sleep(Duration::from_millis(1100));
-        for _ in 0..3 {
-            send_frame(p1, neighbour_claim(&mac_bytes(&mac1), &mac_bytes(&mac2), own));
+        for src in ["fe80::5eed", "::"] {
+            send_frame(p1, neighbour_claim(&mac_bytes(&mac1), src, &mac_bytes(&mac2), own));
         }
         std::thread::sleep(Duration::from_millis(200));
         let expected = if anti_spoofing { &mac1 } else { &mac2 };
@@ -269,6 +307,67 @@ fn arp_and_neighbour_advertisements_cannot_claim_another_pods_address() {
         let bridge_ll = c.node.ns.ip(&["-6", "-o", "addr", "show", "dev", "wv0", "scope", "link"]);
         let ll = bridge_ll.split("inet6 ").nth(1).and_then(|r| r.split('/').next()).expect("bridge link-local");
         assert!(ping(p2, &format!("{ll}%eth0")).is_some(), "{on}: link-local to the node");
+    }
+}
+
+/// Two ways past the bridge's prerouting hook get nothing through: frames to
+/// the reserved group addresses (01:80:c2:00:00:0x reach the node through the
+/// input hook only) from another pod's address, and IPv6 with a link-local
+/// source routed to another pod (the kernel checks that only across interfaces).
+#[test]
+fn group_addressed_frames_and_routed_link_local_sources_get_nothing_through() {
+    if !require_root() {
+        return;
+    }
+    for anti_spoofing in [true, false] {
+        let c = Cluster::new("grp", json!({"antiSpoofing": anti_spoofing}), 2);
+        let on = if anti_spoofing { "on" } else { "off" };
+        let (p1, p2) = (&c.pods[0], &c.pods[1]);
+        let (_, mac1) = c.port_and_mac(0);
+        let mac1 = mac_bytes(&mac1);
+        let bridge_mac = mac_bytes(c.results[0]["interfaces"][0]["mac"].as_str().unwrap());
+        let gateway: IpAddr = "10.88.0.1".parse().unwrap();
+
+        let group = [0x01, 0x80, 0xc2, 0, 0, 0x02];
+        let stolen = c.ip(1, true);
+        let got = arrives(&c.node.ns, gateway, || send_frame(p1, udp_frame(&group, &mac1, stolen, gateway)));
+        assert_eq!(got, !anti_spoofing, "{on}: to a group address, from {stolen}");
+
+        let victim = c.ip(1, false);
+        let own = c.ip(0, false);
+        let got = arrives(p2, victim, || send_frame(p1, udp_frame(&bridge_mac, &mac1, own, victim)));
+        assert!(got, "{on}: routed from its own address");
+        let link_local: IpAddr = "fe80::dead".parse().unwrap();
+        let got = arrives(p2, victim, || send_frame(p1, udp_frame(&bridge_mac, &mac1, link_local, victim)));
+        assert!(!got, "{on}: from a link-local source, not routed to another pod");
+    }
+}
+
+/// A runtime asking for another pod's MAC, or the bridge's, is refused (7).
+#[test]
+fn a_requested_mac_that_is_taken_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let c = Cluster::new("rqmac", json!({}), 1);
+    let (_, taken) = c.port_and_mac(0);
+    let bridge_mac = c.results[0]["interfaces"][0]["mac"].as_str().unwrap().to_string();
+    let conf = c.node.conf("1.0.0", NET, json!({}));
+    for mac in [taken, bridge_mac] {
+        let pod = Netns::new("rqm");
+        let netns = pod.path();
+        let args = format!("IgnoreUnknown=1;MAC={mac}");
+        let env = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "rq"),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", args.as_str()),
+        ];
+        let r = c.node.invoke("weavice", &env, conf.to_string().as_bytes());
+        assert_eq!(r.json["code"], 7, "{mac}: {}", r.stdout);
+        assert!(r.json["msg"].as_str().unwrap().contains(&mac), "{}", r.stdout);
+        assert_eq!(pod.links(), ["lo"], "nothing made");
     }
 }
 

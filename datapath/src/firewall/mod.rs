@@ -53,6 +53,8 @@ pub trait Firewall {
     fn missing_pod(&self, r: &PodRules) -> Result<Vec<String>>;
     /// Whether the backend checks a pod's identity (anti-spoofing).
     fn checks_identity(&self) -> bool;
+    /// The bridge port of the checked pod whose MAC is `mac`, if any.
+    fn port_with_mac(&self, mac: &[u8; 6]) -> Result<Option<String>>;
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -184,7 +184,20 @@ fn build(
     let mut ready = network::ensure(node, &net.state_dir, &net.name, &want, false)?;
 
     let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname, routed);
+    if let Some(m) = &mac {
+        refuse_taken_mac(m, &host_name, &ready, backend)?;
+    }
     let peer_mac = mac.unwrap_or_else(|| veth::pod_mac(&net.name, &args.container_id, &args.ifname));
+
+    // The pod's identity and port forwards go in before its veth exists: no
+    // frame of the pod's ever passes unchecked (they are keyed by the port's
+    // name). A failure half-way (a later transaction) leaves elements to roll back.
+    let pod_ips: Vec<IpAddr> = ipr.ips.iter().map(|i| i.address.addr()).collect();
+    let id = identity(net, backend, &host_name, &peer_mac, &pod_ips);
+    let anti_spoofing = id.is_some();
+    let rules = made.rules.insert(port_mappings::rules(&net.port_mappings, &pod_ips, id)?);
+    // the attachment is new: ADD found no interface of that name in the pod
+    port_mappings::install(rules, backend, true)?;
     let spec = |bridge_index| veth::VethSpec {
         host: &host_name,
         peer: &args.ifname,
@@ -237,14 +250,6 @@ fn build(
         DatapathError::netlink(op)(e.source)
     })?;
 
-    let pod_ips: Vec<IpAddr> = ips.iter().map(|i| i.address.addr()).collect();
-    let id = identity(net, backend, &host_name, &peer_mac, &pod_ips);
-    let anti_spoofing = id.is_some();
-    // a failure half-way (a later transaction) leaves elements to roll back
-    let rules = made.rules.insert(port_mappings::rules(&net.port_mappings, &pod_ips, id)?);
-    // the veth was created exclusively: this attachment is new
-    port_mappings::install(rules, backend, true)?;
-
     let pod_mac = link::format_mac(&peer_mac);
     let result_routes: Vec<conf::Route> = routes.iter().map(|r| conf::Route { dst: r.dst, gw: r.gw }).collect();
     Attachment {
@@ -284,6 +289,30 @@ fn build(
         routes: result_routes,
         dns: ipr.dns,
     })
+}
+
+/// A MAC the runtime asks for must not be the bridge's or another pod's: the
+/// pod would take that one's traffic.
+fn refuse_taken_mac(mac: &[u8], port: &str, ready: &network::Ready, backend: Backend) -> Result<(), PluginError> {
+    let taken = if link::format_mac(mac) == ready.bridge_mac {
+        Some("the bridge".to_string())
+    } else {
+        match <[u8; 6]>::try_from(mac) {
+            // this attachment's own, left by a killed ADD, is no other pod's
+            Ok(m) => {
+                backend.driver().port_with_mac(&m)?.filter(|p| p != port).map(|p| format!("the pod on bridge port {p}"))
+            }
+            Err(_) => None,
+        }
+    };
+    match taken {
+        Some(holder) => Err(ConfError::Invalid(format!(
+            "MAC {} is already {holder}'s on this node; request another (or none)",
+            link::format_mac(mac)
+        ))
+        .into()),
+        None => Ok(()),
+    }
 }
 
 fn gateway_of(ip: &IpConfig) -> Result<IpAddr, PluginError> {

@@ -168,4 +168,8 @@ impl Firewall for Iptables {
     fn checks_identity(&self) -> bool {
         false
     }
+
+    fn port_with_mac(&self, _mac: &[u8; 6]) -> Result<Option<String>> {
+        Ok(None)
+    }
 }

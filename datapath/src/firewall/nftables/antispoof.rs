@@ -11,7 +11,10 @@
 //! Checked in table `bridge weavice`, chain `antispoof`, jumped to from
 //! prerouting at priority -300: before the bridge learns the source MAC
 //! (so no pod can take another's place in the forwarding database) and
-//! before br_netfilter hands the packet to the IP hooks. Per pod it is set
+//! before br_netfilter hands the packet to the IP hooks; and from input, the
+//! only hook frames to the reserved group addresses pass. Unspecified and
+//! link-local IPv6 sources are not routed out of a routed bridge (table
+//! `inet weavice`, chain `forward`). Per pod it is set
 //! membership only: its port in `spoof_ports` (unlisted ports are not
 //! checked: `antiSpoofing: false`, or another plugin's pods), `port . MAC`,
 //! `port . address` per address, and for IPv6 `port . address` and
@@ -21,7 +24,8 @@
 
 use super::element::{Element, Field};
 use super::expr::{concat, counter, eq, jump, meta, ne, payload, raw_payload, set, verdict};
-use super::{Rule, Skeleton, BRIDGE};
+use super::redirect::SET as ROUTED_BRIDGES;
+use super::{Rule, Skeleton, BRIDGE, INET};
 use crate::firewall::PodIdentity;
 use serde_json::{json, Value};
 use std::net::IpAddr;
@@ -51,21 +55,29 @@ pub fn skeleton() -> Skeleton {
     objects += &format!("add set {BRIDGE} {ND_TARGETS} {{ typeof iifname . @th,64,128; }}\n");
     // the MAC in a solicitation's or advertisement's link-layer address option
     objects += &format!("add set {BRIDGE} {ND_MACS} {{ typeof iifname . @th,208,48; }}\n");
-    objects +=
-        &format!("add chain {BRIDGE} prerouting {{ type filter hook prerouting priority -300; policy accept; }}\n");
+    // prerouting sees what the bridge forwards or delivers; frames to the
+    // reserved group addresses (01:80:c2:00:00:0x) skip it and reach input only
+    for hook in ["prerouting", "input"] {
+        objects += &format!("add chain {BRIDGE} {hook} {{ type filter hook {hook} priority -300; policy accept; }}\n");
+    }
     objects += &format!("add chain {BRIDGE} {CHAIN}\n");
+    objects += &format!("add chain {INET} forward {{ type filter hook forward priority filter; policy accept; }}\n");
 
     let rule = |chain, expr, name: &str| Rule { table: BRIDGE, chain, expr, name: name.into() };
     let drop = |mut expr: Vec<Value>| {
         expr.extend([counter(), verdict("drop")]);
         expr
     };
-    let rules = vec![
+    let jump_from = |hook: &'static str| {
         rule(
-            "prerouting",
+            hook,
             vec![eq(meta("iifname"), set(PORTS)), jump(CHAIN)],
-            &format!("jump to {CHAIN} in prerouting of table {BRIDGE}"),
-        ),
+            &format!("jump to {CHAIN} in {hook} of table {BRIDGE}"),
+        )
+    };
+    let mut rules = vec![
+        jump_from("prerouting"),
+        jump_from("input"),
         rule(CHAIN, drop(vec![ne(port_and(payload("ether", "saddr")), set(MACS))]), "the source MAC check"),
         rule(
             CHAIN,
@@ -112,6 +124,16 @@ pub fn skeleton() -> Skeleton {
             ]),
             "the neighbour advertisement target check",
         ),
+        // an advertisement comes from an address of the sender's (not ::,
+        // which the option checks below leave to DAD's solicitations)
+        rule(
+            CHAIN,
+            drop(vec![
+                eq(payload("icmpv6", "type"), json!("nd-neighbor-advert")),
+                eq(payload("ip6", "saddr"), json!("::")),
+            ]),
+            "the drop of neighbour advertisements from ::",
+        ),
         // Solicitations and advertisements carry at most one option, the
         // link-layer address (DAD's, from ::, a nonce): one more could hide it.
         rule(
@@ -134,6 +156,18 @@ pub fn skeleton() -> Skeleton {
             "the neighbour link-layer address check",
         ),
     ];
+    // Unspecified and link-local sources, allowed on the link, must not be
+    // routed; the kernel checks that only for packets that leave by another
+    // interface, and routed pods share their bridge.
+    rules.push(Rule {
+        table: INET,
+        chain: "forward",
+        expr: drop(vec![
+            eq(meta("iifname"), set(ROUTED_BRIDGES)),
+            eq(payload("ip6", "saddr"), json!({"set": ["::", {"prefix": {"addr": "fe80::", "len": 10}}]})),
+        ]),
+        name: "the drop of link-local sources routed between pods".into(),
+    });
     Skeleton { objects, rules, elements: Vec::new() }
 }
 
@@ -155,6 +189,15 @@ pub fn elements(id: &PodIdentity) -> Vec<Element> {
         out.push(element(ND_MACS, vec![port(), Field::RawMac(id.mac)]));
     }
     out
+}
+
+/// The bridge port whose pod holds `mac`, if a checked pod does.
+pub fn port_with_mac(mac: &[u8; 6]) -> crate::Result<Option<String>> {
+    let held = super::elements::held(BRIDGE, MACS)?;
+    Ok(held.into_iter().find_map(|e| match e.key.as_slice() {
+        [Field::IfName(port), Field::Mac(m)] if m == mac => Some(port.clone()),
+        _ => None,
+    }))
 }
 
 /// An element of one of [`SETS`], from the key the kernel lists.

@@ -150,6 +150,17 @@ pub fn remove_lost(pod_ips: &[IpAddr], ports: &[String]) -> Result<Lingering> {
     remove(&found)
 }
 
+/// The elements a set of one of weavice's tables holds now (none when the
+/// set does not exist).
+pub fn held(table: Table, set: &str) -> Result<Vec<Element>> {
+    let mut nl = open()?;
+    match listed(&mut nl, table, set) {
+        Ok(held) => Ok(held.iter().filter_map(|(key, data)| decode(table, set, key, data.as_deref())).collect()),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(Vec::new()),
+        Err(e) => Err(DatapathError::netlink(format!("list the elements of {set}"))(e)),
+    }
+}
+
 fn decode(table: Table, set: &str, key: &[u8], data: Option<&[u8]>) -> Option<Element> {
     if table == BRIDGE {
         antispoof::decode_element(set, key)

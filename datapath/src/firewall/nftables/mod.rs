@@ -196,6 +196,10 @@ impl Firewall for Nftables {
     fn checks_identity(&self) -> bool {
         true
     }
+
+    fn port_with_mac(&self, mac: &[u8; 6]) -> Result<Option<String>> {
+        antispoof::port_with_mac(mac)
+    }
 }
 
 /// A pod's elements: its forwards, then its identity.
@@ -274,9 +278,9 @@ mod tests {
         let cmds = b["nftables"].as_array().unwrap();
         let flushes = cmds.iter().take_while(|c| c.get("flush").is_some()).count();
         assert_eq!(
-            flushes, 10,
-            "postrouting, WEAVICE-MASQ, prerouting, nat_output, WEAVICE-HOSTPORTS, output, dnat_mark, forward, \
-             bridge prerouting, antispoof"
+            flushes, 12,
+            "postrouting, WEAVICE-MASQ, prerouting, nat_output, WEAVICE-HOSTPORTS, output, dnat_mark, bridge \
+             forward, bridge prerouting and input, antispoof, inet forward"
         );
         assert!(cmds[flushes..].iter().all(|c| c.get("add").is_some()));
     }
