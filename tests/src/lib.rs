@@ -230,7 +230,16 @@ impl Node {
 
     /// One CNI verb of weavice for (container ID, pod namespace path, ifname).
     pub fn cni(&self, verb: &str, conf: &Value, id: &str, netns: &str, ifname: &str) -> Reply {
-        let env = [("CNI_COMMAND", verb), ("CNI_CONTAINERID", id), ("CNI_NETNS", netns), ("CNI_IFNAME", ifname)];
+        self.cni_with_args(verb, conf, id, netns, ifname, "")
+    }
+
+    /// The same with `CNI_ARGS` (`IgnoreUnknown=1;IP=10.88.0.7`).
+    pub fn cni_with_args(&self, verb: &str, conf: &Value, id: &str, netns: &str, ifname: &str, args: &str) -> Reply {
+        let mut env =
+            vec![("CNI_COMMAND", verb), ("CNI_CONTAINERID", id), ("CNI_NETNS", netns), ("CNI_IFNAME", ifname)];
+        if !args.is_empty() {
+            env.push(("CNI_ARGS", args));
+        }
         self.invoke("weavice", &env, conf.to_string().as_bytes())
     }
 

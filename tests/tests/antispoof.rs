@@ -5,6 +5,7 @@
 
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 use weavice_tests::*;
 
@@ -80,9 +81,16 @@ impl Cluster {
     }
 }
 
-/// Sends one datagram from `from`, with source address `src`, to `to` in
-/// `at`; whether it arrived, and from where.
-fn udp_from(from: &Netns, src: IpAddr, at: &Netns, to: SocketAddr) -> Option<IpAddr> {
+/// A port no listener of this test binary used before.
+fn next_port() -> u16 {
+    static PORT: AtomicU16 = AtomicU16::new(7100);
+    PORT.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Sends one datagram from `from`, with source address `src`, to address
+/// `to` in `at` (a port of its own each time); whether it arrived, and from where.
+fn udp_from(from: &Netns, src: IpAddr, at: &Netns, to: IpAddr) -> Option<IpAddr> {
+    let to = SocketAddr::new(to, next_port());
     let listener = at.run(move || UdpSocket::bind(to).expect("bind listener"));
     listener.set_read_timeout(Some(Duration::from_millis(1500))).ok()?;
     from.run(move || {
@@ -114,8 +122,7 @@ fn a_pod_cannot_send_from_another_pods_address() {
         // its own addresses, both IPv4 ones and the IPv6 one
         assert_eq!(c.ips(0, true).len(), 2, "two IPv4 addresses from IPAM");
         for src in [c.ips(0, true), c.ips(0, false)].concat() {
-            let to = SocketAddr::new(c.ip(2, src.is_ipv4()), 7100);
-            assert_eq!(udp_from(p1, src, p3, to), Some(src), "{on}: from its own {src}");
+            assert_eq!(udp_from(p1, src, p3, c.ip(2, src.is_ipv4())), Some(src), "{on}: from its own {src}");
         }
 
         // another pod's, put on its own interface
@@ -124,8 +131,8 @@ fn a_pod_cannot_send_from_another_pods_address() {
             let prefix = if v4 { "32" } else { "128" };
             p1.ip(&["addr", "add", &format!("{stolen}/{prefix}"), "dev", "eth0", "nodad"]);
             let outside_addr: IpAddr = if v4 { "203.0.113.2" } else { "2001:db8:113::2" }.parse().unwrap();
-            let to_pod = udp_from(p1, stolen, p3, SocketAddr::new(c.ip(2, v4), 7101));
-            let to_outside = udp_from(p1, stolen, &outside, SocketAddr::new(outside_addr, 7101));
+            let to_pod = udp_from(p1, stolen, p3, c.ip(2, v4));
+            let to_outside = udp_from(p1, stolen, &outside, outside_addr);
             let rule = if v4 { "ip saddr != 0.0.0.0" } else { "ip6 saddr != {" };
             if anti_spoofing {
                 assert_eq!((to_pod, to_outside), (None, None), "{on}: from {stolen}, nothing gets through");
@@ -225,9 +232,10 @@ fn neighbour_claim(mac: &[u8], src: &str, lladdr: &[u8], target: IpAddr) -> Vec<
     ipv6_frame(&[0x33, 0x33, 0, 0, 0, 1], mac, src.parse().unwrap(), "ff02::1".parse().unwrap(), 58, icmp, 2)
 }
 
-/// A UDP datagram to port 7200 in a frame to `to_mac`.
-fn udp_frame(to_mac: &[u8], mac: &[u8], src: IpAddr, dst: IpAddr) -> Vec<u8> {
-    let udp = [&[0x1c, 0x20, 0x1c, 0x20, 0, 13, 0, 0][..], b"spoof"].concat();
+/// A UDP datagram to `port` in a frame to `to_mac`.
+fn udp_frame(to_mac: &[u8], mac: &[u8], src: IpAddr, dst: IpAddr, port: u16) -> Vec<u8> {
+    let p = port.to_be_bytes();
+    let udp = [&[p[0], p[1], p[0], p[1], 0, 13, 0, 0][..], b"spoof"].concat();
     match (src, dst) {
         (IpAddr::V6(s), IpAddr::V6(d)) => ipv6_frame(to_mac, mac, s, d, 17, udp, 6),
         (IpAddr::V4(s), IpAddr::V4(d)) => {
@@ -243,11 +251,13 @@ fn udp_frame(to_mac: &[u8], mac: &[u8], src: IpAddr, dst: IpAddr) -> Vec<u8> {
     }
 }
 
-/// Whether a datagram to port 7200 sent by `send` arrives at `at` on `addr`.
-fn arrives(at: &Netns, addr: IpAddr, send: impl FnOnce()) -> bool {
-    let listener = at.run(move || UdpSocket::bind(SocketAddr::new(addr, 7200)).expect("bind listener"));
+/// Whether a datagram that `send` sends to the port it is given arrives at
+/// `at` on `addr`.
+fn arrives(at: &Netns, addr: IpAddr, send: impl FnOnce(u16)) -> bool {
+    let port = next_port();
+    let listener = at.run(move || UdpSocket::bind(SocketAddr::new(addr, port)).expect("bind listener"));
     listener.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
-    send();
+    send(port);
     listener.recv_from(&mut [0u8; 16]).is_ok()
 }
 
@@ -330,15 +340,15 @@ fn group_addressed_frames_and_routed_link_local_sources_get_nothing_through() {
 
         let group = [0x01, 0x80, 0xc2, 0, 0, 0x02];
         let stolen = c.ip(1, true);
-        let got = arrives(&c.node.ns, gateway, || send_frame(p1, udp_frame(&group, &mac1, stolen, gateway)));
+        let got = arrives(&c.node.ns, gateway, |port| send_frame(p1, udp_frame(&group, &mac1, stolen, gateway, port)));
         assert_eq!(got, !anti_spoofing, "{on}: to a group address, from {stolen}");
 
         let victim = c.ip(1, false);
         let own = c.ip(0, false);
-        let got = arrives(p2, victim, || send_frame(p1, udp_frame(&bridge_mac, &mac1, own, victim)));
+        let got = arrives(p2, victim, |port| send_frame(p1, udp_frame(&bridge_mac, &mac1, own, victim, port)));
         assert!(got, "{on}: routed from its own address");
         let link_local: IpAddr = "fe80::dead".parse().unwrap();
-        let got = arrives(p2, victim, || send_frame(p1, udp_frame(&bridge_mac, &mac1, link_local, victim)));
+        let got = arrives(p2, victim, |port| send_frame(p1, udp_frame(&bridge_mac, &mac1, link_local, victim, port)));
         assert!(!got, "{on}: from a link-local source, not routed to another pod");
     }
 }
@@ -355,16 +365,7 @@ fn a_requested_mac_that_is_taken_is_refused() {
     let conf = c.node.conf("1.0.0", NET, json!({}));
     for mac in [taken, bridge_mac] {
         let pod = Netns::new("rqm");
-        let netns = pod.path();
-        let args = format!("IgnoreUnknown=1;MAC={mac}");
-        let env = [
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", "rq"),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_ARGS", args.as_str()),
-        ];
-        let r = c.node.invoke("weavice", &env, conf.to_string().as_bytes());
+        let r = c.node.cni_with_args("ADD", &conf, "rq", &pod.path(), "eth0", &format!("IgnoreUnknown=1;MAC={mac}"));
         assert_eq!(r.json["code"], 7, "{mac}: {}", r.stdout);
         assert!(r.json["msg"].as_str().unwrap().contains(&mac), "{}", r.stdout);
         assert_eq!(pod.links(), ["lo"], "nothing made");

@@ -167,15 +167,7 @@ fn widen_case(backend: &str) {
     assert!(r.ok, "{backend}: {}", r.stdout);
     let ip_a = ip_of(&r.json, true);
 
-    let netns = b.path();
-    let env = [
-        ("CNI_COMMAND", "ADD"),
-        ("CNI_CONTAINERID", "wd2"),
-        ("CNI_NETNS", netns.as_str()),
-        ("CNI_IFNAME", "eth0"),
-        ("CNI_ARGS", "IgnoreUnknown=1;IP=10.88.5.5"),
-    ];
-    let r = node.invoke("weavice", &env, wide.to_string().as_bytes());
+    let r = node.cni_with_args("ADD", &wide, "wd2", &b.path(), "eth0", "IgnoreUnknown=1;IP=10.88.5.5");
     assert!(r.ok, "{backend}: the widened range: {}", r.stdout);
     assert_eq!(ip_of(&r.json, true), "10.88.5.5");
     assert_eq!(ping(&a, "10.88.5.5"), Some(63), "{backend}: old pod to new");
@@ -216,15 +208,7 @@ fn pods_in_different_ranges_of_one_network_all_keep_their_gateway() {
     conf["ipam"]["ranges"] = json!([[{"subnet": "10.88.0.0/24"}, {"subnet": "10.90.0.0/24"}]]);
     let (a, b) = (Netns::new("tra"), Netns::new("trb"));
     assert!(node.cni("ADD", &conf, "tr1", &a.path(), "eth0").ok);
-    let netns = b.path();
-    let env = [
-        ("CNI_COMMAND", "ADD"),
-        ("CNI_CONTAINERID", "tr2"),
-        ("CNI_NETNS", netns.as_str()),
-        ("CNI_IFNAME", "eth0"),
-        ("CNI_ARGS", "IgnoreUnknown=1;IP=10.90.0.5"),
-    ];
-    let r = node.invoke("weavice", &env, conf.to_string().as_bytes());
+    let r = node.cni_with_args("ADD", &conf, "tr2", &b.path(), "eth0", "IgnoreUnknown=1;IP=10.90.0.5");
     assert!(r.ok, "{}", r.stdout);
     let addrs = node.ns.ip(&["-o", "addr", "show", "dev", "wv0"]);
     assert!(addrs.contains("10.88.0.1/24") && addrs.contains("10.90.0.1/24"), "{addrs}");
@@ -667,15 +651,7 @@ fn the_attachment_state_names_the_pod() {
     let (a, b) = (Netns::new("pra"), Netns::new("prb"));
     let conf = node.conf("1.1.0", "podnet", json!({}));
     let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;K8S_POD_UID=0c9e";
-    let netns = a.path();
-    let env = [
-        ("CNI_COMMAND", "ADD"),
-        ("CNI_CONTAINERID", "pr1"),
-        ("CNI_NETNS", netns.as_str()),
-        ("CNI_IFNAME", "eth0"),
-        ("CNI_ARGS", args),
-    ];
-    assert!(node.invoke("weavice", &env, conf.to_string().as_bytes()).ok);
+    assert!(node.cni_with_args("ADD", &conf, "pr1", &a.path(), "eth0", args).ok);
     assert!(node.cni("ADD", &conf, "pr2", &b.path(), "eth0").ok);
     let state = |id: &str| -> Value {
         let path = node.dir.path(&format!("state/attachments/podnet/eth0/{id}.json"));
