@@ -369,6 +369,16 @@ pub fn tcp_fetch(ns: &Netns, to: &str) -> String {
     })
 }
 
+/// How many elements set or map `name` of `table inet weavice` holds in `ns`
+/// (0 when there is no such table or set), read from the table as data.
+pub fn inet_elements(ns: &Netns, name: &str) -> usize {
+    let out = ns.exec("nft", &["-j", "list", "table", "inet", "weavice"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let objects = v["nftables"].as_array().cloned().unwrap_or_default();
+    let set = objects.iter().filter_map(|o| o.get("map").or(o.get("set"))).find(|s| s["name"] == name);
+    set.and_then(|s| s["elem"].as_array()).map_or(0, Vec::len)
+}
+
 /// Everything netfilter holds in `ns`: the nft ruleset and both iptables-saves.
 pub fn firewall_dump(ns: &Netns) -> String {
     dump(ns, &["-s", "list", "ruleset"])

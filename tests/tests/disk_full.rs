@@ -167,17 +167,8 @@ fn lines_diff(before: &str, after: &str) -> String {
     [minus, plus].concat().join("\n")
 }
 
-/// Elements of a map in `table inet weavice` (0 when there is no table).
-fn count(node: &Node, map: &str) -> usize {
-    let out = node.ns.exec("nft", &["-j", "list", "table", "inet", "weavice"]);
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let objects = v["nftables"].as_array().cloned().unwrap_or_default();
-    let set = objects.iter().filter_map(|o| o.get("map").or(o.get("set"))).find(|s| s["name"] == map);
-    set.and_then(|s| s["elem"].as_array()).map_or(0, Vec::len)
-}
-
 fn mapped_elements(node: &Node) -> (usize, usize) {
-    (count(node, "hostport_v4"), count(node, "hostport_v6"))
+    (inet_elements(&node.ns, "hostport_v4"), inet_elements(&node.ns, "hostport_v6"))
 }
 
 /// Links of the node other than lo and the bridge, once retired veths are gone.

@@ -413,14 +413,7 @@ fn a_thousand_mappings_go_in_and_out_whole() {
     let (a, b) = (Netns::new("pmka"), Netns::new("pmkb"));
     let many: Vec<Value> = (0..1000).map(|i| json!({"hostPort": 20000 + i, "containerPort": 80})).collect();
     let conf = mapped(&node, json!(many));
-    // elements of a set or map, from the table as data
-    let count = |name: &str| -> usize {
-        let out = node.ns.exec("nft", &["-j", "list", "table", "inet", "weavice"]);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let objects = v["nftables"].as_array().cloned().unwrap_or_default();
-        let set = objects.iter().filter_map(|o| o.get("map").or(o.get("set"))).find(|s| s["name"] == name);
-        set.and_then(|s| s["elem"].as_array()).map_or(0, Vec::len)
-    };
+    let count = |name: &str| inet_elements(&node.ns, name);
     let r = node.cni("ADD", &conf, "ka", &a.path(), "eth0");
     assert!(r.ok, "{}", r.stdout);
     assert_eq!((count("hostport_v4"), count("hostport_v6"), count("hairpin_v4")), (1000, 1000, 1));

@@ -1,7 +1,7 @@
 //! ADD: bridge, veth pair, addresses, routes, masquerade, saved state.
 //! A linear script; on failure everything created so far is undone.
 
-use super::{hairpin, identity, node_socket, open_pod, pod_link_and_peer, requested_mac, wanted};
+use super::{hairpin, host_veth_name, identity, node_socket, open_pod, pod_link_and_peer, requested_mac, wanted};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::port_mappings;
@@ -183,7 +183,7 @@ fn build(
     };
     let mut ready = network::ensure(node, &net.state_dir, &net.name, &want, false)?;
 
-    let host_name = veth::host_name(&net.name, &args.container_id, &args.ifname, routed);
+    let host_name = host_veth_name(net, args);
     if let Some(m) = &mac {
         refuse_taken_mac(m, &host_name, &ready, backend)?;
     }

@@ -2,11 +2,11 @@
 //! prevResult, twice, and after a half-failed ADD; every step runs and all
 //! failures are reported together.
 
-use super::{node_socket, pod_link_and_peer, Done};
+use super::{host_veth_name, node_socket, pod_link_and_peer, Done};
 use crate::error::PluginError;
 use crate::ipam_client::Ipam;
 use crate::port_mappings;
-use conf::{CmdArgs, NetConf, PodToPod};
+use conf::{CmdArgs, NetConf};
 use datapath::attachment::{self, Attachment};
 use datapath::firewall::Backend;
 use datapath::hostports;
@@ -72,8 +72,8 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         }
     }
     info!("DEL {}/{} netns={:?} errors={}", args.container_id, args.ifname, args.netns, errors.len());
-    if let (false, Some(l)) = (errors.is_empty(), &retired) {
-        // main deletes it in the background only after a success
+    // main deletes a retired veth in the background only after a success
+    if let Some(l) = retired.as_ref().filter(|_| !errors.is_empty()) {
         if let Err(e) = node.link().delete(l.index, &l.name) {
             errors.push(e.into());
         }
@@ -101,7 +101,7 @@ fn unmap_without_state(net: &NetConf, args: &CmdArgs, ipam: Option<&Ipam>) -> Re
     if pod_ips.is_empty() && !matches!(ipam, Some(Ipam::Exec { .. })) {
         return Ok(lingering);
     }
-    let port = veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed);
+    let port = host_veth_name(net, args);
     for backend in Backend::installed() {
         lingering.extend(backend.driver().remove_lost(&pod_ips, std::slice::from_ref(&port))?);
     }
@@ -142,7 +142,7 @@ fn find_host_veth(
 ) -> Result<Option<Link>, PluginError> {
     let name = match saved {
         Some(a) if !a.host_veth.is_empty() => a.host_veth.clone(),
-        _ => veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed),
+        _ => host_veth_name(net, args),
     };
     let retired = veth::tombstone_name(&name);
     for candidate in [name, retired] {

@@ -99,11 +99,14 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     if let Some(ipam) = Ipam::from_conf(net)? {
         match ipam.gc(net, args) {
             Ok(freed) => {
-                for r in freed.into_iter().filter(|r| !collected.contains(&(r.container_id.clone(), r.ifname.clone())))
-                {
+                for r in freed {
+                    let who = (r.container_id, r.ifname);
+                    if collected.contains(&who) {
+                        continue;
+                    }
                     freed_ips.push(r.ip);
-                    if !lost.contains(&(r.container_id.clone(), r.ifname.clone())) {
-                        lost.push((r.container_id, r.ifname));
+                    if !lost.contains(&who) {
+                        lost.push(who);
                     }
                 }
             }

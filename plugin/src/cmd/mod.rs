@@ -41,6 +41,11 @@ pub fn node_socket() -> Result<RouteSocket, PluginError> {
     Ok(RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?)
 }
 
+/// The attachment's host veth name under this config (routed or bridged).
+pub fn host_veth_name(net: &NetConf, args: &CmdArgs) -> String {
+    link::veth::host_name(&net.name, &args.container_id, &args.ifname, net.pod_to_pod == PodToPod::Routed)
+}
+
 /// The pod's namespace, which must not be the node's own, and a netlink
 /// socket bound to it. The plugin has one thread, so it switches that thread
 /// there and back instead of starting one.

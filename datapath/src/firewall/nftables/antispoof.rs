@@ -23,7 +23,7 @@
 //! count what they drop (`nft list chain bridge weavice antispoof`).
 
 use super::element::{Element, Field};
-use super::expr::{concat, counter, eq, jump, meta, ne, payload, raw_payload, set, verdict};
+use super::expr::{concat, counter, eq, gt, jump, meta, ne, payload, raw_payload, set, verdict};
 use super::redirect::SET as ROUTED_BRIDGES;
 use super::{Rule, Skeleton, BRIDGE, INET};
 use crate::firewall::PodIdentity;
@@ -39,6 +39,19 @@ const ND_TARGETS: &str = "pod_nd_targets";
 const ND_MACS: &str = "pod_nd_macs";
 /// Every set that holds pods' identities.
 pub const SETS: [&str; 6] = [PORTS, MACS, ADDRS_V4, ADDRS_V6, ND_TARGETS, ND_MACS];
+
+/// Neighbour solicitations and advertisements, but DAD's (from ::).
+fn neighbour_messages_not_dad() -> Vec<Value> {
+    vec![
+        eq(payload("icmpv6", "type"), json!({"set": ["nd-neighbor-solicit", "nd-neighbor-advert"]})),
+        ne(payload("ip6", "saddr"), json!("::")),
+    ]
+}
+
+/// `{ ::, fe80::/10 }`: the IPv6 sources DAD and NDP use before or besides a pod's addresses.
+fn unspecified_or_link_local() -> Value {
+    json!({"set": ["::", {"prefix": {"addr": "fe80::", "len": 10}}]})
+}
 
 /// `iifname . <field>`
 fn port_and(field: Value) -> Value {
@@ -104,7 +117,7 @@ pub fn skeleton() -> Skeleton {
         rule(
             CHAIN,
             drop(vec![
-                ne(payload("ip6", "saddr"), json!({"set": ["::", {"prefix": {"addr": "fe80::", "len": 10}}]})),
+                ne(payload("ip6", "saddr"), unspecified_or_link_local()),
                 ne(port_and(payload("ip6", "saddr")), set(ADDRS_V6)),
             ]),
             "the IPv6 source address check",
@@ -138,21 +151,21 @@ pub fn skeleton() -> Skeleton {
         // link-layer address (DAD's, from ::, a nonce): one more could hide it.
         rule(
             CHAIN,
-            drop(vec![
-                eq(payload("icmpv6", "type"), json!({"set": ["nd-neighbor-solicit", "nd-neighbor-advert"]})),
-                ne(payload("ip6", "saddr"), json!("::")),
-                json!({"match": {"op": ">", "left": payload("ip6", "length"), "right": 32}}),
-            ]),
+            drop([neighbour_messages_not_dad(), vec![gt(payload("ip6", "length"), json!(32))]].concat()),
             "the drop of neighbour messages with more than one option",
         ),
         rule(
             CHAIN,
-            drop(vec![
-                eq(payload("icmpv6", "type"), json!({"set": ["nd-neighbor-solicit", "nd-neighbor-advert"]})),
-                ne(payload("ip6", "saddr"), json!("::")),
-                eq(payload("ip6", "length"), json!(32)),
-                ne(port_and(raw_payload("th", 208, 48)), set(ND_MACS)),
-            ]),
+            drop(
+                [
+                    neighbour_messages_not_dad(),
+                    vec![
+                        eq(payload("ip6", "length"), json!(32)),
+                        ne(port_and(raw_payload("th", 208, 48)), set(ND_MACS)),
+                    ],
+                ]
+                .concat(),
+            ),
             "the neighbour link-layer address check",
         ),
     ];
@@ -164,7 +177,7 @@ pub fn skeleton() -> Skeleton {
         chain: "forward",
         expr: drop(vec![
             eq(meta("iifname"), set(ROUTED_BRIDGES)),
-            eq(payload("ip6", "saddr"), json!({"set": ["::", {"prefix": {"addr": "fe80::", "len": 10}}]})),
+            eq(payload("ip6", "saddr"), unspecified_or_link_local()),
         ]),
         name: "the drop of link-local sources routed between pods".into(),
     });

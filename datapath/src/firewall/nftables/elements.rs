@@ -102,8 +102,16 @@ pub fn add(elements: &[Element]) -> Result<()> {
 /// An element as the kernel stores it: its key and, in a map, its data.
 type Stored = (Vec<u8>, Option<Vec<u8>>);
 
-/// What a set or map of one of weavice's tables holds now.
-fn listed(nl: &mut NetfilterSocket, table: Table, set: &str) -> Result<Vec<Stored>, NlError> {
+/// What a set or map of one of weavice's tables holds now; nothing when it
+/// does not exist (no table of weavice's on this node, a flushed ruleset).
+fn listed(nl: &mut NetfilterSocket, table: Table, set: &str) -> Result<Vec<Stored>> {
+    match dump(nl, table, set) {
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(Vec::new()),
+        r => r.map_err(DatapathError::netlink(format!("list the elements of {set}"))),
+    }
+}
+
+fn dump(nl: &mut NetfilterSocket, table: Table, set: &str) -> Result<Vec<Stored>, NlError> {
     let which = SetElementMessage {
         attributes: vec![SetElementList::Table(table.name.to_string()), SetElementList::Set(set.to_string())],
     };
@@ -137,15 +145,9 @@ pub fn remove_lost(pod_ips: &[IpAddr], ports: &[String]) -> Result<Lingering> {
     let mut nl = open()?;
     let mut found = Vec::new();
     let sets = hostports::SETS.iter().map(|s| (INET, *s)).chain(antispoof::SETS.iter().map(|s| (BRIDGE, *s)));
+    let ours = |e: &Element| pod_ips.iter().any(|ip| e.concerns(ip)) || ports.iter().any(|p| e.is_of_port(p));
     for (table, set) in sets {
-        let held = match listed(&mut nl, table, set) {
-            Ok(held) => held,
-            // no table or set of weavice's on this node: nothing to remove there
-            Err(e) if e.errno() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(DatapathError::netlink(format!("list the elements of {set}"))(e)),
-        };
-        let ours = |e: &Element| pod_ips.iter().any(|ip| e.concerns(ip)) || ports.iter().any(|p| e.is_of_port(p));
-        found.extend(held.iter().filter_map(|(key, data)| decode(table, set, key, data.as_deref())).filter(ours));
+        found.extend(decoded(&mut nl, table, set)?.into_iter().filter(ours));
     }
     remove(&found)
 }
@@ -153,12 +155,12 @@ pub fn remove_lost(pod_ips: &[IpAddr], ports: &[String]) -> Result<Lingering> {
 /// The elements a set of one of weavice's tables holds now (none when the
 /// set does not exist).
 pub fn held(table: Table, set: &str) -> Result<Vec<Element>> {
-    let mut nl = open()?;
-    match listed(&mut nl, table, set) {
-        Ok(held) => Ok(held.iter().filter_map(|(key, data)| decode(table, set, key, data.as_deref())).collect()),
-        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(Vec::new()),
-        Err(e) => Err(DatapathError::netlink(format!("list the elements of {set}"))(e)),
-    }
+    decoded(&mut open()?, table, set)
+}
+
+fn decoded(nl: &mut NetfilterSocket, table: Table, set: &str) -> Result<Vec<Element>> {
+    let held = listed(nl, table, set)?;
+    Ok(held.iter().filter_map(|(key, data)| decode(table, set, key, data.as_deref())).collect())
 }
 
 fn decode(table: Table, set: &str, key: &[u8], data: Option<&[u8]>) -> Option<Element> {
@@ -193,12 +195,7 @@ pub fn remove(elements: &[Element]) -> Result<Lingering> {
             }
         }
         for (table, set) in sets {
-            let held = match listed(&mut nl, table, set) {
-                Ok(held) => held,
-                // the set is gone (a flushed ruleset): none of it is there
-                Err(e) if e.errno() == Some(libc::ENOENT) => continue,
-                Err(e) => return Err(DatapathError::netlink(format!("list the elements of {set}"))(e)),
-            };
+            let held = listed(&mut nl, table, set)?;
             let here =
                 |e: &&Element| e.table == table && e.set == set && held.contains(&(e.key_bytes(), e.data_bytes()));
             present.extend(chunk.iter().filter(here).cloned());

@@ -52,6 +52,10 @@ pub fn ne(left: Value, right: Value) -> Value {
     matches("!=", left, right)
 }
 
+pub fn gt(left: Value, right: Value) -> Value {
+    matches(">", left, right)
+}
+
 /// `ct status dnat`: the connection was DNATed.
 pub fn ct_dnat() -> Value {
     matches("in", json!({"ct": {"key": "status"}}), json!("dnat"))
