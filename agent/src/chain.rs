@@ -3,10 +3,10 @@
 //! stored: its network has pods here, its route functions' pods run here,
 //! and no other chain claims the same traffic.
 
-use conf::chain::{validate_chain_name, Chain, FailurePolicy, Mode, PodRef};
-use datapath::attachment::Attachment;
+use conf::chain::{validate_chain_name, Chain, FailurePolicy, Mode};
+use datapath::chains::{self, install, Applied, ChainPod};
 use datapath::netlink::RouteSocket;
-use datapath::{chains, network, DatapathError};
+use datapath::{marks, DatapathError};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
@@ -23,25 +23,7 @@ pub enum ChainCmdError {
 
 type Result<T> = std::result::Result<T, ChainCmdError>;
 
-/// A pod of the network as its attachments' state has it.
-struct Pod {
-    name: Option<PodRef>,
-    ips: Vec<IpAddr>,
-    host_veth: String,
-}
-
-fn pods(state_dir: &str, network: &str) -> Vec<Pod> {
-    let readable = Attachment::list(state_dir, network).into_iter().flatten();
-    readable
-        .map(|a| Pod {
-            name: a.pod.as_ref().map(|p| PodRef { namespace: p.namespace.clone(), name: p.name.clone() }),
-            ips: a.pod_ips(),
-            host_veth: a.host_veth.clone(),
-        })
-        .collect()
-}
-
-fn describe(p: &Pod) -> String {
+fn describe(p: &ChainPod) -> String {
     match &p.name {
         Some(n) => n.to_string(),
         None => p.ips.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(","),
@@ -52,47 +34,82 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
     let yaml = std::fs::read_to_string(file).map_err(|e| ChainCmdError::Input(format!("read {file}: {e}")))?;
     let chain = Chain::parse(&yaml).map_err(|e| ChainCmdError::Input(format!("{file}: {e}")))?;
     let spec = &chain.spec;
-    let recorded = network::recorded(state_dir)?;
-    if !recorded.iter().any(|(name, _)| *name == spec.network) {
-        return Err(ChainCmdError::Input(format!(
-            "chain {}: network {:?} has no pods on this node (no network of that name in {state_dir})",
-            chain.name(),
-            spec.network
-        )));
+    let bad = |why: String| ChainCmdError::Input(format!("chain {}: {why}", chain.name()));
+    install::check_network(state_dir, &spec.network).map_err(|e| match e {
+        DatapathError::Invalid(why) => bad(why),
+        other => ChainCmdError::Node(other),
+    })?;
+    let pods = chains::pods(state_dir, &spec.network);
+    let others: Vec<Applied> =
+        chains::store::list(state_dir)?.into_iter().filter(|a| a.chain.name() != chain.name()).collect();
+    let routes = spec.functions.iter().filter(|f| f.mode == Mode::Route).count();
+    if routes > usize::from(marks::MAX_HOP) {
+        return Err(bad(format!("{routes} route functions: at most {} fit the packet mark", marks::MAX_HOP)));
     }
-    let pods = pods(state_dir, &spec.network);
-    for f in &spec.functions {
-        if let Some(p) = &f.pod {
-            if !pods.iter().any(|q| q.name.as_ref() == Some(p)) {
-                return Err(ChainCmdError::Input(format!(
-                    "chain {}: function {}: pod {p} is not on this node (no pod of that name in network {})",
-                    chain.name(),
-                    f.name,
-                    spec.network
-                )));
-            }
-        }
-    }
-    for other in chains::list(state_dir)? {
-        if other.name() != chain.name() && chain.overlaps(&other) {
+    for other in &others {
+        if chain.overlaps(&other.chain) {
             return Err(ChainCmdError::Input(format!(
                 "chains {} and {} claim the same traffic (network {}, the same pods and ports): narrow one",
                 chain.name(),
-                other.name(),
+                other.chain.name(),
                 spec.network
             )));
         }
+    }
+    for f in &spec.functions {
+        if let Some(p) = &f.pod {
+            if !pods.iter().any(|q| q.name.as_ref() == Some(p)) {
+                return Err(bad(format!(
+                    "function {}: pod {p} is not on this node (no pod of that name in network {})",
+                    f.name, spec.network
+                )));
+            }
+            let serving = others.iter().find(|o| o.chain.spec.functions.iter().any(|g| g.pod.as_ref() == Some(p)));
+            if let Some(o) = serving {
+                return Err(bad(format!(
+                    "function {}: pod {p} is a function of chain {} already; a pod serves one chain (give this one its own pod)",
+                    f.name,
+                    o.chain.name()
+                )));
+            }
+        }
+        if f.mode == Mode::Route && f.pod.is_none() {
+            return Err(bad(format!(
+                "function {}: route functions outside weavice ({{address, interface}}) are not supported yet; use a pod of the network",
+                f.name
+            )));
+        }
+    }
+    for f in spec.functions.iter().filter(|f| f.mode != Mode::Route) {
+        log::warn!(
+            "chain {}: function {} ({:?}) is stored but not steered yet: only route functions are",
+            chain.name(),
+            f.name,
+            f.mode
+        );
     }
     for (side, sel) in [("from", &spec.from), ("to", &spec.to)] {
         if !pods.iter().any(|p| sel.matches(p.name.as_ref(), &p.ips)) {
             log::warn!("chain {}: {side} matches no pod yet; pods that come later join it", chain.name());
         }
     }
-    let changed = chains::save(state_dir, &chain)?;
+    if let Some(both) =
+        pods.iter().find(|p| spec.from.matches(p.name.as_ref(), &p.ips) && spec.to.matches(p.name.as_ref(), &p.ips))
+    {
+        log::warn!(
+            "chain {}: pod {} is on both sides; packets a function sends back towards it are taken for requests",
+            chain.name(),
+            describe(both)
+        );
+    }
+    let saved = chains::store::save(state_dir, &chain)?;
+    let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
+    // also when unchanged: apply again is how a user mends a chain
+    install::sync(&mut nl, state_dir, &[])?;
     Ok(format!(
         "chain {} {} ({} function(s), failurePolicy {:?})",
         chain.name(),
-        if changed { "applied" } else { "unchanged" },
+        if saved.is_some() { "applied" } else { "unchanged" },
         spec.functions.len(),
         spec.failure_policy
     ))
@@ -100,9 +117,11 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
 
 pub fn delete(name: &str, state_dir: &str) -> Result<String> {
     validate_chain_name(name).map_err(ChainCmdError::Input)?;
-    if !chains::remove(state_dir, name)? {
+    let Some(gone) = chains::store::remove(state_dir, name)? else {
         return Err(ChainCmdError::Input(format!("no chain named {name} in {state_dir}")));
-    }
+    };
+    let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
+    install::sync(&mut nl, state_dir, &[gone.id])?;
     Ok(format!("chain {name} deleted"))
 }
 
@@ -112,8 +131,8 @@ pub fn delete(name: &str, state_dir: &str) -> Result<String> {
 pub fn list(state_dir: &str) -> Result<Value> {
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
     let mut out = Vec::new();
-    for chain in chains::list(state_dir)? {
-        let pods = pods(state_dir, &chain.spec.network);
+    for Applied { chain, .. } in chains::store::list(state_dir)? {
+        let pods = chains::pods(state_dir, &chain.spec.network);
         let side = |sel: &conf::chain::Selector| -> Vec<String> {
             pods.iter().filter(|p| sel.matches(p.name.as_ref(), &p.ips)).map(describe).collect()
         };
@@ -122,7 +141,7 @@ pub fn list(state_dir: &str) -> Result<Value> {
             let mut up = |link: &str| json!(nl.link().get(link).ok().flatten().is_some_and(|l| l.up));
             let healthy = match (f.mode, &f.pod, &f.interface) {
                 (Mode::Route, Some(p), _) => match pods.iter().find(|q| q.name.as_ref() == Some(p)) {
-                    Some(pod) => up(&pod.host_veth),
+                    Some(pod) => up(&pod.port),
                     None => json!(false),
                 },
                 (Mode::Route, None, Some(i)) => up(i),

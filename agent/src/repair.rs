@@ -1,15 +1,17 @@
 //! Restores the node side of every network and attachment weavice recorded:
 //! bridge, gateway addresses, sysctls and firewall skeleton per network
 //! (network::ensure, forced), then each attachment's port forwards and
-//! anti-spoofing identity.
+//! anti-spoofing identity; then the security-function chains, with their
+//! pods' set elements, ip rules and hop tables.
 //! Idempotent: running it on an intact node changes nothing.
 
 use datapath::attachment::Attachment;
 use datapath::netlink::RouteSocket;
-use datapath::{firewall, network, DatapathError};
+use datapath::{chains, firewall, network, DatapathError};
 
 pub struct Report {
     networks: usize,
+    chains: usize,
     /// Attachments with port mappings or an identity.
     pods: usize,
     /// Attachments whose state file does not read (each logged).
@@ -20,8 +22,8 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "repaired {} network(s), {} attachment(s) with port mappings or anti-spoofing",
-            self.networks, self.pods
+            "repaired {} network(s), {} attachment(s) with port mappings or anti-spoofing, {} chain(s)",
+            self.networks, self.pods, self.chains
         )?;
         if self.unreadable > 0 {
             write!(f, "; {} attachment state file(s) unreadable", self.unreadable)?;
@@ -32,7 +34,7 @@ impl std::fmt::Display for Report {
 
 pub fn run(state_dir: &str) -> Result<Report, DatapathError> {
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
-    let mut report = Report { networks: 0, pods: 0, unreadable: 0 };
+    let mut report = Report { networks: 0, chains: 0, pods: 0, unreadable: 0 };
     for (name, wanted) in network::recorded(state_dir)? {
         network::ensure(&mut nl, state_dir, &name, &wanted, true)?;
         log::info!("network {name}: set up");
@@ -54,5 +56,7 @@ pub fn run(state_dir: &str) -> Result<Report, DatapathError> {
             }
         }
     }
+    report.chains = chains::store::list(state_dir)?.len();
+    chains::install::sync(&mut nl, state_dir, &[])?;
     Ok(report)
 }

@@ -5,7 +5,7 @@
 use crate::netlink::{Request, RouteSocket};
 use crate::{DatapathError, Result};
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope, RouteType};
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
@@ -20,6 +20,8 @@ pub enum RouteKind {
     Unicast,
     /// Packets matching it are dropped (fail-closed next hops).
     Blackhole,
+    /// The lookup goes on with the next rule (a skipped hop, fail-open).
+    Throw,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,11 @@ impl Route {
         Route { dst, gw: None, oif: None, table: MAIN_TABLE, kind: RouteKind::Blackhole }
     }
 
+    /// `throw dst`, in the main table.
+    pub fn throw(dst: IpNet) -> Self {
+        Route { dst, gw: None, oif: None, table: MAIN_TABLE, kind: RouteKind::Throw }
+    }
+
     pub fn dev(mut self, oif: u32) -> Self {
         self.oif = Some(oif);
         self
@@ -64,6 +71,7 @@ impl Route {
         let mut s = match self.kind {
             RouteKind::Unicast => self.dst.to_string(),
             RouteKind::Blackhole => format!("blackhole {}", self.dst),
+            RouteKind::Throw => format!("throw {}", self.dst),
         };
         if let Some(gw) = self.gw {
             s += &format!(" via {gw}");
@@ -85,6 +93,7 @@ impl Route {
         }
         match (self.kind, self.gw) {
             (RouteKind::Blackhole, _) => b = b.kind(RouteType::BlackHole),
+            (RouteKind::Throw, _) => b = b.kind(RouteType::Throw),
             (RouteKind::Unicast, Some(gw)) if gw.is_ipv4() == self.dst.addr().is_ipv4() => {
                 b = b.gateway(gw).map_err(|_| mixed())?
             }
@@ -127,6 +136,14 @@ impl RouteHandle<'_> {
         }
     }
 
+    /// Adds the route, or replaces the one to the same destination in the
+    /// same table (atomically: no packet finds neither).
+    pub fn replace(&mut self, r: &Route) -> Result<()> {
+        self.0
+            .ack(RouteNetlinkMessage::NewRoute(r.message()?), NLM_F_CREATE | NLM_F_REPLACE)
+            .map_err(DatapathError::netlink(format!("replace route {}", r.describe())))
+    }
+
     /// Deletes the route; one already gone is not an error.
     pub fn delete(&mut self, r: &Route) -> Result<()> {
         match self.0.ack(RouteNetlinkMessage::DelRoute(r.message()?), 0) {
@@ -148,7 +165,11 @@ impl RouteHandle<'_> {
                 gw: None,
                 oif: None,
                 table: u32::from(m.header.table),
-                kind: if m.header.kind == RouteType::BlackHole { RouteKind::Blackhole } else { RouteKind::Unicast },
+                kind: match m.header.kind {
+                    RouteType::BlackHole => RouteKind::Blackhole,
+                    RouteType::Throw => RouteKind::Throw,
+                    _ => RouteKind::Unicast,
+                },
             };
             let mut dst = None;
             for a in &m.attributes {

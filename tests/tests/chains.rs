@@ -114,6 +114,10 @@ fn bad_chain_specs_exit_2_and_change_nothing() {
         (SHOP.replace("name: fw-0", "name: fw-9"), "sec/fw-9 is not on this node"),
         (SHOP.replace("network: podnet", "network: nonet"), "\"nonet\" has no pods on this node"),
         (overlapping, "shop-guard-2 and shop-guard claim the same traffic"),
+        (
+            SHOP.replace("shop-guard", "other-port").replace("port: 8080", "port: 9090"),
+            "pod sec/fw-0 is a function of chain shop-guard already",
+        ),
     ];
     for (yaml, expect) in cases {
         let out = shop.apply(&yaml);
@@ -128,7 +132,10 @@ fn bad_chain_specs_exit_2_and_change_nothing() {
     assert!(std::path::Path::new(&shop.node.dir.path("state/networks/podnet.json")).exists());
 
     // a selector that matches nothing yet: a warning, and the chain is stored
-    let later = SHOP.replace("shop-guard", "later").replace("to:   {namespace: shop", "to:   {namespace: bank");
+    let later = SHOP
+        .replace("shop-guard", "later")
+        .replace("to:   {namespace: shop", "to:   {namespace: bank")
+        .replace("    - {name: fw,  mode: route,  pod: {namespace: sec, name: fw-0}}\n", "");
     let out = shop.apply(&later);
     assert!(out.status.success() && text(&out).contains("matches no pod yet"), "{}", text(&out));
     assert_eq!(shop.list().as_array().unwrap().len(), 2);

@@ -7,6 +7,7 @@ use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, CniResult, ConfError, Interface, IpConfig, NetConf, PodToPod};
 use datapath::attachment::{self, Attachment, Pod};
+use datapath::chains::{members, ChainPod};
 use datapath::firewall::{Backend, PodRules};
 use datapath::link::{self, veth};
 use datapath::netlink::RouteSocket;
@@ -26,6 +27,8 @@ struct Made {
     ports_claimed: bool,
     /// Port forwards and identity, once their installation began.
     rules: Option<PodRules>,
+    /// The pod as it joins security-function chains, once it began to.
+    chains: Option<ChainPod>,
 }
 
 /// The result to print: weavice's own, or the previous plugin's passed on.
@@ -198,6 +201,12 @@ fn build(
     let rules = made.rules.insert(port_mappings::rules(&net.port_mappings, &pod_ips, id)?);
     // the attachment is new: ADD found no interface of that name in the pod
     port_mappings::install(rules, backend, true)?;
+    if routed {
+        // steered from its first packet: chains join before the veth exists
+        let me =
+            made.chains.insert(ChainPod::new(Pod::from_args(&args.args).as_ref(), pod_ips.clone(), host_name.clone()));
+        members::join(node, &net.state_dir, &net.name, me)?;
+    }
     let spec = |bridge_index| veth::VethSpec {
         host: &host_name,
         peer: &args.ifname,
@@ -376,6 +385,11 @@ fn rollback(net: &NetConf, args: &CmdArgs, ipam: &Ipam, node: &mut RouteSocket, 
     if made.ports_claimed {
         let (mappings, holder) = (&net.port_mappings, port_mappings::holder(net, args));
         if let Err(e) = port_mappings::remove(&net.state_dir, &holder, mappings, made.rules.as_ref(), backend) {
+            warn!("rollback: {e}");
+        }
+    }
+    if let Some(pod) = &made.chains {
+        if let Err(e) = members::leave(node, &net.state_dir, &net.name, pod) {
             warn!("rollback: {e}");
         }
     }

@@ -8,6 +8,7 @@ use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, NetConf};
 use datapath::attachment::{self, Attachment};
+use datapath::chains::{members, ChainPod};
 use datapath::firewall::Backend;
 use datapath::hostports;
 use datapath::lingering::Lingering;
@@ -37,6 +38,27 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     // deleted netfilter rules then runs while DEL finishes, not under the link
     // changes (which would wait for it); a DNAT to a pod without its interface
     // in between is simply unreachable.
+    // before the veth goes: a function pod's hop routes move at once
+    let mut lingering = Lingering::default();
+    if !chained {
+        let pod = match &saved {
+            Some(a) => ChainPod::of(a),
+            None => ChainPod {
+                name: None,
+                ips: ipam
+                    .as_ref()
+                    .ok()
+                    .and_then(Option::as_ref)
+                    .and_then(|i| i.addresses(net, args).ok())
+                    .unwrap_or_default(),
+                port: host_veth_name(net, args),
+            },
+        };
+        match members::leave(&mut node, &net.state_dir, &net.name, &pod) {
+            Ok(l) => lingering.extend(l),
+            Err(e) => errors.push(e.into()),
+        }
+    }
     let retired = if chained {
         None
     } else {
@@ -49,10 +71,10 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
         Some(a) => port_mappings::remove_saved(&net.state_dir, a),
         None => unmap_without_state(net, args, ipam.as_ref().ok().and_then(Option::as_ref)),
     };
-    let lingering = unmapped.unwrap_or_else(|e| {
+    lingering.extend(unmapped.unwrap_or_else(|e| {
         errors.push(e);
         Lingering::default()
-    });
+    }));
     if !chained {
         match ipam {
             Ok(Some(ipam)) => {

@@ -37,6 +37,10 @@ const ADDRS_V4: &str = "pod_addrs_v4";
 const ADDRS_V6: &str = "pod_addrs_v6";
 const ND_TARGETS: &str = "pod_nd_targets";
 const ND_MACS: &str = "pod_nd_macs";
+/// The bridge ports of security-function chains' route functions: they
+/// forward the endpoints' packets, so their IPv4 and IPv6 sources are not
+/// checked (their MAC, ARP and NDP still are). steering.rs fills it.
+pub const STEER_PORTS: &str = "steer_ports";
 /// Every set that holds pods' identities.
 pub const SETS: [&str; 6] = [PORTS, MACS, ADDRS_V4, ADDRS_V6, ND_TARGETS, ND_MACS];
 
@@ -68,6 +72,7 @@ pub fn skeleton() -> Skeleton {
     objects += &format!("add set {BRIDGE} {ND_TARGETS} {{ typeof iifname . @th,64,128; }}\n");
     // the MAC in a solicitation's or advertisement's link-layer address option
     objects += &format!("add set {BRIDGE} {ND_MACS} {{ typeof iifname . @th,208,48; }}\n");
+    objects += &format!("add set {BRIDGE} {STEER_PORTS} {{ type ifname; }}\n");
     // prerouting sees what the bridge forwards or delivers; frames to the
     // reserved group addresses (01:80:c2:00:00:0x) skip it and reach input only
     for hook in ["prerouting", "input"] {
@@ -109,6 +114,7 @@ pub fn skeleton() -> Skeleton {
         rule(
             CHAIN,
             drop(vec![
+                ne(meta("iifname"), set(STEER_PORTS)),
                 ne(payload("ip", "saddr"), json!("0.0.0.0")),
                 ne(port_and(payload("ip", "saddr")), set(ADDRS_V4)),
             ]),
@@ -117,6 +123,7 @@ pub fn skeleton() -> Skeleton {
         rule(
             CHAIN,
             drop(vec![
+                ne(meta("iifname"), set(STEER_PORTS)),
                 ne(payload("ip6", "saddr"), unspecified_or_link_local()),
                 ne(port_and(payload("ip6", "saddr")), set(ADDRS_V6)),
             ]),
@@ -219,7 +226,7 @@ pub fn decode_element(set: &str, key: &[u8]) -> Option<Element> {
     let port = String::from_utf8(name.iter().copied().take_while(|b| *b != 0).collect()).ok()?;
     let rest = key.get(16..)?;
     let second = match set {
-        PORTS if rest.is_empty() => None,
+        PORTS | STEER_PORTS if rest.is_empty() => None,
         MACS => Some(Field::Mac(rest.get(..6)?.try_into().ok()?)),
         ADDRS_V4 => Some(Field::Addr(IpAddr::from(<[u8; 4]>::try_from(rest).ok()?))),
         ADDRS_V6 => Some(Field::Addr(IpAddr::from(<[u8; 16]>::try_from(rest).ok()?))),

@@ -24,6 +24,8 @@ pub enum Field {
     /// 48 bits of raw payload (a MAC read at an offset: the link-layer
     /// address option of a neighbour solicitation or advertisement).
     RawMac([u8; 6]),
+    /// A packet mark (a map's data): host byte order, as nftables keeps marks.
+    Mark(u32),
 }
 
 /// IFNAMSIZ: the kernel's interface name buffer.
@@ -40,6 +42,7 @@ impl Field {
             Field::Mac(m) => format_mac(m),
             Field::Raw128(v) => format!("{v:#x}"),
             Field::RawMac(m) => format!("{:#x}", raw48(m)),
+            Field::Mark(m) => format!("{m:#x}"),
         }
     }
 
@@ -50,6 +53,7 @@ impl Field {
             Field::IfName(n) => json!(n),
             // nft lists an integer up to 64 bits as a number, a longer one as hex
             Field::RawMac(m) => json!(raw48(m)),
+            Field::Mark(m) => json!(m),
             other => json!(other.text()),
         }
     }
@@ -73,6 +77,7 @@ impl Field {
             }
             Field::Mac(m) | Field::RawMac(m) => m.to_vec(),
             Field::Raw128(v) => v.to_be_bytes().to_vec(),
+            Field::Mark(m) => m.to_ne_bytes().to_vec(),
         };
         b.resize(b.len().div_ceil(4) * 4, 0);
         b

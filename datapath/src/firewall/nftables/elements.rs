@@ -5,7 +5,7 @@
 //! built with rust-netlink's netlink-packet-netfilter.
 
 use super::element::Element;
-use super::{antispoof, hostports, Table, BRIDGE, INET};
+use super::{antispoof, hostports, steering, Table, BRIDGE, INET};
 use crate::lingering::Lingering;
 use crate::netlink::{BatchError, NetfilterSocket, NlError, Request};
 use crate::{DatapathError, Result};
@@ -164,11 +164,9 @@ fn decoded(nl: &mut NetfilterSocket, table: Table, set: &str) -> Result<Vec<Elem
 }
 
 fn decode(table: Table, set: &str, key: &[u8], data: Option<&[u8]>) -> Option<Element> {
-    if table == BRIDGE {
-        antispoof::decode_element(set, key)
-    } else {
-        hostports::decode_element(set, key, data)
-    }
+    let own =
+        if table == BRIDGE { antispoof::decode_element(set, key) } else { hostports::decode_element(set, key, data) };
+    own.or_else(|| steering::decode_element(table, set, key, data))
 }
 
 /// Deletes the elements; ones already gone are not an error. The socket,
@@ -196,8 +194,12 @@ pub fn remove(elements: &[Element]) -> Result<Lingering> {
         }
         for (table, set) in sets {
             let held = listed(&mut nl, table, set)?;
-            let here =
-                |e: &&Element| e.table == table && e.set == set && held.contains(&(e.key_bytes(), e.data_bytes()));
+            // a map element without data is deleted by its key
+            let here = |e: &&Element| {
+                e.table == table
+                    && e.set == set
+                    && held.iter().any(|(k, d)| *k == e.key_bytes() && (e.data.is_none() || *d == e.data_bytes()))
+            };
             present.extend(chunk.iter().filter(here).cloned());
         }
         if !present.is_empty() {

@@ -19,6 +19,7 @@ pub mod isolation;
 mod listing;
 pub mod masquerade;
 pub mod redirect;
+pub mod steering;
 mod tool;
 
 use super::{Firewall, NetworkRules, PodRules};

@@ -1,0 +1,308 @@
+//! Security-function chains steer traffic (issue 9): pods through cnitool
+//! with Kubernetes names, route functions as pods of the network that
+//! forward, chains applied with `weavice-agent chain apply`. What each
+//! function sees is counted inside its namespace by destination and TTL:
+//! every pass through the node takes one from the TTL, so the TTL a
+//! function sees says where in the chain it is.
+
+use serde_json::{json, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::process::Output;
+use weavice_tests::*;
+
+/// A node with network podnet and pods by (namespace, name).
+struct Steer {
+    node: Node,
+    pods: HashMap<&'static str, Netns>,
+    tag: &'static str,
+    /// Each function's counts at the last [`Steer::reset_seen`].
+    baseline: RefCell<HashMap<String, HashMap<u32, u64>>>,
+}
+
+const FUNCTIONS: [&str; 2] = ["fw-1", "fw-2"];
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+impl Steer {
+    fn new(tag: &'static str) -> Steer {
+        let node = Node::new(tag);
+        node.write_conflist("podnet", "1.0.0", vec![node.conf("1.0.0", "podnet", json!({}))]);
+        let mut s = Steer { node, pods: HashMap::new(), tag, baseline: RefCell::default() };
+        for name in ["frontend-0", "payments-0", "other-0"] {
+            s.add("shop", name);
+        }
+        for name in FUNCTIONS {
+            s.add("sec", name);
+        }
+        s
+    }
+
+    /// cnitool ADD of pod namespace/name; a function (sec/*) forwards, sends
+    /// no redirects and counts what it sees.
+    fn add(&mut self, namespace: &str, name: &'static str) {
+        let pod = Netns::new(self.tag);
+        let out = self.cnitool("add", &pod, namespace, name);
+        assert!(out.status.success(), "cnitool add {name}: {}", text(&out));
+        if namespace == "sec" {
+            let knobs = [
+                "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
+                "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.eth0.send_redirects=0",
+            ];
+            for k in knobs {
+                assert!(pod.exec("sysctl", &["-qw", k]).status.success(), "{k}");
+            }
+            let mut rules = String::new();
+            for ttl in 55..=64 {
+                rules +=
+                    &format!("ip ttl {ttl} counter comment \"{ttl}\"\nip6 hoplimit {ttl} counter comment \"{ttl}\"\n");
+            }
+            let script = format!(
+                "table inet seen {{\n chain pre {{\n type filter hook prerouting priority 0;\n{rules} }}\n}}\n"
+            );
+            let dir = TempDir::new(self.tag);
+            std::fs::write(dir.path("seen.nft"), script).unwrap();
+            let out = pod.exec("nft", &["-f", &dir.path("seen.nft")]);
+            assert!(out.status.success(), "{}", text(&out));
+            // A router solicits its next hop from its link-local address,
+            // which is tentative (DAD) for about a second after the pod starts
+            for _ in 0..50 {
+                if pod.ip(&["-6", "addr", "show", "dev", "eth0", "tentative"]).trim().is_empty() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        self.pods.insert(name, pod);
+    }
+
+    fn cnitool(&self, verb: &str, pod: &Netns, namespace: &str, name: &str) -> Output {
+        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}");
+        self.node.cnitool(verb, "podnet", pod, &[("CNI_ARGS", &args)])
+    }
+
+    fn del(&mut self, namespace: &str, name: &str) {
+        let pod = self.pods.remove(name).unwrap();
+        let out = self.cnitool("del", &pod, namespace, name);
+        assert!(out.status.success(), "cnitool del {name}: {}", text(&out));
+    }
+
+    fn pod(&self, name: &str) -> &Netns {
+        &self.pods[name]
+    }
+
+    /// The pod's address of a family.
+    fn ip(&self, name: &str, v4: bool) -> String {
+        let fam = if v4 { "-4" } else { "-6" };
+        let out = self.pod(name).ip(&["-o", fam, "addr", "show", "dev", "eth0", "scope", "global"]);
+        out.split_whitespace().nth(3).and_then(|a| a.split('/').next()).expect("an address").to_string()
+    }
+
+    fn agent(&self, args: &[&str]) -> Output {
+        let state = self.node.dir.path("state");
+        let mut all = args.to_vec();
+        all.extend(["--state-dir", &state]);
+        self.node.ns.exec(&bin("weavice-agent"), &all)
+    }
+
+    fn apply(&self, yaml: &str) {
+        let file = self.node.dir.path("chain.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let out = self.agent(&["chain", "apply", "-f", &file]);
+        assert!(out.status.success(), "chain apply: {}", text(&out));
+    }
+
+    /// Packets function `name` saw since the last reset, by TTL (both families).
+    fn seen(&self, name: &str) -> HashMap<u32, u64> {
+        let mut now = self.counted(name);
+        if let Some(before) = self.baseline.borrow().get(name) {
+            for (ttl, n) in now.iter_mut() {
+                *n -= before.get(ttl).copied().unwrap_or(0);
+            }
+        }
+        now.retain(|_, n| *n > 0);
+        now
+    }
+
+    fn counted(&self, name: &str) -> HashMap<u32, u64> {
+        let out = self.pod(name).exec("nft", &["-j", "list", "table", "inet", "seen"]);
+        let v: Value = serde_json::from_slice(&out.stdout).expect("nft -j");
+        let mut by_ttl = HashMap::new();
+        for rule in v["nftables"].as_array().unwrap().iter().filter_map(|o| o.get("rule")) {
+            let ttl: u32 = rule["comment"].as_str().unwrap().parse().unwrap();
+            let packets = rule["expr"].as_array().unwrap().iter().find_map(|e| e["counter"]["packets"].as_u64());
+            *by_ttl.entry(ttl).or_default() += packets.unwrap_or(0);
+        }
+        by_ttl
+    }
+
+    /// Counts from now on (nft 1.0.6 does not reset named tables' counters).
+    fn reset_seen(&self) {
+        for f in FUNCTIONS.iter().filter(|f| self.pods.contains_key(*f)) {
+            self.baseline.borrow_mut().insert(f.to_string(), self.counted(f));
+        }
+    }
+}
+
+fn chain(name: &str, functions: &[&str], policy: &str, ports: &str) -> String {
+    let mut f = String::new();
+    for fun in functions {
+        f += &format!("    - {{name: {fun}, mode: route, pod: {{namespace: sec, name: {fun}}}}}\n");
+    }
+    format!(
+        "apiVersion: weavice.io/v1alpha1\nkind: SecurityFunctionChain\nmetadata: {{name: {name}}}\nspec:\n  network: podnet\n  \
+         from: {{namespace: shop, pods: \"frontend-*\"}}\n  to: {{namespace: shop, pods: \"payments-*\"}}\n{ports}  \
+         failurePolicy: {policy}\n  functions:\n{f}"
+    )
+}
+
+#[test]
+fn requests_pass_the_functions_in_order_and_replies_in_reverse_other_traffic_is_untouched() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("sto");
+    s.apply(&chain("guard", &FUNCTIONS, "Closed", ""));
+    for v4 in [true, false] {
+        s.reset_seen();
+        let b = s.ip("payments-0", v4);
+        // a through the node (63), fw-1 (62), the node (61), fw-2 (60), the node: 59
+        assert_eq!(ping(s.pod("frontend-0"), &b), Some(59), "v4 {v4}: the reply came back through both");
+        // requests reach fw-1 at 63 and fw-2 at 61; replies fw-2 at 63 and fw-1 at 61
+        let one = HashMap::from([(63, 1), (61, 1)]);
+        assert_eq!(s.seen("fw-1"), one, "v4 {v4}: fw-1 saw the request first and the reply last");
+        assert_eq!(s.seen("fw-2"), one, "v4 {v4}");
+        // another pod to the same destination, and the chain's own pods the other way round: not steered
+        s.reset_seen();
+        assert_eq!(ping(s.pod("other-0"), &b), Some(63), "v4 {v4}: other-0 is not in the chain");
+        let a = s.ip("frontend-0", v4);
+        assert_eq!(ping(s.pod("payments-0"), &a), Some(63), "v4 {v4}: b to a is not a connection of the chain");
+        assert_eq!(s.seen("fw-1"), HashMap::new());
+    }
+}
+
+#[test]
+fn a_deleted_function_drops_the_chain_when_closed_is_skipped_when_open_and_is_followed_when_back() {
+    if !require_root() {
+        return;
+    }
+    let mut s = Steer::new("stf");
+    s.apply(&chain("guard", &FUNCTIONS, "Closed", ""));
+    let b = s.ip("payments-0", true);
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(59));
+
+    // Closed: fw-1's DEL blackholes its hop at once; nothing leaks to other pods
+    let old = s.ip("fw-1", true);
+    s.del("sec", "fw-1");
+    s.reset_seen();
+    assert_eq!(ping(s.pod("frontend-0"), &b), None, "fail-closed: fw-1 is gone");
+    assert_eq!(s.seen("fw-2"), HashMap::new(), "nothing went on to fw-2");
+    assert_eq!(ping(s.pod("other-0"), &b), Some(63), "other traffic is untouched");
+
+    // fw-1 back, at another address: the chain follows it
+    s.add("shop", "filler-0"); // takes fw-1's old address if IPAM hands it out again
+    s.add("sec", "fw-1");
+    assert_ne!(s.ip("fw-1", true), old);
+    s.reset_seen();
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(59), "through the new fw-1");
+    assert_eq!(s.seen("fw-1"), HashMap::from([(63, 1), (61, 1)]));
+
+    // Open: fw-1 gone is skipped, fw-2 still passed
+    s.apply(&chain("guard", &FUNCTIONS, "Open", ""));
+    s.del("sec", "fw-1");
+    s.reset_seen();
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(61), "fail-open: through fw-2 only");
+    assert_eq!(s.seen("fw-2"), HashMap::from([(63, 2)]), "request and reply");
+    let b6 = s.ip("payments-0", false);
+    assert_eq!(ping(s.pod("frontend-0"), &b6), Some(61), "IPv6 too");
+}
+
+/// `nft -t list ruleset` and `ip rule` of both families in the node: what
+/// no pod may change.
+fn rules_and_ip_rules(s: &Steer) -> String {
+    rules_dump(&s.node.ns) + &s.node.ns.ip(&["rule"]) + &s.node.ns.ip(&["-6", "rule"])
+}
+
+#[test]
+fn pods_joining_and_leaving_change_set_elements_only() {
+    if !require_root() {
+        return;
+    }
+    let mut s = Steer::new("stc");
+    s.apply(&chain("guard", &FUNCTIONS, "Closed", ""));
+    let before = rules_and_ip_rules(&s);
+    assert_eq!(inet_elements(&s.node.ns, "c1_from_v4"), 1);
+    let more = ["frontend-1", "frontend-2", "frontend-3"];
+    for name in more {
+        s.add("shop", name);
+    }
+    s.add("shop", "payments-1");
+    assert_eq!(inet_elements(&s.node.ns, "c1_from_v4"), 4);
+    assert_eq!(inet_elements(&s.node.ns, "c1_to_v6"), 2);
+    assert_eq!(rules_and_ip_rules(&s), before, "a pod is set elements, never a rule");
+    let b = s.ip("payments-1", true);
+    assert_eq!(ping(s.pod("frontend-2"), &b), Some(59), "a new pod is steered from its first packet");
+    for name in more {
+        s.del("shop", name);
+    }
+    s.del("shop", "payments-1");
+    assert_eq!(inet_elements(&s.node.ns, "c1_from_v4"), 1);
+    assert_eq!(inet_elements(&s.node.ns, "c1_to_v4"), 1);
+    assert_eq!(rules_and_ip_rules(&s), before);
+}
+
+#[test]
+fn only_the_chains_ports_are_steered_and_service_traffic_is_steered_to_its_endpoint() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("stp");
+    s.apply(&chain("guard", &["fw-1"], "Closed", "  ports: [{protocol: TCP, port: 8080}]\n"));
+    let b = s.ip("payments-0", true);
+    serve_tcp(s.pod("payments-0"), &format!("{b}:8080"), "steered");
+    serve_tcp(s.pod("payments-0"), &format!("{b}:9090"), "direct");
+    s.reset_seen();
+    assert_eq!(tcp_fetch(s.pod("frontend-0"), &format!("{b}:9090")), "direct");
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(63), "ICMP is not the chain's");
+    assert_eq!(s.seen("fw-1"), HashMap::new(), "port 9090 and ICMP pass straight");
+    assert_eq!(tcp_fetch(s.pod("frontend-0"), &format!("{b}:8080")), "steered");
+    // the only function: requests and replies both reach it at 63 (a
+    // handshake, data and teardown: at least 3 packets each way)
+    let seen = s.seen("fw-1");
+    assert!(seen.len() == 1 && seen.get(&63).is_some_and(|n| *n >= 6), "both ways: {seen:?}");
+
+    // a Service: the node DNATs 10.96.0.10:80 to the pod; classified after DNAT
+    let script = format!(
+        "table ip svc {{\n chain pre {{\n type nat hook prerouting priority dstnat;\n ip daddr 10.96.0.10 tcp dport 80 dnat to {b}:8080\n }}\n}}\n"
+    );
+    std::fs::write(s.node.dir.path("svc.nft"), script).unwrap();
+    let out = s.node.ns.exec("nft", &["-f", &s.node.dir.path("svc.nft")]);
+    assert!(out.status.success(), "{}", text(&out));
+    s.reset_seen();
+    assert_eq!(tcp_fetch(s.pod("frontend-0"), "10.96.0.10:80"), "steered");
+    assert!(s.seen("fw-1").get(&63).is_some_and(|n| *n >= 3), "{:?}", s.seen("fw-1"));
+}
+
+#[test]
+fn chains_come_back_after_a_flushed_ruleset_and_repair() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("str");
+    s.apply(&chain("guard", &FUNCTIONS, "Closed", ""));
+    let b = s.ip("payments-0", true);
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(59));
+    assert!(s.node.ns.exec("nft", &["flush", "ruleset"]).status.success());
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(63), "no classifier: not steered");
+    let out = s.agent(&["repair"]);
+    assert!(out.status.success() && text(&out).contains("1 chain(s)"), "{}", text(&out));
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(59), "steered again");
+    // the pods' elements are back too: a new connection from another matching pod
+    let a6 = s.ip("frontend-0", false);
+    assert_eq!(ping(s.pod("payments-0"), &a6), Some(63));
+    assert_eq!(ping(s.pod("frontend-0"), &s.ip("payments-0", false)), Some(59));
+}
