@@ -8,7 +8,12 @@
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 use weavice_tests::*;
 
 /// A node with network podnet and pods by (namespace, name).
@@ -60,6 +65,8 @@ impl Steer {
             for ttl in 55..=64 {
                 rules +=
                     &format!("ip ttl {ttl} counter comment \"{ttl}\"\nip6 hoplimit {ttl} counter comment \"{ttl}\"\n");
+                // data segments (a stream's), told from ACKs by their size
+                rules += &format!("ip ttl {ttl} meta length > 500 counter comment \"{ttl}+\"\n");
             }
             let script = format!(
                 "table inet seen {{\n chain pre {{\n type filter hook prerouting priority 0;\n{rules} }}\n}}\n"
@@ -128,12 +135,31 @@ impl Steer {
         now
     }
 
+    /// Data segments over 500 bytes function `name` saw since the last
+    /// reset, by TTL (IPv4).
+    fn seen_data(&self, name: &str) -> HashMap<u32, u64> {
+        let mut now = self.counted_as(name, "+");
+        if let Some(before) = self.baseline.borrow().get(&format!("{name}+")) {
+            for (ttl, n) in now.iter_mut() {
+                *n -= before.get(ttl).copied().unwrap_or(0);
+            }
+        }
+        now.retain(|_, n| *n > 0);
+        now
+    }
+
     fn counted(&self, name: &str) -> HashMap<u32, u64> {
+        self.counted_as(name, "")
+    }
+
+    /// The counters whose comment is a TTL followed by `suffix`.
+    fn counted_as(&self, name: &str, suffix: &str) -> HashMap<u32, u64> {
         let out = self.pod(name).exec("nft", &["-j", "list", "table", "inet", "seen"]);
         let v: Value = serde_json::from_slice(&out.stdout).expect("nft -j");
         let mut by_ttl = HashMap::new();
         for rule in v["nftables"].as_array().unwrap().iter().filter_map(|o| o.get("rule")) {
-            let ttl: u32 = rule["comment"].as_str().unwrap().parse().unwrap();
+            let comment = rule["comment"].as_str().unwrap();
+            let Some(ttl) = comment.strip_suffix(suffix).and_then(|t| t.parse::<u32>().ok()) else { continue };
             let packets = rule["expr"].as_array().unwrap().iter().find_map(|e| e["counter"]["packets"].as_u64());
             *by_ttl.entry(ttl).or_default() += packets.unwrap_or(0);
         }
@@ -144,6 +170,7 @@ impl Steer {
     fn reset_seen(&self) {
         for f in FUNCTIONS.iter().filter(|f| self.pods.contains_key(*f)) {
             self.baseline.borrow_mut().insert(f.to_string(), self.counted(f));
+            self.baseline.borrow_mut().insert(format!("{f}+"), self.counted_as(f, "+"));
         }
     }
 }
@@ -305,4 +332,100 @@ fn chains_come_back_after_a_flushed_ruleset_and_repair() {
     let a6 = s.ip("frontend-0", false);
     assert_eq!(ping(s.pod("payments-0"), &a6), Some(63));
     assert_eq!(ping(s.pod("frontend-0"), &s.ip("payments-0", false)), Some(59));
+}
+
+/// A TCP stream from `from` to a server in `to` that counts what it gets:
+/// a 1000-byte write every 5 ms until [`Stream::finish`].
+struct Stream {
+    stop: Arc<AtomicBool>,
+    writer: std::thread::JoinHandle<std::io::Result<u64>>,
+    reader: std::thread::JoinHandle<std::io::Result<u64>>,
+}
+
+impl Stream {
+    fn start(from: &Netns, to: &Netns, addr: &str) -> Stream {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let listener = to.run(move || TcpListener::bind(addr).expect("bind"));
+        let reader = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept()?;
+            let mut buf = [0u8; 65536];
+            let mut total = 0u64;
+            loop {
+                match conn.read(&mut buf)? {
+                    0 => return Ok(total),
+                    n => total += n as u64,
+                }
+            }
+        });
+        let mut conn = from.run(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2))).expect("connect");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let writer = std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stopped.load(Ordering::Relaxed) {
+                conn.write_all(&[7u8; 1000])?;
+                sent += 1000;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            conn.shutdown(std::net::Shutdown::Write)?;
+            Ok(sent)
+        });
+        Stream { stop, writer, reader }
+    }
+
+    /// Bytes sent and bytes received; either side's error fails the test.
+    fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let sent = self.writer.join().unwrap().expect("the stream broke on the sending side");
+        let got = self.reader.join().unwrap().expect("the stream broke on the receiving side");
+        (sent, got)
+    }
+}
+
+#[test]
+fn functions_are_inserted_reordered_and_removed_while_a_tcp_stream_runs() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("sts");
+    let b = s.ip("payments-0", true);
+    let stream = Stream::start(s.pod("frontend-0"), s.pod("payments-0"), &format!("{b}:7070"));
+    // the stream's data each function passes in the next half second
+    let window = || {
+        std::thread::sleep(Duration::from_millis(300));
+        s.reset_seen();
+        std::thread::sleep(Duration::from_millis(500));
+        FUNCTIONS.map(|f| s.seen_data(f))
+    };
+    let none = HashMap::new();
+    assert_eq!(window(), [none.clone(), none.clone()], "no chain yet");
+    let steps: [(&[&str], &str); 4] = [
+        (&["fw-1"], "the established stream is steered from its next packet"),
+        (&["fw-1", "fw-2"], "fw-2 inserted after fw-1"),
+        (&["fw-2", "fw-1"], "reordered"),
+        (&["fw-2"], "fw-1 removed"),
+    ];
+    for (functions, what) in steps {
+        s.apply(&chain("guard", functions, "Closed", ""));
+        let seen = window();
+        for (f, data) in FUNCTIONS.iter().zip(&seen) {
+            match functions.iter().position(|g| g == f) {
+                // first in the chain: the data at 63; second: at 61
+                Some(pos) => {
+                    let ttl = 63 - 2 * pos as u32;
+                    assert!(
+                        data.len() == 1 && data.get(&ttl).is_some_and(|n| *n > 20),
+                        "{what}: {f} at {ttl}: {data:?}"
+                    );
+                }
+                None => assert_eq!(data, &none, "{what}: {f} is not in the chain"),
+            }
+        }
+    }
+    let out = s.agent(&["chain", "delete", "guard"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(window(), [none.clone(), none], "the chain deleted: straight again");
+    let (sent, got) = stream.finish();
+    assert!(sent > 100_000, "the stream ran: {sent}");
+    assert_eq!(got, sent, "nothing lost, no reset");
 }

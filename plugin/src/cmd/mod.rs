@@ -77,13 +77,16 @@ pub fn pod_link_and_peer(node: &mut RouteSocket, netns: &str, ifname: &str) -> O
 }
 
 /// What the pod may send as, when the network holds pods to it and the
-/// firewall backend can (the iptables backend cannot yet: logged).
+/// firewall backend can (the iptables backend needs the nft tool: logged).
 pub fn identity(net: &NetConf, backend: Backend, port: &str, mac: &[u8], ips: &[IpAddr]) -> Option<PodIdentity> {
     if !net.anti_spoofing {
         return None;
     }
     if !backend.driver().checks_identity() {
-        log::warn!("network {}: antiSpoofing needs firewallBackend nftables; {port} is not checked", net.name);
+        log::warn!(
+            "network {}: antiSpoofing needs the nft tool (Debian: apt-get install nftables); {port} is not checked",
+            net.name
+        );
         return None;
     }
     Some(PodIdentity { port: port.to_string(), mac: mac.try_into().ok()?, ips: ips.to_vec() })

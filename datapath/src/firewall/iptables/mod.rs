@@ -2,7 +2,9 @@
 //! iptables (iptables-nft or iptables-legacy). The per-network skeleton
 //! (skeleton.rs) is added rule by rule where missing, so it never flushes
 //! anything; a pod's forwards are DNAT rules (forwards.rs), added and removed
-//! in one batch per family.
+//! in one batch per family. Anti-spoofing needs sets, which xtables have
+//! not: its checks and a pod's identity are nf_tables' table `bridge weavice`
+//! (nftables/antispoof.rs) under this backend too, when `nft` is installed.
 
 mod commit_watch;
 mod forwards;
@@ -10,6 +12,7 @@ mod rules;
 mod skeleton;
 mod tools;
 
+use super::nftables::{self, identity};
 use super::{Firewall, NetworkRules, PodRules};
 use crate::lingering::Lingering;
 use crate::Result;
@@ -75,6 +78,9 @@ impl Firewall for Iptables {
                 tools::restore(tool, &input)?;
             }
         }
+        if self.checks_identity() {
+            identity::apply_checks()?;
+        }
         Ok(())
     }
 
@@ -91,6 +97,9 @@ impl Firewall for Iptables {
                     absent(&saved, &t.rules).into_iter().map(|r| format!("{} rule '{}'", tool.name(), r.append())),
                 );
             }
+        }
+        if self.checks_identity() {
+            missing.extend(identity::missing_checks()?);
         }
         Ok(missing)
     }
@@ -110,7 +119,7 @@ impl Firewall for Iptables {
                 tools::restore(Tool::ip(v4), &restore_input("nat", &new))?;
             }
         }
-        Ok(())
+        f.identity.as_ref().map_or(Ok(()), identity::add)
     }
 
     fn remove_pod(&self, f: &PodRules) -> Result<Lingering> {
@@ -129,11 +138,17 @@ impl Firewall for Iptables {
                 let _ = tools::restore_until_commit(tool, &restore_input("nat", &[d]), &mut lingering);
             }
         }
+        if let Some(id) = &f.identity {
+            lingering.extend(identity::remove(id)?);
+        }
         Ok(lingering)
     }
 
-    fn remove_lost(&self, pod_ips: &[std::net::IpAddr], _ports: &[String]) -> Result<Lingering> {
+    fn remove_lost(&self, pod_ips: &[std::net::IpAddr], ports: &[String]) -> Result<Lingering> {
         let mut lingering = Lingering::default();
+        if self.checks_identity() {
+            lingering.extend(identity::remove_lost(ports)?);
+        }
         for v4 in [true, false] {
             let ips: Vec<_> = pod_ips.iter().filter(|ip| ip.is_ipv4() == v4).collect();
             if ips.is_empty() {
@@ -161,15 +176,21 @@ impl Firewall for Iptables {
             let saved = tools::save(Tool::ip(v4), Some("nat"))?;
             missing.extend(absent(&saved, &rules).into_iter().map(|r| format!("rule '{}'", r.append())));
         }
+        if let Some(id) = &f.identity {
+            missing.extend(identity::missing_of(id)?);
+        }
         Ok(missing)
     }
 
-    /// Not yet: anti-spoofing is set membership, which this backend has not.
+    /// Through nf_tables' bridge family, whose sets need the nft tool.
     fn checks_identity(&self) -> bool {
-        false
+        nftables::available()
     }
 
-    fn port_with_mac(&self, _mac: &[u8; 6]) -> Result<Option<String>> {
-        Ok(None)
+    fn port_with_mac(&self, mac: &[u8; 6]) -> Result<Option<String>> {
+        if !self.checks_identity() {
+            return Ok(None);
+        }
+        nftables::antispoof::port_with_mac(mac)
     }
 }

@@ -1,7 +1,8 @@
 //! What a network needs from each xtables tool: nat `WEAVICE-MASQ` (from
 //! POSTROUTING) and `WEAVICE-HOSTPORTS` (from PREROUTING and OUTPUT for local
 //! destinations), filter `WEAVICE-OUTPUT` (from OUTPUT, no ICMP redirects out
-//! of routed bridges), and for routed networks the bridge filter (see
+//! of routed bridges), ip6tables filter `WEAVICE-FORWARD` (no link-local
+//! sources routed between pods), and for routed networks the bridge filter (see
 //! nftables/isolation.rs for why): ebtables filter `WEAVICE-FORWARD` and
 //! `WEAVICE-ROUTED` mark frames of routed ports and drop non-IP ones, mangle
 //! `WEAVICE-FORWARD` marks DNATed ones, ebtables nat `WEAVICE-POSTROUTING`
@@ -58,9 +59,19 @@ pub fn skeleton(net: &NetworkRules, tool: Tool) -> Vec<Table> {
         let icmp = if v4 { "-p icmp -m icmp --icmp-type 5" } else { "-p ipv6-icmp -m icmp6 --icmpv6-type 137" };
         filter.push(XtRule::new("filter", OUTPUT, &format!("-o {} {icmp} -j DROP", net.bridge)));
     }
+    let mut filter_chains = vec![ip_chain(OUTPUT)];
+    if net.routed && !v4 {
+        // unspecified and link-local sources, allowed on the link, are not
+        // routed between pods (nftables/antispoof.rs says why)
+        filter_chains.push(ip_chain(FORWARD));
+        filter.push(XtRule::new("filter", "FORWARD", &format!("-j {FORWARD}")));
+        for src in ["fe80::/10", "::/128"] {
+            filter.push(XtRule::new("filter", FORWARD, &format!("-s {src} -i {} -j DROP", net.bridge)));
+        }
+    }
     let mut tables = vec![
         Table { name: "nat", chains: vec![ip_chain(MASQ), ip_chain(HOSTPORTS)], rules: nat },
-        Table { name: "filter", chains: vec![ip_chain(OUTPUT)], rules: filter },
+        Table { name: "filter", chains: filter_chains, rules: filter },
     ];
     if net.routed {
         // the node's DNATs that br_netfilter forwards port to port

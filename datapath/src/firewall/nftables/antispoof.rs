@@ -62,7 +62,36 @@ fn port_and(field: Value) -> Value {
     concat(vec![meta("iifname"), field])
 }
 
+/// Everything anti-spoofing needs: the bridge checks and the drop of
+/// link-local sources routed between pods.
 pub fn skeleton() -> Skeleton {
+    let mut s = bridge_skeleton();
+    s.objects += &format!("add chain {INET} forward {{ type filter hook forward priority filter; policy accept; }}\n");
+    // Unspecified and link-local sources, allowed on the link, must not be
+    // routed; the kernel checks that only for packets that leave by another
+    // interface, and routed pods share their bridge.
+    s.rules.push(Rule {
+        table: INET,
+        chain: "forward",
+        expr: drop(vec![
+            eq(meta("iifname"), set(ROUTED_BRIDGES)),
+            eq(payload("ip6", "saddr"), unspecified_or_link_local()),
+        ]),
+        name: "the drop of link-local sources routed between pods".into(),
+    });
+    s
+}
+
+/// `<expr> counter drop`
+fn drop(mut expr: Vec<Value>) -> Vec<Value> {
+    expr.extend([counter(), verdict("drop")]);
+    expr
+}
+
+/// The checks of table `bridge weavice`, alone: the iptables backend's
+/// networks take these (nf_tables under any backend) and drop link-local
+/// sources with ip6tables.
+pub fn bridge_skeleton() -> Skeleton {
     let mut objects = format!("add table {BRIDGE}\n");
     objects += &format!("add set {BRIDGE} {PORTS} {{ type ifname; }}\n");
     objects += &format!("add set {BRIDGE} {MACS} {{ type ifname . ether_addr; }}\n");
@@ -79,13 +108,8 @@ pub fn skeleton() -> Skeleton {
         objects += &format!("add chain {BRIDGE} {hook} {{ type filter hook {hook} priority -300; policy accept; }}\n");
     }
     objects += &format!("add chain {BRIDGE} {CHAIN}\n");
-    objects += &format!("add chain {INET} forward {{ type filter hook forward priority filter; policy accept; }}\n");
 
     let rule = |chain, expr, name: &str| Rule { table: BRIDGE, chain, expr, name: name.into() };
-    let drop = |mut expr: Vec<Value>| {
-        expr.extend([counter(), verdict("drop")]);
-        expr
-    };
     let jump_from = |hook: &'static str| {
         rule(
             hook,
@@ -93,7 +117,7 @@ pub fn skeleton() -> Skeleton {
             &format!("jump to {CHAIN} in {hook} of table {BRIDGE}"),
         )
     };
-    let mut rules = vec![
+    let rules = vec![
         jump_from("prerouting"),
         jump_from("input"),
         rule(CHAIN, drop(vec![ne(port_and(payload("ether", "saddr")), set(MACS))]), "the source MAC check"),
@@ -176,18 +200,6 @@ pub fn skeleton() -> Skeleton {
             "the neighbour link-layer address check",
         ),
     ];
-    // Unspecified and link-local sources, allowed on the link, must not be
-    // routed; the kernel checks that only for packets that leave by another
-    // interface, and routed pods share their bridge.
-    rules.push(Rule {
-        table: INET,
-        chain: "forward",
-        expr: drop(vec![
-            eq(meta("iifname"), set(ROUTED_BRIDGES)),
-            eq(payload("ip6", "saddr"), unspecified_or_link_local()),
-        ]),
-        name: "the drop of link-local sources routed between pods".into(),
-    });
     Skeleton { objects, rules, elements: Vec::new() }
 }
 

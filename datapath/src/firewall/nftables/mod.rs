@@ -150,6 +150,45 @@ fn missing(s: &Skeleton, inet: &listing::Listing, bridge: &listing::Listing) -> 
     missing
 }
 
+/// Anti-spoofing's bridge checks alone (table `bridge weavice`): the
+/// iptables backend's identities live there too.
+pub mod identity {
+    use super::*;
+    use crate::firewall::PodIdentity;
+
+    pub fn apply_checks() -> Result<()> {
+        let s = antispoof::bridge_skeleton();
+        tool::apply_script(&objects_script(&s, &[]))?;
+        tool::apply_json(&rules_batch(&s.rules))
+    }
+
+    pub fn missing_checks() -> Result<Vec<String>> {
+        Ok(super::missing(&antispoof::bridge_skeleton(), &listing::Listing::default(), &tool::list(BRIDGE)?))
+    }
+
+    pub fn add(id: &PodIdentity) -> Result<()> {
+        elements::add(&antispoof::elements(id))
+    }
+
+    pub fn remove(id: &PodIdentity) -> Result<Lingering> {
+        elements::remove(&antispoof::elements(id))
+    }
+
+    /// The identities of bridge ports `ports`, found in the sets.
+    pub fn remove_lost(ports: &[String]) -> Result<Lingering> {
+        elements::remove_lost(&[], ports)
+    }
+
+    pub fn missing_of(id: &PodIdentity) -> Result<Vec<String>> {
+        let bridge = tool::list(BRIDGE)?;
+        Ok(antispoof::elements(id)
+            .iter()
+            .filter(|e| !bridge.has_element(&e.set, &e.json()))
+            .map(|e| format!("{} in {}", e.describe_key(), e.set))
+            .collect())
+    }
+}
+
 pub struct Nftables;
 
 impl Firewall for Nftables {
