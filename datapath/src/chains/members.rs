@@ -108,3 +108,12 @@ pub fn leave(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPo
     }
     steering::remove_pod(&port(pod), &members)
 }
+
+/// What the node lacks of `pod`'s elements in the chains of `network`, named (CHECK).
+pub fn missing(state_dir: &str, network: &str, pod: &ChainPod) -> Result<Vec<String>> {
+    let members = memberships(&chains_of(state_dir, network), pod);
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    steering::missing_pod(&port(pod), &members)
+}

@@ -6,6 +6,7 @@ use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, CniResult, CniVersion, NetConf};
 use datapath::attachment::Attachment;
+use datapath::chains::{members, ChainPod};
 use datapath::link::format_mac;
 use datapath::network;
 use datapath::route::{RouteFilter, MAIN_TABLE};
@@ -26,6 +27,11 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<(), PluginError> {
     }
     if saved.chained {
         return verdict(args, missing);
+    }
+    match members::missing(&net.state_dir, &net.name, &ChainPod::of(&saved)) {
+        Ok(gone) if gone.is_empty() => {}
+        Ok(gone) => missing.push(format!("chain elements missing: {}", gone.join(", "))),
+        Err(e) => missing.push(e.to_string()),
     }
 
     if let Some(prev) = &net.prev_result {

@@ -8,6 +8,7 @@ use crate::ipam_client::Ipam;
 use crate::port_mappings;
 use conf::{CmdArgs, CniVersion, NetConf};
 use datapath::attachment::{self, Attachment};
+use datapath::chains::{members, ChainPod};
 use datapath::firewall::Backend;
 use datapath::hostports;
 use datapath::lingering::Lingering;
@@ -65,6 +66,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
             lingering.extend(port_mappings::remove_saved(&net.state_dir, &a)?);
             // a chained attachment has no veth of weavice's
             if !a.chained {
+                lingering.extend(members::leave(&mut node, &net.state_dir, &net.name, &ChainPod::of(&a))?);
                 node.link().delete_named(&a.host_veth)?;
             }
             Ok(Attachment::remove(&net.state_dir, &net.name, &a.container_id, &a.ifname)?)
@@ -136,6 +138,12 @@ fn lost_state(
     for (container_id, ifname) in lost {
         for routed in [true, false] {
             let name = veth::host_name(&net.name, container_id, ifname, routed);
+            // without a name, every chain of the network is routed again
+            let pod = ChainPod { name: None, ips: ips.to_vec(), port: name.clone() };
+            match members::leave(node, &net.state_dir, &net.name, &pod) {
+                Ok(l) => lingering.extend(l),
+                Err(e) => errors.push(e.into()),
+            }
             if let Err(e) = node.link().delete_named(&name) {
                 errors.push(e.into());
             }
