@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Benchmark weavice against the reference plugins (root). Prints markdown tables.
-# Usage: hack/bench.sh [--samples N] [--pods 1,100,250]
+# Usage: hack/bench.sh [--samples N] [--pods 1,100,250] [--hostport] [--backend B]
+#        hack/bench.sh --chains [--samples N] [--seconds S]   (security-function chains, iperf3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hack/deps.sh
 cargo build --release --workspace --bins -q
+bin="target/$(rustc -vV | sed -n 's/^host: //p')/release"
+if [ "${1:-}" = "--chains" ]; then
+    shift
+    if ! command -v iperf3 >/dev/null; then
+        echo "bench: installing iperf3"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iperf3 >/dev/null
+    fi
+    exec "$bin/weavice-chain-bench" "$@"
+fi
 hack/build-cnitool.sh target/cnitool >/dev/null
-exec "target/$(rustc -vV | sed -n 's/^host: //p')/release/weavice-bench" "$@"
+exec "$bin/weavice-bench" "$@"
