@@ -4,7 +4,7 @@
 //! and no other chain claims the same traffic.
 
 use conf::chain::{validate_chain_name, Chain, FailurePolicy, Mode};
-use datapath::chains::{self, install, Applied, ChainPod};
+use datapath::chains::{self, health, install, Applied, ChainPod};
 use datapath::netlink::RouteSocket;
 use datapath::{marks, DatapathError};
 use serde_json::{json, Value};
@@ -125,12 +125,13 @@ pub fn delete(name: &str, state_dir: &str) -> Result<String> {
     Ok(format!("chain {name} deleted"))
 }
 
-/// Every chain with its functions, their health as far as the node shows it
-/// (a route function's pod and link; queue and mirror functions need the
-/// daemon's probes: null), and the pods each side matches now.
+/// Every chain with its functions, their health (a route function's pod and
+/// link, and the daemon's probes when it runs; queue and mirror functions:
+/// null), and the pods each side matches now.
 pub fn list(state_dir: &str) -> Result<Value> {
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
     let mut out = Vec::new();
+    let down = health::load(state_dir);
     for Applied { chain, .. } in chains::store::list(state_dir)? {
         let pods = chains::pods(state_dir, &chain.spec.network);
         let side = |sel: &conf::chain::Selector| -> Vec<String> {
@@ -139,7 +140,9 @@ pub fn list(state_dir: &str) -> Result<Value> {
         let mut functions = Vec::new();
         for f in &chain.spec.functions {
             let mut up = |link: &str| json!(nl.link().get(link).ok().flatten().is_some_and(|l| l.up));
+            let probed_down = health::of(&down, chain.name()).contains(&f.name.as_str());
             let healthy = match (f.mode, &f.pod, &f.interface) {
+                (Mode::Route, _, _) if probed_down => json!(false),
                 (Mode::Route, Some(p), _) => match pods.iter().find(|q| q.name.as_ref() == Some(p)) {
                     Some(pod) => up(&pod.port),
                     None => json!(false),
@@ -147,7 +150,7 @@ pub fn list(state_dir: &str) -> Result<Value> {
                 (Mode::Route, None, Some(i)) => up(i),
                 _ => Value::Null,
             };
-            // steering is not installed yet: nothing is counted
+            // per-function packet counts are not kept yet
             functions.push(json!({"name": f.name, "mode": f.mode, "healthy": healthy, "packets": null}));
         }
         out.push(json!({

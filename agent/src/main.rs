@@ -1,12 +1,15 @@
 //! weavice-agent: the node agent and its CLI, on the datapath library.
 //! `repair` restores what weavice installed on the node from weavice's own
 //! state after someone flushed the tables (`nft flush ruleset`) or deleted a
-//! bridge; `chain` keeps security-function chains. Exit codes: 0 done, 1
-//! failed on the node, 2 bad input.
+//! bridge; `chain` keeps security-function chains; `run` is the node daemon
+//! (chains installed at start, route functions probed). Exit codes: 0 done,
+//! 1 failed on the node, 2 bad input.
 
 mod chain;
 mod logging;
+mod probe;
 mod repair;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -31,6 +34,20 @@ enum Cmd {
         /// The networks' `stateDir`.
         #[arg(long, global = true, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
         state_dir: PathBuf,
+    },
+    /// The node daemon: installs the stored chains, then probes their route
+    /// functions and applies each chain's failure policy to one that stops
+    /// forwarding. Runs until SIGTERM or SIGINT.
+    Run {
+        /// The networks' `stateDir`.
+        #[arg(long, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
+        state_dir: PathBuf,
+        /// Milliseconds between probe rounds.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60000))]
+        interval_ms: u64,
+        /// The daemon's own log (also written to stderr).
+        #[arg(long, default_value = "/var/log/weavice-agent.log", value_parser = absolute)]
+        log_file: PathBuf,
     },
     /// Security-function chains: steer chosen pod-to-pod traffic through
     /// functions (docs/chains.md).
@@ -88,8 +105,21 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    logging::install(cli.verbose);
+    let log_file = match &cli.command {
+        Cmd::Run { log_file, .. } => Some(log_file.clone()),
+        _ => None,
+    };
+    logging::install(cli.verbose || log_file.is_some(), log_file.as_deref());
     match cli.command {
+        Cmd::Run { state_dir, interval_ms, .. } => {
+            match run::run(&state_dir.to_string_lossy(), std::time::Duration::from_millis(interval_ms)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("run: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Chain { action, state_dir } => {
             let state_dir = state_dir.to_string_lossy();
             let done = match action {

@@ -443,3 +443,89 @@ fn functions_are_inserted_reordered_and_removed_while_a_tcp_stream_runs() {
     assert!(sent > 100_000, "the stream ran: {sent}");
     assert_eq!(got, sent, "nothing lost, no reset");
 }
+
+/// The daemon, run in the node: `weavice-agent run`, its log in the node's dir.
+struct Daemon(std::process::Child);
+
+impl Daemon {
+    fn start(s: &Steer) -> Daemon {
+        let (state, log) = (s.node.dir.path("state"), s.node.dir.path("agent.log"));
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", &s.node.ns.name, &bin("weavice-agent"), "run", "--state-dir", &state])
+            .args(["--log-file", &log])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start weavice-agent run");
+        let d = Daemon(child);
+        assert!(eventually(|| std::fs::read_to_string(&log).unwrap_or_default().contains("running")), "started");
+        d
+    }
+
+    /// SIGTERM; its exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid (`ip netns exec` execs the agent).
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        self.0.wait().expect("wait for the daemon")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether `f` holds within 10 seconds (polled every 200 ms).
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+fn forwarding(pod: &Netns, on: bool) {
+    let knob = format!("net.ipv4.ip_forward={}", u8::from(on));
+    assert!(pod.exec("sysctl", &["-qw", &knob]).status.success());
+}
+
+#[test]
+fn the_daemon_applies_the_failure_policy_to_a_function_that_stops_forwarding() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("std");
+    s.apply(&chain("guard", &FUNCTIONS, "Open", ""));
+    let daemon = Daemon::start(&s);
+    let b = s.ip("payments-0", true);
+    let ttl = || ping(s.pod("frontend-0"), &b);
+    assert_eq!(ttl(), Some(59));
+
+    // Open: fw-1 stops forwarding (its pod and link stay up): skipped
+    forwarding(s.pod("fw-1"), false);
+    assert!(eventually(|| ttl() == Some(61)), "fw-1 skipped: {:?}", ttl());
+    let list = s.agent(&["chain", "list", "--output", "json"]);
+    let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list[0]["functions"][0]["healthy"], json!(false), "{list}");
+    forwarding(s.pod("fw-1"), true);
+    assert!(eventually(|| ttl() == Some(59)), "fw-1 used again: {:?}", ttl());
+
+    // Closed: fw-2 stops: the chain's traffic is dropped, by a blackhole, not by fw-2
+    s.apply(&chain("guard", &FUNCTIONS, "Closed", ""));
+    forwarding(s.pod("fw-2"), false);
+    let table = |reply: u32| s.node.ns.ip(&["route", "show", "table", &(0x5700_0000u32 + 32 + reply + 2).to_string()]);
+    assert!(eventually(|| table(0).contains("blackhole")), "{}", table(0));
+    assert_eq!(ttl(), None);
+
+    // SIGTERM: a clean exit, the chains routed by their pods alone again
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(s.node.dir.path("agent.log")).unwrap();
+    assert!(log.contains("function fw-1 is down") && log.contains("function fw-1 forwards again"), "{log}");
+    assert!(log.trim_end().ends_with("stopped"), "{log}");
+    assert!(table(0).contains("via"), "{}", table(0));
+}

@@ -70,13 +70,14 @@ fn default_route(v4: bool) -> IpNet {
 }
 
 /// Every route of the chain's tables, for the families the network has.
-/// `pods`: the network's pods now (a function is there when its pod is).
-pub fn routes(a: &Applied, pods: &[ChainPod], families: &[bool]) -> Vec<Route> {
+/// `pods`: the network's pods now (a function is there when its pod is and
+/// it is not one of `down`, found not forwarding by the daemon's probes).
+pub fn routes(a: &Applied, pods: &[ChainPod], families: &[bool], down: &[&str]) -> Vec<Route> {
     let functions = route_functions(a);
     let n = functions.len() as u8;
     // function k's address of a family, if its pod is there
     let target = |k: u8, v4: bool| -> Option<IpAddr> {
-        let f = functions.get(usize::from(k) - 1)?;
+        let f = functions.get(usize::from(k) - 1).filter(|f| !down.contains(&f.name.as_str()))?;
         let pod = pods.iter().find(|p| p.name.is_some() && p.name == f.pod)?;
         pod.ips.iter().copied().find(|ip| ip.is_ipv4() == v4)
     };
@@ -192,7 +193,7 @@ spec:
             ]
         );
         let pods = [pod("fw1", "10.0.0.4"), pod("fw2", "10.0.0.5")];
-        let r = routes(&a, &pods, &[true]);
+        let r = routes(&a, &pods, &[true], &[]);
         assert_eq!(
             described(&r),
             [
@@ -207,13 +208,16 @@ spec:
     #[test]
     fn a_gone_function_is_a_blackhole_when_closed_and_skipped_when_open() {
         let only_fw2 = [pod("fw2", "10.0.0.5")];
-        let closed = described(&routes(&chain("Closed"), &only_fw2, &[true]));
+        let closed = described(&routes(&chain("Closed"), &only_fw2, &[true], &[]));
         assert_eq!(closed[0], "blackhole 0.0.0.0/0 table T1");
         assert_eq!(closed[2], "blackhole 0.0.0.0/0 table T17");
-        let open = described(&routes(&chain("Open"), &only_fw2, &[true]));
+        let open = described(&routes(&chain("Open"), &only_fw2, &[true], &[]));
         // requests skip to fw2; replies, after fw2, on to the main table
         assert_eq!(open[0], "0.0.0.0/0 via 10.0.0.5 table T1");
         assert_eq!(open[2], "throw 0.0.0.0/0 table T17");
         assert_eq!(open[3], "0.0.0.0/0 via 10.0.0.5 table T18");
+        // a function the probes found down counts as gone
+        let both = [pod("fw1", "10.0.0.4"), pod("fw2", "10.0.0.5")];
+        assert_eq!(described(&routes(&chain("Open"), &both, &[true], &["fw1"])), open);
     }
 }

@@ -4,7 +4,7 @@
 //! once, so the node ends up with exactly what the files say.
 
 use super::members::memberships;
-use super::{hops, pods, store, Applied};
+use super::{health, hops, pods, store, Applied};
 use crate::firewall::nftables::steering::{self, PodPort};
 use crate::netlink::RouteSocket;
 use crate::network;
@@ -18,6 +18,7 @@ pub fn sync(nl: &mut RouteSocket, state_dir: &str, gone: &[u16]) -> Result<()> {
     let chains = store::list(state_dir)?;
     let networks = network::recorded(state_dir)?;
     let (mut rules, mut routes) = (Vec::new(), Vec::new());
+    let down = health::load(state_dir);
     for a in &chains {
         let net = &a.chain.spec.network;
         let Some((_, want)) = networks.iter().find(|(name, _)| name == net) else {
@@ -27,7 +28,7 @@ pub fn sync(nl: &mut RouteSocket, state_dir: &str, gone: &[u16]) -> Result<()> {
         let families: Vec<bool> =
             [true, false].into_iter().filter(|v4| want.gateways.iter().any(|g| g.addr().is_ipv4() == *v4)).collect();
         rules.extend(hops::rules(a, &want.bridge));
-        routes.extend(hops::routes(a, &pods(state_dir, net), &families));
+        routes.extend(hops::routes(a, &pods(state_dir, net), &families, &health::of(&down, a.chain.name())));
     }
     // routes and rules first: a packet classified by the new nft rules finds its hop
     hops::install_routes(nl, &routes)?;

@@ -4,7 +4,7 @@
 //! which follow the pod to its new address or, when it goes, apply the
 //! chain's failure policy at once.
 
-use super::{hops, pods, route_functions, store, Applied, ChainPod};
+use super::{health, hops, pods, route_functions, store, Applied, ChainPod};
 use crate::firewall::nftables::steering::{self, Member, PodPort};
 use crate::lingering::Lingering;
 use crate::netlink::RouteSocket;
@@ -47,15 +47,23 @@ fn port(pod: &ChainPod) -> PodPort {
     PodPort { port: pod.port.clone(), ips: pod.ips.clone() }
 }
 
+/// The address families `pods` have.
+pub fn families(pods: &[ChainPod]) -> Vec<bool> {
+    [true, false].into_iter().filter(|v4| pods.iter().any(|p| p.ips.iter().any(|ip| ip.is_ipv4() == *v4))).collect()
+}
+
 /// Re-routes the chains `pod` is a function of, with `pods` as the pods there now.
-fn reroute(nl: &mut RouteSocket, chains: &[Applied], members: &[Member], pods: &[ChainPod]) -> Result<()> {
+fn reroute(
+    nl: &mut RouteSocket,
+    state_dir: &str,
+    chains: &[Applied],
+    members: &[Member],
+    pods: &[ChainPod],
+) -> Result<()> {
+    let down = health::load(state_dir);
     for m in members.iter().filter(|m| m.hop.is_some()) {
         let Some(a) = chains.iter().find(|a| a.id == m.chain) else { continue };
-        let families: Vec<bool> = [true, false]
-            .into_iter()
-            .filter(|v4| pods.iter().any(|p| p.ips.iter().any(|ip| ip.is_ipv4() == *v4)))
-            .collect();
-        hops::install_routes(nl, &hops::routes(a, pods, &families))?;
+        hops::install_routes(nl, &hops::routes(a, pods, &families(pods), &health::of(&down, a.chain.name())))?;
     }
     Ok(())
 }
@@ -78,7 +86,7 @@ pub fn join(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPod
         let mut all = pods(state_dir, network);
         all.retain(|p| p.port != pod.port);
         all.push(pod.clone());
-        reroute(nl, &chains, &members, &all)?;
+        reroute(nl, state_dir, &chains, &members, &all)?;
     }
     Ok(members)
 }
@@ -104,7 +112,7 @@ pub fn leave(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPo
         let mut rest = pods(state_dir, network);
         rest.retain(|p| p.port != pod.port);
         // routes first: no steered packet is sent towards an address that is going
-        reroute(nl, &chains, &functions, &rest)?;
+        reroute(nl, state_dir, &chains, &functions, &rest)?;
     }
     steering::remove_pod(&port(pod), &members)
 }

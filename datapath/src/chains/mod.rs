@@ -11,6 +11,7 @@
 //! agent installs a chain's rules and tables (install.rs). Applied specs live
 //! in the state dir (store.rs).
 
+pub mod health;
 pub mod hops;
 pub mod install;
 pub mod members;

@@ -6,7 +6,7 @@
 use crate::attachment::write_atomically;
 use crate::marks::MAX_CHAIN;
 use crate::{DatapathError, Result};
-use conf::chain::Chain;
+use conf::chain::{validate_chain_name, Chain};
 use ipam::filelock::FileLock;
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -72,8 +72,12 @@ pub fn load(state_dir: &str, name: &str) -> Result<Option<Applied>> {
 /// Every applied chain, by name.
 pub fn list(state_dir: &str) -> Result<Vec<Applied>> {
     let Ok(entries) = fs::read_dir(dir(state_dir)) else { return Ok(Vec::new()) };
-    let mut names: Vec<String> =
-        entries.flatten().filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(String::from)).collect();
+    // a chain's file is its name and .json; the rest (the lock, health) is not a chain
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(String::from))
+        .filter(|n| validate_chain_name(n).is_ok())
+        .collect();
     names.sort();
     names.iter().filter_map(|n| load(state_dir, n).transpose()).collect()
 }

@@ -145,14 +145,21 @@ fn add_latency(node: &Node, samples: usize) {
     println!("\n### ADD latency with a chain ({samples} samples each, direct invocation)\n");
     println!("| pod | ADD p50 | ADD p95 |");
     println!("|---|---|---|");
-    let mut rows = [("no chain on the node", before), ("chain applied, pod not matched", other), ("chain applied, pod matched (joins its set)", matching)];
+    let mut rows = [
+        ("no chain on the node", before),
+        ("chain applied, pod not matched", other),
+        ("chain applied, pod matched (joins its set)", matching),
+    ];
     let mut p50s = Vec::new();
     for (what, v) in rows.iter_mut() {
         let (p50, p95) = (pct(v, 0.5), pct(v, 0.95));
         p50s.push(p50);
         println!("| {what} | {p50:.2} ms | {p95:.2} ms |");
     }
-    println!("\nA matched pod's extra ADD time at p50: {:+.2} ms (against one not matched in the same run)", p50s[2] - p50s[1]);
+    println!(
+        "\nA matched pod's extra ADD time at p50: {:+.2} ms (against one not matched in the same run)",
+        p50s[2] - p50s[1]
+    );
     node.agent(&["chain", "delete", "guard"]);
 }
 
@@ -293,7 +300,10 @@ impl Probe {
 /// Milliseconds from `t0` to the send time of the first datagram after it
 /// that `arrived_as` accepts.
 fn first_after(seen: &[(u64, u8)], t0: u64, arrived_as: impl Fn(u8) -> bool) -> Option<f64> {
-    seen.iter().filter(|(sent, ttl)| *sent >= t0 && arrived_as(*ttl)).map(|(sent, _)| (sent - t0) as f64 / 1e6).reduce(f64::min)
+    seen.iter()
+        .filter(|(sent, ttl)| *sent >= t0 && arrived_as(*ttl))
+        .map(|(sent, _)| (sent - t0) as f64 / 1e6)
+        .reduce(f64::min)
 }
 
 fn reaction_times(node: &Node, a: &Netns, b: &Netns, samples: usize) {

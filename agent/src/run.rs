@@ -1,0 +1,173 @@
+//! `weavice-agent run`: the node daemon. At start it installs every stored
+//! chain again (after a reboot, a restart); then, each interval, it probes
+//! every route function of every chain through the function itself
+//! (probe.rs). A function that misses [`MISSES`] probes in a row, or whose
+//! link is down, is down: it goes into the health file and its chain's
+//! tables are routed as if its pod were gone (failure policy). One probe
+//! coming back makes it up again. One thread, a fixed amount of state per
+//! function, asleep between rounds; SIGTERM or SIGINT ends it after the
+//! current round, with the health file cleared and the chains routed by
+//! their pods alone (without the daemon, nothing probes).
+
+use crate::probe::{Prober, Target};
+use datapath::attachment::Attachment;
+use datapath::chains::{self, health, hops, install, members, route_functions, store, Applied, ChainPod};
+use datapath::link;
+use datapath::netlink::RouteSocket;
+use datapath::network;
+use datapath::{DatapathError, Result};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Probes missed in a row before a function is down: with one round a
+/// second and a half-second wait, a failure is acted on within 3 seconds.
+const MISSES: u32 = 2;
+const WAIT: Duration = Duration::from_millis(500);
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// (chain, function) → probes missed in a row.
+type Misses = BTreeMap<(String, String), u32>;
+
+pub fn run(state_dir: &str, interval: Duration) -> Result<()> {
+    let handler = on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+    let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
+    install::sync(&mut nl, state_dir, &[])?;
+    log::info!("running: {} chain(s) installed from {state_dir}", store::list(state_dir)?.len());
+    let mut misses = Misses::new();
+    let mut probers: BTreeMap<String, Prober> = BTreeMap::new();
+    let mut seq = 0u64;
+    while !STOP.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        seq += 1;
+        if let Err(e) = round(&mut nl, state_dir, seq, &mut misses, &mut probers) {
+            log::error!("probe round: {e}");
+        }
+        while !STOP.load(Ordering::Relaxed) && started.elapsed() < interval {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    log::info!("stopping: the chains are routed by their pods alone again");
+    set_down(&mut nl, state_dir, health::Down::new())?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// The address of `net` the node holds on its bridge and the range's
+/// network address, IPv4.
+fn gateway(want: &network::Wanted) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    want.gateways.iter().find_map(|g| match (g.addr(), g.network()) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => Some((a, n)),
+        _ => None,
+    })
+}
+
+fn round(
+    nl: &mut RouteSocket,
+    state_dir: &str,
+    seq: u64,
+    misses: &mut Misses,
+    probers: &mut BTreeMap<String, Prober>,
+) -> Result<()> {
+    let chains = store::list(state_dir)?;
+    let networks = network::recorded(state_dir)?;
+    let mut down = health::Down::new();
+    let mut seen = Vec::new();
+    for a in &chains {
+        let net = &a.chain.spec.network;
+        let Some((_, want)) = networks.iter().find(|(n, _)| n == net) else { continue };
+        let Some((gw, source)) = gateway(want) else { continue };
+        if !probers.contains_key(net) {
+            let Some(br) = nl.link().get(&want.bridge)? else { continue };
+            let mac: [u8; 6] = br.mac.as_slice().try_into().unwrap_or_default();
+            match Prober::new(br.index, mac, gw, source) {
+                Ok(p) => {
+                    probers.insert(net.clone(), p);
+                }
+                Err(e) => {
+                    log::warn!("network {net}: cannot probe ({e})");
+                    continue;
+                }
+            }
+        }
+        let attachments: Vec<Attachment> = Attachment::list(state_dir, net).into_iter().flatten().collect();
+        let mut targets = Vec::new();
+        for (i, f) in route_functions(a).into_iter().enumerate() {
+            let key = (a.chain.name().to_string(), f.name.clone());
+            seen.push(key.clone());
+            let named = |x: &&Attachment| ChainPod::of(x).name.is_some_and(|n| Some(&n) == f.pod.as_ref());
+            // no pod: routed as gone already, nothing to probe
+            let Some(pod) = attachments.iter().find(named) else { continue };
+            let link_up = nl.link().get(&pod.host_veth)?.is_some_and(|l| l.up);
+            let mac = link::parse_mac(&pod.mac).and_then(|m| m.try_into().ok());
+            match (link_up, mac) {
+                (true, Some(mac)) => targets.push((key, Target { mac, token: token(a.id, i, seq) })),
+                _ => {
+                    misses.insert(key, MISSES);
+                }
+            }
+        }
+        if let Some(prober) = probers.get(net) {
+            let wanted: Vec<Target> = targets.iter().map(|(_, t)| t.clone()).collect();
+            for ((key, _), back) in targets.into_iter().zip(prober.probe(&wanted, WAIT)) {
+                let n = misses.entry(key).or_default();
+                *n = if back { 0 } else { *n + 1 };
+            }
+        }
+    }
+    // functions of chains that are gone are forgotten: the state stays bounded
+    misses.retain(|k, _| seen.contains(k));
+    for ((chain, function), n) in misses.iter() {
+        if *n >= MISSES {
+            down.entry(chain.clone()).or_default().insert(function.clone());
+        }
+    }
+    let before = health::load(state_dir);
+    if down != before {
+        let listed = |d: &health::Down| -> Vec<(String, String)> {
+            d.iter().flat_map(|(c, fs)| fs.iter().map(move |f| (c.clone(), f.clone()))).collect()
+        };
+        let (now, was) = (listed(&down), listed(&before));
+        for (chain, function) in now.iter().filter(|x| !was.contains(x)) {
+            log::warn!("chain {chain}: function {function} is down ({MISSES} probes missed, or its link); failure policy applied");
+        }
+        for (chain, function) in was.iter().filter(|x| !now.contains(x)) {
+            log::warn!("chain {chain}: function {function} forwards again");
+        }
+        set_down(nl, state_dir, down)?;
+    }
+    Ok(())
+}
+
+/// A probe's token: the chain's number, the function's position and the
+/// round, so a late answer to an earlier round is not taken for this one.
+fn token(id: u16, position: usize, seq: u64) -> u64 {
+    (u64::from(id) << 48) | ((position as u64 & 0xff) << 40) | (seq & 0xff_ffff_ffff)
+}
+
+/// Saves `down` and routes every chain's tables by it.
+fn set_down(nl: &mut RouteSocket, state_dir: &str, down: health::Down) -> Result<()> {
+    let _one_at_a_time = store::lock(state_dir)?;
+    health::save(state_dir, &down)?;
+    for a in store::list(state_dir)? {
+        reroute(nl, state_dir, &a, &down)?;
+    }
+    Ok(())
+}
+
+fn reroute(nl: &mut RouteSocket, state_dir: &str, a: &Applied, down: &health::Down) -> Result<()> {
+    let pods = chains::pods(state_dir, &a.chain.spec.network);
+    let routes = hops::routes(a, &pods, &members::families(&pods), &health::of(down, a.chain.name()));
+    hops::install_routes(nl, &routes)
+}
