@@ -339,6 +339,38 @@ fn reaction_times(node: &Node, a: &Netns, b: &Netns, samples: usize) {
         closed.push(last.saturating_sub(t2) as f64 / 1e6);
         node.agent(&["chain", "delete", "guard"]);
     }
+    // a function that stops forwarding (its pod and link stay), found by the daemon's probes
+    let mut probed = Vec::new();
+    let fw = function_pod(node);
+    std::thread::sleep(Duration::from_millis(200));
+    node.apply("Open");
+    let log = node.dir.path("agent.log");
+    let mut daemon = Command::new("ip")
+        .args(["netns", "exec", &node.ns.name, &bin("weavice-agent"), "run", "--state-dir", &node.dir.path("state")])
+        .args(["--log-file", &log])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weavice-agent run");
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("running") {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..samples {
+        let probe = Probe::start(a, b);
+        std::thread::sleep(Duration::from_millis(1500));
+        let t0 = now_ns();
+        assert!(fw.exec("sysctl", &["-qw", "net.ipv4.ip_forward=0"]).status.success());
+        std::thread::sleep(Duration::from_millis(4000));
+        let seen = probe.finish();
+        probed.extend(first_after(&seen, t0, |ttl| ttl == 63));
+        assert!(fw.exec("sysctl", &["-qw", "net.ipv4.ip_forward=1"]).status.success());
+        std::thread::sleep(Duration::from_millis(2000));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    node.agent(&["chain", "delete", "guard"]);
+    node.cni("DEL", &fw, "sec", "fw-0");
+
     println!("\n### Reaction times ({samples} runs; datagrams every 100 us, TTL read at the receiver)\n");
     println!("| from | to | p50 | p95 |");
     println!("|---|---|---|---|");
@@ -353,6 +385,7 @@ fn reaction_times(node: &Node, a: &Netns, b: &Netns, samples: usize) {
     row("`chain apply` started", "first datagram steered (TTL 61)", &mut to_steered);
     row("function pod DEL started (Open)", "first datagram straight again (TTL 63)", &mut open);
     row("function pod DEL started (Closed)", "last datagram delivered", &mut closed);
+    row("function stops forwarding (Open, `weavice-agent run` probing each second)", "first datagram straight again", &mut probed);
 }
 
 fn main() {
