@@ -5,6 +5,7 @@
 
 use conf::chain::{validate_chain_name, Chain, FailurePolicy, Mode};
 use datapath::chains::{self, health, install, Applied, ChainPod};
+use datapath::firewall::iptables::queue;
 use datapath::netlink::RouteSocket;
 use datapath::{marks, DatapathError};
 use serde_json::{json, Value};
@@ -80,14 +81,6 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
             )));
         }
     }
-    for f in spec.functions.iter().filter(|f| f.mode != Mode::Route) {
-        log::warn!(
-            "chain {}: function {} ({:?}) is stored but not steered yet: only route functions are",
-            chain.name(),
-            f.name,
-            f.mode
-        );
-    }
     for (side, sel) in [("from", &spec.from), ("to", &spec.to)] {
         if !pods.iter().any(|p| sel.matches(p.name.as_ref(), &p.ips)) {
             log::warn!("chain {}: {side} matches no pod yet; pods that come later join it", chain.name());
@@ -126,8 +119,8 @@ pub fn delete(name: &str, state_dir: &str) -> Result<String> {
 }
 
 /// Every chain with its functions, their health (a route function's pod and
-/// link, and the daemon's probes when it runs; queue and mirror functions:
-/// null), and the pods each side matches now.
+/// link, and the daemon's probes when it runs; a queue function's reader;
+/// a mirror's: null, unknown), and the pods each side matches now.
 pub fn list(state_dir: &str) -> Result<Value> {
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
     let mut out = Vec::new();
@@ -148,7 +141,11 @@ pub fn list(state_dir: &str) -> Result<Value> {
                     None => json!(false),
                 },
                 (Mode::Route, None, Some(i)) => up(i),
-                _ => Value::Null,
+                (Mode::Route, None, None) => json!(false),
+                // a reader bound to the queue on this node
+                (Mode::Queue, ..) => json!(f.queue.and_then(|q| u16::try_from(q).ok()).is_some_and(queue::has_reader)),
+                // a mirror cannot tell whether anything gets its copies
+                (Mode::Mirror, ..) => Value::Null,
             };
             // per-function packet counts are not kept yet
             functions.push(json!({"name": f.name, "mode": f.mode, "healthy": healthy, "packets": null}));

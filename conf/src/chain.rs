@@ -187,6 +187,22 @@ impl Chain {
             names.push(&f.name);
             f.validate().map_err(|e| format!("function {:?}: {e}", f.name))?;
         }
+        // a queue's verdict ends the packet's pass through the hook: a
+        // second queue on the same pass would never see it
+        let mut queue_since_route: Option<&str> = None;
+        for f in &self.spec.functions {
+            match (f.mode, queue_since_route) {
+                (Mode::Route, _) => queue_since_route = None,
+                (Mode::Queue, Some(q)) => {
+                    return Err(format!(
+                        "queue functions {q:?} and {:?} have no route function between them: one queue per stretch",
+                        f.name
+                    ))
+                }
+                (Mode::Queue, None) => queue_since_route = Some(&f.name),
+                (Mode::Mirror, _) => {}
+            }
+        }
         Ok(())
     }
 
@@ -309,6 +325,10 @@ spec:
             (SHOP.replace("{namespace: shop, pods: \"frontend-*\"}", "{cidr: 10.0.0.0/8, namespace: x}"), "give one"),
             (SHOP.replace("\"frontend-*\"", "\"front[\""), "not a glob"),
             (SHOP.replace("address: 198.51.100.9", "pod: {namespace: a, name: b}"), "mirror"),
+            (
+                SHOP.replace("mode: route,  pod: {namespace: sec, name: fw-0}", "mode: queue, queue: 4"),
+                "no route function between",
+            ),
             ("spec: [".to_string(), "line"),
         ];
         for (yaml, expect) in cases {

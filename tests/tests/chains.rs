@@ -83,7 +83,8 @@ fn a_chain_is_applied_listed_changed_and_deleted() {
     assert_eq!(list[0]["name"], "shop-guard");
     assert_eq!((&list[0]["from"], &list[0]["to"]), (&json!(["shop/frontend-0"]), &json!(["shop/payments-0"])));
     let health: Vec<&Value> = list[0]["functions"].as_array().unwrap().iter().map(|f| &f["healthy"]).collect();
-    assert_eq!(health, [&json!(true), &Value::Null, &Value::Null], "the route function's pod is up");
+    // the route function's pod is up; no reader on queue 3; a mirror cannot tell
+    assert_eq!(health, [&json!(true), &json!(false), &Value::Null]);
     let table = text(&shop.chain(&["list"]));
     assert!(table.contains("fw (route): healthy") && table.contains("from: shop/frontend-0"), "{table}");
 

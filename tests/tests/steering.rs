@@ -529,3 +529,163 @@ fn the_daemon_applies_the_failure_policy_to_a_function_that_stops_forwarding() {
     assert!(log.trim_end().ends_with("stopped"), "{log}");
     assert!(table(0).contains("via"), "{}", table(0));
 }
+
+/// An NFQUEUE reader in the node: counts each packet by (source, destination)
+/// and drops TCP to `drop_port`, accepts the rest.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    seen: std::thread::JoinHandle<HashMap<(String, String), u32>>,
+}
+
+impl Reader {
+    fn start(node: &Netns, queue: u16, drop_port: u16) -> Reader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let path = node.path();
+        let seen = std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).expect("open netns");
+            use std::os::unix::io::AsRawFd;
+            // SAFETY: setns on our own descriptor, for this thread only.
+            assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            let mut q = nfq::Queue::open().expect("open NFQUEUE");
+            q.bind(queue).expect("bind the queue");
+            q.set_nonblocking(true);
+            ready_tx.send(()).unwrap();
+            let mut seen: HashMap<(String, String), u32> = HashMap::new();
+            while !stopped.load(Ordering::Relaxed) {
+                let Ok(mut msg) = q.recv() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let p = msg.get_payload();
+                let (src, dst) = (
+                    std::net::Ipv4Addr::new(p[12], p[13], p[14], p[15]),
+                    std::net::Ipv4Addr::new(p[16], p[17], p[18], p[19]),
+                );
+                let tcp_to_dropped = p[9] == 6 && u16::from_be_bytes([p[22], p[23]]) == drop_port;
+                *seen.entry((src.to_string(), dst.to_string())).or_default() += 1;
+                msg.set_verdict(if tcp_to_dropped { nfq::Verdict::Drop } else { nfq::Verdict::Accept });
+                q.verdict(msg).expect("verdict");
+            }
+            seen
+        });
+        ready_rx.recv().unwrap();
+        Reader { stop, seen }
+    }
+
+    fn finish(self) -> HashMap<(String, String), u32> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.seen.join().unwrap()
+    }
+}
+
+fn with_function(yaml: String, function: &str) -> String {
+    yaml + &format!("    - {function}\n")
+}
+
+#[test]
+fn a_queue_function_sees_each_packet_once_and_its_verdicts_decide() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("stq");
+    let spec = |policy| with_function(chain("guard", &["fw-1"], policy, ""), "{name: ips, mode: queue, queue: 3}");
+    s.apply(&spec("Closed"));
+    let (a, b) = (s.ip("frontend-0", true), s.ip("payments-0", true));
+    serve_tcp(s.pod("payments-0"), &format!("{b}:8080"), "allowed");
+    serve_tcp(s.pod("payments-0"), &format!("{b}:9090"), "never");
+    let reader = Reader::start(&s.node.ns, 3, 9090);
+    let health = || {
+        let list: Value = serde_json::from_slice(&s.agent(&["chain", "list", "--output", "json"]).stdout).unwrap();
+        list[0]["functions"][1]["healthy"].clone()
+    };
+    assert_eq!(health(), json!(true), "a reader is bound");
+    for _ in 0..3 {
+        assert_eq!(ping(s.pod("frontend-0"), &b), Some(61), "through fw-1 and the queue");
+    }
+    assert_eq!(tcp_fetch(s.pod("frontend-0"), &format!("{b}:8080")), "allowed");
+    assert_eq!(tcp_fetch(s.pod("frontend-0"), &format!("{b}:9090")), "", "the reader's drop verdict holds");
+    let other = s.ip("other-0", true);
+    assert_eq!(ping(s.pod("other-0"), &b), Some(63), "not the chain's: not queued");
+    let seen = reader.finish();
+    let (requests, replies) = (seen[&(a.clone(), b.clone())], seen[&(b.clone(), a.clone())]);
+    // 3 echo requests and at least 3 TCP segments each way: every packet once
+    assert!(requests >= 6 && replies >= 6, "{seen:?}");
+    assert!(!seen.contains_key(&(other, b.clone())), "{seen:?}");
+    let icmp_only = Reader::start(&s.node.ns, 3, 9090);
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(61));
+    let once = icmp_only.finish();
+    assert_eq!(
+        once,
+        HashMap::from([((a.clone(), b.clone()), 1), ((b.clone(), a.clone()), 1)]),
+        "one echo: once each way"
+    );
+
+    // no reader: Closed drops, Open lets it pass
+    assert_eq!(health(), json!(false));
+    assert_eq!(ping(s.pod("frontend-0"), &b), None, "fail-closed");
+    s.apply(&spec("Open"));
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(61), "fail-open: the queue is bypassed");
+}
+
+#[test]
+fn a_mirror_gets_copies_of_both_directions_and_traffic_does_not_need_it() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("stm");
+    // the IDS: a host on 198.51.100.0/24 (TEST-NET-2) behind the node, counting at ingress
+    let ids = Netns::new("stmi");
+    sh(
+        "ip",
+        &[
+            "-n",
+            &s.node.ns.name,
+            "link",
+            "add",
+            "wvt-ids-n",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &ids.name,
+        ],
+    );
+    s.node.ns.ip(&["addr", "add", "198.51.100.1/24", "dev", "wvt-ids-n"]);
+    s.node.ns.ip(&["link", "set", "wvt-ids-n", "up"]);
+    ids.ip(&["addr", "add", "198.51.100.9/24", "dev", "eth0"]);
+    ids.ip(&["link", "set", "eth0", "up"]);
+    let (a, b) = (s.ip("frontend-0", true), s.ip("payments-0", true));
+    let script = format!(
+        "table netdev ids {{\n chain in {{\n type filter hook ingress device eth0 priority 0;\n \
+         ip saddr {a} ip daddr {b} counter comment \"requests\"\n ip saddr {b} ip daddr {a} counter comment \"replies\"\n }}\n}}\n"
+    );
+    std::fs::write(s.node.dir.path("ids.nft"), script).unwrap();
+    let out = ids.exec("nft", &["-f", &s.node.dir.path("ids.nft")]);
+    assert!(out.status.success(), "{}", text(&out));
+    let copies = |what: &str| -> u64 {
+        let out = ids.exec("nft", &["list", "chain", "netdev", "ids", "in"]);
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = listed.lines().find(|l| l.contains(what)).unwrap_or_default().to_string();
+        line.split("packets ")
+            .nth(1)
+            .and_then(|n| n.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    s.apply(&with_function(
+        chain("guard", &["fw-1"], "Closed", ""),
+        "{name: ids, mode: mirror, address: 198.51.100.9}",
+    ));
+    for _ in 0..2 {
+        assert_eq!(ping(s.pod("frontend-0"), &b), Some(61), "the traffic itself through fw-1 only");
+    }
+    assert_eq!((copies("requests"), copies("replies")), (2, 2), "one copy of each packet, both directions");
+    assert_eq!(ping(s.pod("other-0"), &b), Some(63));
+    assert_eq!(copies("requests"), 2, "other pods are not mirrored");
+    drop(ids);
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(61), "the IDS gone: the traffic is unaffected");
+}

@@ -1,14 +1,16 @@
 //! Installing what the applied chains need (the agent's `chain apply`,
 //! `chain delete` and `repair`): nftables rules and sets, the pods' set
-//! elements, ip rules and hop tables, for every chain of the state dir at
+//! elements, NFQUEUE rules, ip rules and hop tables, for every chain of the state dir at
 //! once, so the node ends up with exactly what the files say.
 
 use super::members::memberships;
 use super::{health, hops, pods, store, Applied};
+use crate::firewall::iptables::queue::{self, QueueRule};
 use crate::firewall::nftables::steering::{self, PodPort};
 use crate::netlink::RouteSocket;
 use crate::network;
 use crate::{DatapathError, Result};
+use conf::chain::{FailurePolicy, Mode};
 
 /// Makes the node hold what the applied chains of `state_dir` need; the
 /// sets of the chains numbered `gone` (deleted) are removed. New rules and
@@ -36,6 +38,7 @@ pub fn sync(nl: &mut RouteSocket, state_dir: &str, gone: &[u16]) -> Result<()> {
         nl.rule().add(r)?;
     }
     steering::apply(&chains, gone)?;
+    queue::sync(&queue_rules(&chains))?;
     sync_members(state_dir, &chains)?;
     hops::sync(nl, &rules, &routes)
 }
@@ -75,4 +78,19 @@ pub fn check_network(state_dir: &str, network: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The NFQUEUE rules of every queue function: one per direction.
+fn queue_rules(chains: &[Applied]) -> Vec<QueueRule> {
+    let mut out = Vec::new();
+    for a in chains {
+        for (i, f) in a.chain.spec.functions.iter().enumerate() {
+            let Some(queue) = f.queue.filter(|_| f.mode == Mode::Queue).and_then(|q| u16::try_from(q).ok()) else {
+                continue;
+            };
+            let bypass = a.chain.spec.failure_policy == FailurePolicy::Open;
+            out.extend(super::passes(a, i).map(|mark| QueueRule { mark, queue, bypass }));
+        }
+    }
+    out
 }

@@ -20,6 +20,7 @@ pub mod store;
 pub use store::Applied;
 
 use crate::attachment::{Attachment, Pod};
+use crate::marks;
 use conf::chain::{Function, Mode, PodRef};
 use std::net::IpAddr;
 
@@ -56,4 +57,47 @@ pub fn pods(state_dir: &str, network: &str) -> Vec<ChainPod> {
 /// A chain's route functions, in order: position 1 is the first.
 pub fn route_functions(a: &Applied) -> Vec<&Function> {
     a.chain.spec.functions.iter().filter(|f| f.mode == Mode::Route).collect()
+}
+
+/// The packet marks (under [`marks::CHAIN_ALL`]) of the two passes through
+/// the node where function `index` (of the spec's list) sees a chain's
+/// packets: requests after the route functions before it, replies after the
+/// route function right after it (or from the endpoint when none is). Queue
+/// and mirror functions act there.
+pub fn passes(a: &Applied, index: usize) -> [u32; 2] {
+    let functions = &a.chain.spec.functions;
+    let before = functions.iter().take(index).filter(|f| f.mode == Mode::Route).count() as u32;
+    let after = functions.iter().skip(index + 1).any(|f| f.mode == Mode::Route);
+    let chain = marks::chain(a.id);
+    [chain | before, chain | marks::CHAIN_REPLY | if after { before + 1 } else { 0 }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conf::chain::Chain;
+
+    #[test]
+    fn a_queue_between_two_route_functions_sees_requests_after_the_first_and_replies_after_the_second() {
+        let yaml = r#"
+apiVersion: weavice.io/v1alpha1
+kind: SecurityFunctionChain
+metadata: {name: c}
+spec:
+  network: podnet
+  from: {namespace: shop}
+  to:   {namespace: bank}
+  functions:
+    - {name: ids, mode: mirror, address: 198.51.100.9}
+    - {name: fw1, mode: route, pod: {namespace: sec, name: fw1}}
+    - {name: ips, mode: queue, queue: 3}
+    - {name: fw2, mode: route, pod: {namespace: sec, name: fw2}}
+    - {name: ips2, mode: queue, queue: 4}
+"#;
+        let a = Applied { id: 1, chain: Chain::parse(yaml).unwrap() };
+        // chain 1 is 0x20, replies 0x10, the hop in the low bits
+        assert_eq!(passes(&a, 0), [0x20, 0x31], "from the endpoint; replies back from fw1");
+        assert_eq!(passes(&a, 2), [0x21, 0x32], "back from fw1; replies back from fw2");
+        assert_eq!(passes(&a, 4), [0x22, 0x30], "back from fw2; replies from the endpoint");
+    }
 }

@@ -385,7 +385,11 @@ fn reaction_times(node: &Node, a: &Netns, b: &Netns, samples: usize) {
     row("`chain apply` started", "first datagram steered (TTL 61)", &mut to_steered);
     row("function pod DEL started (Open)", "first datagram straight again (TTL 63)", &mut open);
     row("function pod DEL started (Closed)", "last datagram delivered", &mut closed);
-    row("function stops forwarding (Open, `weavice-agent run` probing each second)", "first datagram straight again", &mut probed);
+    row(
+        "function stops forwarding (Open, `weavice-agent run` probing each second)",
+        "first datagram straight again",
+        &mut probed,
+    );
 }
 
 fn main() {

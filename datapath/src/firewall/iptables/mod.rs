@@ -8,6 +8,7 @@
 
 mod commit_watch;
 mod forwards;
+pub mod queue;
 mod rules;
 mod skeleton;
 mod tools;
@@ -34,7 +35,7 @@ fn own(rule: &XtRule, net: &NetworkRules) -> bool {
 }
 
 /// A restore file adding `lines` to `table`.
-fn restore_input(table: &str, lines: &[String]) -> String {
+pub(crate) fn restore_input(table: &str, lines: &[String]) -> String {
     format!("*{table}\n{}\nCOMMIT\n", lines.join("\n"))
 }
 

@@ -45,7 +45,12 @@ impl Tool {
 }
 
 pub fn available() -> bool {
-    ALL.iter().all(|t| t.binary("restore").is_ok())
+    ALL.iter().all(|t| has(*t))
+}
+
+/// Whether the tool's restore and save are installed.
+pub fn has(tool: Tool) -> bool {
+    tool.binary("restore").is_ok() && tool.binary("save").is_ok()
 }
 
 /// The rules of one tool, of every table or of `table` only.

@@ -24,6 +24,10 @@
 //! `steer_ports` lists those ports: anti-spoofing lets them send with the
 //! endpoints' addresses.
 //!
+//! Tables `ip weavice` and `ip6 weavice`, chain `mirror` (forward): a
+//! mirror function gets a copy (`dup`) of each packet of its chain, in both
+//! directions, on the pass through the node where it sits in the chain.
+//!
 //! Rules are per chain, never per pod: pods only change set elements.
 
 use super::antispoof::STEER_PORTS;
@@ -33,7 +37,7 @@ use crate::chains::store::Applied;
 use crate::lingering::Lingering;
 use crate::marks::{self, CHAIN_HOP, CHAIN_ID, CHAIN_REPLY};
 use crate::Result;
-use conf::chain::{PortMatch, Selector};
+use conf::chain::{Mode, PortMatch, Selector};
 use std::net::IpAddr;
 
 const HOPS: &str = "steer_hops";
@@ -41,6 +45,8 @@ const OWN_V4: &str = "steer_own_v4";
 const OWN_V6: &str = "steer_own_v6";
 const CHAIN: &str = "steer";
 const NOTRACK: &str = "steer_notrack";
+/// Chain `mirror` of tables `ip weavice` and `ip6 weavice`.
+const MIRROR: &str = "mirror";
 
 /// A pod's part in one chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,6 +231,25 @@ pub fn script(chains: &[Applied], gone: &[u16]) -> String {
         s += &format!("flush set {INET} {}\n", ports_set(a.id));
         for PortMatch { protocol, port } in &a.chain.spec.ports {
             s += &format!("add element {INET} {} {{ {protocol} . {port} }}\n", ports_set(a.id));
+        }
+    }
+    // mirrors: `dup` is refused in the inet family (nft 1.0.6), so one table per family
+    for (family, v4) in [("ip", true), ("ip6", false)] {
+        s += &format!("add table {family} weavice\n");
+        s += &format!(
+            "add chain {family} weavice {MIRROR} {{ type filter hook forward priority filter; policy accept; }}\n"
+        );
+        s += &format!("flush chain {family} weavice {MIRROR}\n");
+        for a in chains {
+            for (i, f) in a.chain.spec.functions.iter().enumerate() {
+                let Some(addr) = f.address.filter(|ip| f.mode == Mode::Mirror && ip.is_ipv4() == v4) else { continue };
+                for mark in crate::chains::passes(a, i) {
+                    s += &format!(
+                        "add rule {family} weavice {MIRROR} meta mark & {:#x} == {mark:#x} counter dup to {addr}\n",
+                        marks::CHAIN_ALL
+                    );
+                }
+            }
         }
     }
     if !chains.is_empty() {
