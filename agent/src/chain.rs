@@ -31,8 +31,31 @@ fn describe(p: &ChainPod) -> String {
     }
 }
 
+/// A spec is a page of YAML: more is not one (`-f /dev/zero`).
+const MAX_SPEC: u64 = 1 << 20;
+
+/// The state dir, when it is there, must be a directory.
+fn state_dir_ok(state_dir: &str) -> Result<()> {
+    match std::fs::metadata(state_dir) {
+        Ok(m) if !m.is_dir() => Err(ChainCmdError::Input(format!("--state-dir {state_dir} is not a directory"))),
+        _ => Ok(()),
+    }
+}
+
+fn read_spec(file: &str) -> Result<String> {
+    use std::io::Read;
+    let bad = |e: std::io::Error| ChainCmdError::Input(format!("read {file}: {e}"));
+    let mut yaml = String::new();
+    std::fs::File::open(file).map_err(bad)?.take(MAX_SPEC + 1).read_to_string(&mut yaml).map_err(bad)?;
+    if yaml.len() as u64 > MAX_SPEC {
+        return Err(ChainCmdError::Input(format!("{file} is larger than {MAX_SPEC} bytes: not a chain spec")));
+    }
+    Ok(yaml)
+}
+
 pub fn apply(file: &str, state_dir: &str) -> Result<String> {
-    let yaml = std::fs::read_to_string(file).map_err(|e| ChainCmdError::Input(format!("read {file}: {e}")))?;
+    state_dir_ok(state_dir)?;
+    let yaml = read_spec(file)?;
     let chain = Chain::parse(&yaml).map_err(|e| ChainCmdError::Input(format!("{file}: {e}")))?;
     let spec = &chain.spec;
     let bad = |why: String| ChainCmdError::Input(format!("chain {}: {why}", chain.name()));
@@ -65,7 +88,20 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
                     f.name, spec.network
                 )));
             }
-            let serving = others.iter().find(|o| o.chain.spec.functions.iter().any(|g| g.pod.as_ref() == Some(p)));
+            if spec.functions.iter().filter(|g| g.pod.as_ref() == Some(p)).count() > 1 {
+                return Err(bad(format!("pod {p} is more than one function of the chain; a pod is one hop")));
+            }
+            let ips = pods.iter().find(|q| q.name.as_ref() == Some(p)).map(|q| q.ips.clone()).unwrap_or_default();
+            if spec.from.matches(Some(p), &ips) || spec.to.matches(Some(p), &ips) {
+                return Err(bad(format!(
+                    "function {}: pod {p} is on the chain's from or to side; a function cannot be an endpoint of its own chain",
+                    f.name
+                )));
+            }
+            let serving = others
+                .iter()
+                .filter(|o| o.chain.spec.network == spec.network)
+                .find(|o| o.chain.spec.functions.iter().any(|g| g.pod.as_ref() == Some(p)));
             if let Some(o) = serving {
                 return Err(bad(format!(
                     "function {}: pod {p} is a function of chain {} already; a pod serves one chain (give this one its own pod)",
@@ -95,10 +131,12 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
             describe(both)
         );
     }
-    let saved = chains::store::save(state_dir, &chain)?;
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
-    // also when unchanged: apply again is how a user mends a chain
-    install::sync(&mut nl, state_dir, &[])?;
+    let saved = install::apply(&mut nl, state_dir, &chain).map_err(|e| match e {
+        // nothing was stored: another state dir's chains are on the node
+        DatapathError::Invalid(why) => bad(why),
+        other => ChainCmdError::Node(other),
+    })?;
     Ok(format!(
         "chain {} {} ({} function(s), failurePolicy {:?})",
         chain.name(),
@@ -110,11 +148,11 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
 
 pub fn delete(name: &str, state_dir: &str) -> Result<String> {
     validate_chain_name(name).map_err(ChainCmdError::Input)?;
-    let Some(gone) = chains::store::remove(state_dir, name)? else {
-        return Err(ChainCmdError::Input(format!("no chain named {name} in {state_dir}")));
-    };
+    state_dir_ok(state_dir)?;
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
-    install::sync(&mut nl, state_dir, &[gone.id])?;
+    if install::delete(&mut nl, state_dir, name)?.is_none() {
+        return Err(ChainCmdError::Input(format!("no chain named {name} in {state_dir}")));
+    }
     Ok(format!("chain {name} deleted"))
 }
 
@@ -122,6 +160,7 @@ pub fn delete(name: &str, state_dir: &str) -> Result<String> {
 /// link, and the daemon's probes when it runs; a queue function's reader;
 /// a mirror's: null, unknown), and the pods each side matches now.
 pub fn list(state_dir: &str) -> Result<Value> {
+    state_dir_ok(state_dir)?;
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
     let mut out = Vec::new();
     let down = health::load(state_dir);

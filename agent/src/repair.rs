@@ -57,6 +57,6 @@ pub fn run(state_dir: &str) -> Result<Report, DatapathError> {
         }
     }
     report.chains = chains::store::list(state_dir)?.len();
-    chains::install::sync(&mut nl, state_dir, &[])?;
+    chains::install::sync(&mut nl, state_dir)?;
     Ok(report)
 }

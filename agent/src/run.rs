@@ -43,7 +43,7 @@ pub fn run(state_dir: &str, interval: Duration) -> Result<()> {
         libc::signal(libc::SIGINT, handler);
     }
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
-    install::sync(&mut nl, state_dir, &[])?;
+    install::sync(&mut nl, state_dir)?;
     log::info!("running: {} chain(s) installed from {state_dir}", store::list(state_dir)?.len());
     let mut misses = Misses::new();
     let mut probers: BTreeMap<String, Prober> = BTreeMap::new();

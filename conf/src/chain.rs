@@ -170,6 +170,11 @@ impl Chain {
         for (side, s) in [("from", &self.spec.from), ("to", &self.spec.to)] {
             s.validate().map_err(|e| format!("spec.{side}: {e}"))?;
         }
+        if let (Some(f), Some(t)) = (self.spec.from.family(), self.spec.to.family()) {
+            if f != t {
+                return Err("spec.from and spec.to are ranges of different address families: nothing can match".into());
+            }
+        }
         for p in &self.spec.ports {
             if p.port == 0 {
                 return Err("spec.ports: port 0 is not a port".into());
@@ -225,6 +230,11 @@ impl Selector {
             (Some(_), Some(_)) => Err("namespace/pods and cidr: give one of them".into()),
             (None, None) => Err("no namespace or cidr: say which pods".into()),
             (None, Some(_)) if self.pods.is_some() => Err("pods needs a namespace".into()),
+            (Some(ns), None) if ns.is_empty() => Err("namespace is empty".into()),
+            (None, Some(net)) if net.addr() != net.network() => {
+                Err(format!("cidr {net} has host bits set (the range is {})", net.trunc()))
+            }
+            _ if self.pods.as_deref() == Some("") => Err("pods is empty (leave it out for every pod)".into()),
             _ => self.matcher().map(drop),
         }
     }
@@ -243,15 +253,45 @@ impl Selector {
         }
     }
 
-    /// Whether two selectors could select the same pod (conservative: two
-    /// globs in one namespace may).
+    /// Whether two selectors could select the same pod (conservative where
+    /// two globs with wildcards could both match a name).
     fn may_meet(&self, other: &Selector) -> bool {
         match (&self.cidr, &other.cidr) {
             (Some(a), Some(b)) => a.contains(b) || b.contains(a),
-            (None, None) => self.namespace == other.namespace,
+            (None, None) => self.namespace == other.namespace && globs_may_meet(self.glob(), other.glob()),
             // pods by name against pods by address: they may be the same
             _ => true,
         }
+    }
+
+    fn glob(&self) -> &str {
+        self.pods.as_deref().unwrap_or("*")
+    }
+}
+
+/// Whether some name could match both globs: a literal is tried against the
+/// other glob; two wildcard globs meet unless their literal beginnings or
+/// endings differ.
+fn globs_may_meet(a: &str, b: &str) -> bool {
+    let wild = |g: &str| g.contains(['*', '?', '[', '{']);
+    let matches = |glob: &str, name: &str| Glob::new(glob).is_ok_and(|g| g.compile_matcher().is_match(name));
+    match (wild(a), wild(b)) {
+        (false, false) => a == b,
+        (false, true) => matches(b, a),
+        (true, false) => matches(a, b),
+        (true, true) => {
+            let head = |g: &str| g[..g.find(['*', '?', '[', '{']).unwrap_or(g.len())].to_string();
+            let tail = |g: &str| g[g.rfind(['*', '?', ']', '}']).map_or(0, |i| i + 1)..].to_string();
+            let agree = |x: &str, y: &str, f: fn(&str, &str) -> bool| f(x, y) || f(y, x);
+            agree(&head(a), &head(b), |x, y| x.starts_with(y)) && agree(&tail(a), &tail(b), |x, y| x.ends_with(y))
+        }
+    }
+}
+
+impl Selector {
+    /// The address family a range side is of, if it is one.
+    fn family(&self) -> Option<bool> {
+        self.cidr.map(|c| c.addr().is_ipv4())
     }
 }
 
@@ -346,5 +386,33 @@ spec:
         let other_ns = Chain::parse(&SHOP.replace("to:   {namespace: shop", "to:   {namespace: bank")).unwrap();
         let all_ports = Chain::parse(&SHOP.replace("  ports: [{protocol: TCP, port: 8080}]\n", "")).unwrap();
         assert!(a.overlaps(&all_ports) && !a.overlaps(&other_port) && !a.overlaps(&other_ns));
+        let names = |from: &str, to: &str| {
+            let yaml =
+                SHOP.replace("\"frontend-*\"", &format!("\"{from}\"")).replace("\"payments-*\"", &format!("\"{to}\""));
+            Chain::parse(&yaml).unwrap()
+        };
+        assert!(!a.overlaps(&names("other-0", "other-1")), "literal names the globs do not match");
+        assert!(!a.overlaps(&names("x*", "y*")), "wildcards with other beginnings");
+        assert!(a.overlaps(&names("front*", "*")), "could meet");
+        assert!(a.overlaps(&names("frontend-0", "payments-9")));
+        assert!(a.overlaps(&names("*-canary", "payments-*")), "frontend-canary matches both");
+    }
+
+    #[test]
+    fn selectors_that_cannot_match_are_refused() {
+        let cases = [
+            (SHOP.replace("pods: \"frontend-*\"", "pods: \"\""), "pods is empty"),
+            (SHOP.replace("{namespace: shop, pods: \"frontend-*\"}", "{namespace: \"\"}"), "namespace is empty"),
+            (SHOP.replace("{namespace: shop, pods: \"frontend-*\"}", "{cidr: 10.22.0.2/24}"), "host bits"),
+            (
+                SHOP.replace("{namespace: shop, pods: \"frontend-*\"}", "{cidr: 10.0.0.0/8}")
+                    .replace("{namespace: shop, pods: \"payments-*\"}", "{cidr: \"fd00::/8\"}"),
+                "different address families",
+            ),
+        ];
+        for (yaml, expect) in cases {
+            let e = Chain::parse(&yaml).unwrap_err().to_string();
+            assert!(e.contains(expect), "{expect:?} not in {e:?}");
+        }
     }
 }

@@ -19,6 +19,10 @@ pub enum DatapathError {
     /// A netfilter tool or transaction failed.
     #[error("firewall: {0}")]
     Firewall(String),
+    /// A set or table weavice installs per network (or per chain) is not
+    /// there (`nft flush ruleset`): setting the network up again mends it.
+    #[error("firewall: {0} (weavice's tables are missing: `weavice-agent repair` restores them)")]
+    NotInstalled(String),
     /// The kernel did something other than asked.
     #[error("{0}")]
     Kernel(String),

@@ -47,6 +47,7 @@ impl PluginError {
                 DatapathError::Netlink { .. }
                 | DatapathError::Sysctl { .. }
                 | DatapathError::Firewall(_)
+                | DatapathError::NotInstalled(_)
                 | DatapathError::Kernel(_) => ErrorCode::Kernel,
                 DatapathError::Io { .. } | DatapathError::Lock(LockError::Open { .. }) => ErrorCode::Io,
                 DatapathError::Lock(LockError::Timeout { .. }) => ErrorCode::TryAgainLater,

@@ -119,6 +119,17 @@ fn bad_chain_specs_exit_2_and_change_nothing() {
             SHOP.replace("shop-guard", "other-port").replace("port: 8080", "port: 9090"),
             "pod sec/fw-0 is a function of chain shop-guard already",
         ),
+        (
+            SHOP.replace("shop-guard", "twice").replace("port: 8080", "port: 9091")
+                + "    - {name: fw2, mode: route, pod: {namespace: sec, name: fw-0}}\n",
+            "more than one function",
+        ),
+        (
+            SHOP.replace("shop-guard", "own-side")
+                .replace("port: 8080", "port: 9092")
+                .replace("to:   {namespace: shop, pods: \"payments-*\"}", "to:   {namespace: sec}"),
+            "on the chain's from or to side",
+        ),
     ];
     for (yaml, expect) in cases {
         let out = shop.apply(&yaml);

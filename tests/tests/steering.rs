@@ -689,3 +689,166 @@ fn a_mirror_gets_copies_of_both_directions_and_traffic_does_not_need_it() {
     drop(ids);
     assert_eq!(ping(s.pod("frontend-0"), &b), Some(61), "the IDS gone: the traffic is unaffected");
 }
+
+/// Whether a datagram `from` sends from a source address it does not own
+/// (added to its interface for the test) arrives at `to` in `at`.
+fn spoofed_udp_arrives(from: &Netns, src: &str, at: &Netns, to: &str) -> bool {
+    from.ip(&["addr", "add", &format!("{src}/32"), "dev", "eth0"]);
+    let got = udp_source_seen_from(from, src, at, to);
+    from.ip(&["addr", "del", &format!("{src}/32"), "dev", "eth0"]);
+    got
+}
+
+fn udp_source_seen_from(from: &Netns, src: &str, at: &Netns, to: &str) -> bool {
+    static PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(7300);
+    let to: SocketAddr = SocketAddr::new(to.parse().unwrap(), PORT.fetch_add(1, Ordering::SeqCst));
+    let src: SocketAddr = SocketAddr::new(src.parse().unwrap(), 0);
+    let listener = at.run(move || std::net::UdpSocket::bind(to).expect("bind"));
+    listener.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    from.run(move || {
+        let sock = std::net::UdpSocket::bind(src).expect("bind the sender");
+        for _ in 0..3 {
+            let _ = sock.send_to(b"spoof", to);
+        }
+    });
+    listener.recv_from(&mut [0u8; 16]).is_ok()
+}
+
+#[test]
+fn a_deleted_chain_leaves_no_exemption_and_no_mark_behind() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("stx");
+    s.apply(&chain("guard", &["fw-1"], "Closed", ""));
+    let b = s.ip("payments-0", true);
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(61));
+    // a function may send with others' addresses while it is one
+    assert!(spoofed_udp_arrives(s.pod("fw-1"), "10.88.0.200", s.pod("payments-0"), &b));
+    let out = s.agent(&["chain", "delete", "guard"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!spoofed_udp_arrives(s.pod("fw-1"), "10.88.0.200", s.pod("payments-0"), &b), "not any more");
+    for set in ["steer_ports", "steer_hops", "steer_own_v4"] {
+        let out = s.node.ns.exec("nft", &["list", "set", "bridge", "weavice", set]);
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!listed.contains("elements"), "{set}: {listed}");
+    }
+    // the chain's connections lost its mark: a chain that gets its number
+    // next does not take them
+    let marked = s.node.ns.exec("conntrack", &["-L", "-m", "32/0x3fe0"]);
+    assert!(!String::from_utf8_lossy(&marked.stdout).contains("src="), "{}", text(&marked));
+}
+
+#[test]
+fn pods_added_while_a_chain_is_applied_all_join_it() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("stj");
+    let pods: Vec<Netns> = (0..24).map(|_| Netns::new("stjp")).collect();
+    let spec = chain("guard", &["fw-1"], "Closed", "");
+    let node = &s.node;
+    std::thread::scope(|scope| {
+        let adds: Vec<_> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, pod)| {
+                scope.spawn(move || {
+                    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=frontend-j{i}");
+                    node.cnitool("add", "podnet", pod, &[("CNI_ARGS", &args)])
+                })
+            })
+            .collect();
+        // the apply lands among the ADDs: some have read no chain, some have no state yet
+        std::thread::sleep(Duration::from_millis(30));
+        s.apply(&spec);
+        for a in adds {
+            let out = a.join().unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+        }
+    });
+    assert_eq!(inet_elements(&s.node.ns, "c1_from_v4"), 1 + pods.len(), "every frontend pod joined");
+    let b = s.ip("payments-0", true);
+    for pod in &pods {
+        assert_eq!(ping(pod, &b), Some(61), "{}", pod.name);
+    }
+}
+
+#[test]
+fn an_add_after_a_flushed_ruleset_sets_the_network_and_chains_up_again() {
+    if !require_root() {
+        return;
+    }
+    let mut s = Steer::new("stf2");
+    s.apply(&chain("guard", &["fw-1"], "Closed", ""));
+    assert!(s.node.ns.exec("nft", &["flush", "ruleset"]).status.success());
+    s.add("shop", "frontend-9");
+    let b = s.ip("payments-0", true);
+    assert_eq!(ping(s.pod("frontend-9"), &b), Some(61), "the new pod is checked and steered again");
+    assert!(s.node.log().contains("setting it up again"), "{}", s.node.log());
+}
+
+#[test]
+fn a_second_state_dir_cannot_put_chains_on_the_same_node() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("sto2");
+    s.apply(&chain("guard", &["fw-1"], "Closed", ""));
+    // another network with its own stateDir, in the same node
+    let other = TempDir::new("sto2d");
+    let mut conf = s.node.conf("1.0.0", "othernet", json!({"bridge": "wv9", "stateDir": other.path("state")}));
+    conf["ipam"]["ranges"] = json!([[{"subnet": "10.99.0.0/24"}]]);
+    conf["ipam"]["dataDir"] = json!(other.path("ipam"));
+    s.node.write_conflist("othernet", "1.0.0", vec![conf]);
+    let pods: Vec<Netns> = (0..3).map(|_| Netns::new("sto2p")).collect();
+    for (pod, (ns, name)) in pods.iter().zip([("shop", "a-0"), ("shop", "b-0"), ("sec", "f-0")]) {
+        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name}");
+        let out = s.node.cnitool("add", "othernet", pod, &[("CNI_ARGS", &args)]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let yaml = "apiVersion: weavice.io/v1alpha1\nkind: SecurityFunctionChain\nmetadata: {name: other}\nspec:\n  \
+                network: othernet\n  from: {namespace: shop, pods: a-0}\n  to: {namespace: shop, pods: b-0}\n  \
+                functions:\n    - {name: f, mode: route, pod: {namespace: sec, name: f-0}}\n";
+    std::fs::write(other.path("chain.yaml"), yaml).unwrap();
+    let before = rules_and_ip_rules(&s);
+    let out = s.node.ns.exec(
+        &bin("weavice-agent"),
+        &["chain", "apply", "-f", &other.path("chain.yaml"), "--state-dir", &other.path("state")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("another stateDir"), "{}", text(&out));
+    assert_eq!(rules_and_ip_rules(&s), before, "nothing changed");
+    assert_eq!(ping(s.pod("frontend-0"), &s.ip("payments-0", true)), Some(61), "the first chain still steers");
+}
+
+#[test]
+fn repair_after_a_function_pods_cut_short_del_does_not_route_to_it() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("stk");
+    s.apply(&chain("guard", &["fw-1"], "Closed", ""));
+    // what a DEL killed after retiring the host veth leaves: the veth under
+    // its retired name, down, and the attachment's state
+    let peer = s.pod("fw-1").ip(&["-o", "link", "show", "eth0"]);
+    let index = peer.split("@if").nth(1).and_then(|i| i.split(':').next()).expect("the peer's index").to_string();
+    let port = s
+        .node
+        .ns
+        .ip(&["-o", "link", "show"])
+        .lines()
+        .find(|l| l.starts_with(&format!("{index}: ")))
+        .and_then(|l| l.split(": ").nth(1))
+        .and_then(|n| n.split('@').next())
+        .expect("the port")
+        .to_string();
+    s.node.ns.ip(&["link", "set", &port, "down"]);
+    s.node.ns.ip(&["link", "set", &port, "name", "wx0123456789ab"]);
+    let out = s.agent(&["repair"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let table = s.node.ns.ip(&["route", "show", "table", &(0x5700_0000u32 + 32 + 1).to_string()]);
+    assert!(table.contains("blackhole"), "fail-closed, not via the dead pod: {table}");
+    let hops = s.node.ns.exec("nft", &["list", "map", "bridge", "weavice", "steer_hops"]);
+    assert!(!String::from_utf8_lossy(&hops.stdout).contains(&port), "{}", text(&hops));
+}

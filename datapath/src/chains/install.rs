@@ -4,33 +4,105 @@
 //! once, so the node ends up with exactly what the files say.
 
 use super::members::memberships;
-use super::{health, hops, pods, store, Applied};
+use super::{health, hops, pods, store, Applied, ChainPod};
+use crate::conntrack;
 use crate::firewall::iptables::queue::{self, QueueRule};
 use crate::firewall::nftables::steering::{self, PodPort};
+use crate::marks;
 use crate::netlink::RouteSocket;
 use crate::network;
 use crate::{DatapathError, Result};
-use conf::chain::{FailurePolicy, Mode};
+use conf::chain::{Chain, FailurePolicy, Mode};
 
-/// Makes the node hold what the applied chains of `state_dir` need; the
-/// sets of the chains numbered `gone` (deleted) are removed. New rules and
-/// routes go in before old ones go.
-pub fn sync(nl: &mut RouteSocket, state_dir: &str, gone: &[u16]) -> Result<()> {
+/// Stores `chain` and installs it with the rest; None when an identical one
+/// was applied already (installed again all the same: that is how a user
+/// mends a chain).
+pub fn apply(nl: &mut RouteSocket, state_dir: &str, chain: &Chain) -> Result<Option<Applied>> {
     let _one_at_a_time = store::lock(state_dir)?;
+    refuse_foreign(&store::list(state_dir)?, &[])?;
+    let saved = store::save(state_dir, chain)?;
+    sync_locked(nl, state_dir, &[])?;
+    Ok(saved)
+}
+
+/// Removes chain `name` from the state dir and the node, with its
+/// connections' conntrack entries; what was applied, if anything.
+pub fn delete(nl: &mut RouteSocket, state_dir: &str, name: &str) -> Result<Option<Applied>> {
+    let _one_at_a_time = store::lock(state_dir)?;
+    let Some(gone) = store::remove(state_dir, name)? else { return Ok(None) };
+    sync_locked(nl, state_dir, &[gone.id])?;
+    // a chain given the same number later must not take these connections
+    let flushed = conntrack::flush_mark(marks::chain(gone.id), marks::CHAIN_ID)?;
+    log::info!("chain {name}: {flushed} conntrack entries of its connections deleted");
+    Ok(Some(gone))
+}
+
+/// Makes the node hold what the applied chains of `state_dir` need (repair,
+/// the daemon's start).
+pub fn sync(nl: &mut RouteSocket, state_dir: &str) -> Result<()> {
+    let _one_at_a_time = store::lock(state_dir)?;
+    sync_locked(nl, state_dir, &[])
+}
+
+/// Chains all live in one nftables table: a node keeps them in one state
+/// dir, whose numbers they go by. Sets of a number this one does not know
+/// are another state dir's (or a chain file removed by hand).
+fn refuse_foreign(chains: &[Applied], gone: &[u16]) -> Result<()> {
+    let foreign: Vec<u16> = steering::installed_ids()?
+        .into_iter()
+        .filter(|id| !gone.contains(id) && chains.iter().all(|a| a.id != *id))
+        .collect();
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let sets: Vec<String> = foreign.iter().map(|id| format!("c{id}_*")).collect();
+    Err(DatapathError::Invalid(format!(
+        "this node holds security-function chains this state dir does not know (sets {} in table inet weavice): \
+         chains of another stateDir (a node keeps its chains in one), or a chain file removed by hand (apply it \
+         again, or delete those sets)",
+        sets.join(", ")
+    )))
+}
+
+/// The network's pods whose host veth is there: a pod whose DEL was cut
+/// short (its veth retired) is gone for the chains.
+fn live_pods(nl: &mut RouteSocket, state_dir: &str, network: &str) -> Result<Vec<ChainPod>> {
+    let mut out = Vec::new();
+    for p in pods(state_dir, network) {
+        if nl.link().get(&p.port)?.is_some() {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// New rules and routes go in before old ones go; the sets of the chains
+/// numbered `gone` (deleted) are removed.
+pub(super) fn sync_locked(nl: &mut RouteSocket, state_dir: &str, gone: &[u16]) -> Result<()> {
     let chains = store::list(state_dir)?;
+    refuse_foreign(&chains, gone)?;
     let networks = network::recorded(state_dir)?;
     let (mut rules, mut routes) = (Vec::new(), Vec::new());
     let down = health::load(state_dir);
-    for a in &chains {
-        let net = &a.chain.spec.network;
-        let Some((_, want)) = networks.iter().find(|(name, _)| name == net) else {
-            log::warn!("chain {}: network {net} is not set up on this node; its steering waits for it", a.chain.name());
-            continue;
-        };
-        let families: Vec<bool> =
-            [true, false].into_iter().filter(|v4| want.gateways.iter().any(|g| g.addr().is_ipv4() == *v4)).collect();
-        rules.extend(hops::rules(a, &want.bridge));
-        routes.extend(hops::routes(a, &pods(state_dir, net), &families, &health::of(&down, a.chain.name())));
+    let mut live = Vec::new();
+    for (net, want) in &networks {
+        live.push((net.clone(), live_pods(nl, state_dir, net)?));
+        let Some((_, pods)) = live.last() else { continue };
+        for a in chains.iter().filter(|a| a.chain.spec.network == *net) {
+            let families: Vec<bool> = [true, false]
+                .into_iter()
+                .filter(|v4| want.gateways.iter().any(|g| g.addr().is_ipv4() == *v4))
+                .collect();
+            rules.extend(hops::rules(a, &want.bridge));
+            routes.extend(hops::routes(a, pods, &families, &health::of(&down, a.chain.name())));
+        }
+    }
+    for a in chains.iter().filter(|a| networks.iter().all(|(n, _)| *n != a.chain.spec.network)) {
+        log::warn!(
+            "chain {}: network {} is not set up on this node; its steering waits for it",
+            a.chain.name(),
+            a.chain.spec.network
+        );
     }
     // routes and rules first: a packet classified by the new nft rules finds its hop
     hops::install_routes(nl, &routes)?;
@@ -39,28 +111,50 @@ pub fn sync(nl: &mut RouteSocket, state_dir: &str, gone: &[u16]) -> Result<()> {
     }
     steering::apply(&chains, gone)?;
     queue::sync(&queue_rules(&chains))?;
-    sync_members(state_dir, &chains)?;
+    let links: Vec<String> = nl.link().list()?.into_iter().map(|l| l.name).collect();
+    sync_members(state_dir, &chains, &live, &networks, &links)?;
     hops::sync(nl, &rules, &routes)
 }
 
-/// Every pod's elements in the chains of its network.
-fn sync_members(state_dir: &str, chains: &[Applied]) -> Result<()> {
-    let mut nets: Vec<&str> = chains.iter().map(|a| a.chain.spec.network.as_str()).collect();
-    nets.sort();
-    nets.dedup();
+/// Every live pod's elements in the chains of its network; what a pod of
+/// any network has that it should not, and what belongs to a port that is
+/// gone, is removed.
+fn sync_members(
+    state_dir: &str,
+    chains: &[Applied],
+    live: &[(String, Vec<ChainPod>)],
+    networks: &[(String, network::Wanted)],
+    links: &[String],
+) -> Result<()> {
     let (mut wanted, mut known) = (Vec::new(), Vec::new());
-    for net in nets {
-        let of_net: Vec<Applied> = chains.iter().filter(|a| a.chain.spec.network == net).cloned().collect();
-        for p in pods(state_dir, net) {
-            let port = PodPort { port: p.port.clone(), ips: p.ips.clone() };
-            let m = memberships(&of_net, &p);
+    for (net, pods) in live {
+        let of_net: Vec<Applied> = chains.iter().filter(|a| a.chain.spec.network == *net).cloned().collect();
+        for p in pods {
+            let m = memberships(&of_net, p);
             if !m.is_empty() {
-                wanted.push((port.clone(), m));
+                wanted.push((PodPort { port: p.port.clone(), ips: p.ips.clone() }, m));
             }
-            known.push(port);
         }
     }
-    steering::sync_pods(chains, &wanted, &known)
+    for (net, _) in networks {
+        known.extend(pods(state_dir, net).into_iter().map(|p| PodPort { port: p.port, ips: p.ips }));
+    }
+    steering::sync_pods(chains, &wanted, &known, links)
+}
+
+/// The NFQUEUE rules of every queue function: one per direction.
+fn queue_rules(chains: &[Applied]) -> Vec<QueueRule> {
+    let mut out = Vec::new();
+    for a in chains {
+        for (i, f) in a.chain.spec.functions.iter().enumerate() {
+            let Some(queue) = f.queue.filter(|_| f.mode == Mode::Queue).and_then(|q| u16::try_from(q).ok()) else {
+                continue;
+            };
+            let bypass = a.chain.spec.failure_policy == FailurePolicy::Open;
+            out.extend(super::passes(a, i).map(|mark| QueueRule { mark, queue, bypass }));
+        }
+    }
+    out
 }
 
 /// Whether `network` can carry chains: routed pod-to-pod traffic on a
@@ -78,19 +172,4 @@ pub fn check_network(state_dir: &str, network: &str) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// The NFQUEUE rules of every queue function: one per direction.
-fn queue_rules(chains: &[Applied]) -> Vec<QueueRule> {
-    let mut out = Vec::new();
-    for a in chains {
-        for (i, f) in a.chain.spec.functions.iter().enumerate() {
-            let Some(queue) = f.queue.filter(|_| f.mode == Mode::Queue).and_then(|q| u16::try_from(q).ok()) else {
-                continue;
-            };
-            let bypass = a.chain.spec.failure_policy == FailurePolicy::Open;
-            out.extend(super::passes(a, i).map(|mark| QueueRule { mark, queue, bypass }));
-        }
-    }
-    out
 }

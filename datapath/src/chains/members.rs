@@ -4,7 +4,7 @@
 //! which follow the pod to its new address or, when it goes, apply the
 //! chain's failure policy at once.
 
-use super::{health, hops, pods, route_functions, store, Applied, ChainPod};
+use super::{health, hops, install, pods, route_functions, store, Applied, ChainPod};
 use crate::firewall::nftables::steering::{self, Member, PodPort};
 use crate::lingering::Lingering;
 use crate::netlink::RouteSocket;
@@ -52,7 +52,9 @@ pub fn families(pods: &[ChainPod]) -> Vec<bool> {
     [true, false].into_iter().filter(|v4| pods.iter().any(|p| p.ips.iter().any(|ip| ip.is_ipv4() == *v4))).collect()
 }
 
-/// Re-routes the chains `pod` is a function of, with `pods` as the pods there now.
+/// Re-routes the chains of `members` that have a function among them, with
+/// `pods` as the pods there now (the first of a name is the one routed to),
+/// and gives each function's routed pod its hop elements.
 fn reroute(
     nl: &mut RouteSocket,
     state_dir: &str,
@@ -64,55 +66,112 @@ fn reroute(
     for m in members.iter().filter(|m| m.hop.is_some()) {
         let Some(a) = chains.iter().find(|a| a.id == m.chain) else { continue };
         hops::install_routes(nl, &hops::routes(a, pods, &families(pods), &health::of(&down, a.chain.name())))?;
+        for (k, f) in route_functions(a).into_iter().enumerate() {
+            let Some(p) = pods.iter().find(|p| p.name.is_some() && p.name == f.pod) else { continue };
+            let hop = u8::try_from(k + 1).ok();
+            steering::add_pod(&port(p), &[Member { chain: a.id, from: false, to: false, hop }])?;
+        }
     }
     Ok(())
 }
 
 /// Adds `pod` (whose attachment is not saved yet) to the chains of
-/// `network`; returns what it joined, for [`leave`] on rollback.
+/// `network`; returns what it joined, for [`recheck`] and for [`leave`] on
+/// rollback. A pod that takes the name of a function's pod (re-created)
+/// becomes the function; the other loses its hop.
 pub fn join(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPod) -> Result<Vec<Member>> {
+    if !store::exists(state_dir) {
+        return Ok(Vec::new());
+    }
+    // after an apply that is under way: its sets are there once it is done
+    let _one_at_a_time = store::lock(state_dir)?;
     let chains = chains_of(state_dir, network);
     let members = memberships(&chains, pod);
+    add(nl, state_dir, network, pod, &chains, &members)?;
+    Ok(members)
+}
+
+fn add(
+    nl: &mut RouteSocket,
+    state_dir: &str,
+    network: &str,
+    pod: &ChainPod,
+    chains: &[Applied],
+    members: &[Member],
+) -> Result<()> {
     if members.is_empty() {
-        return Ok(members);
+        return Ok(());
     }
-    let _one_at_a_time = store::lock(state_dir)?;
-    steering::add_pod(&port(pod), &members).map_err(|e| {
-        DatapathError::Firewall(format!(
-            "{e}: the steering of security-function chains is not installed on this node; run weavice-agent repair"
-        ))
-    })?;
+    let sides: Vec<Member> = members.iter().map(|m| Member { hop: None, ..*m }).collect();
+    match steering::add_pod(&port(pod), &sides) {
+        // the chains' sets are gone (a flushed ruleset): installed again, once
+        Err(DatapathError::NotInstalled(why)) => {
+            log::warn!("security-function chains: {why}; installing them again");
+            install::sync_locked(nl, state_dir, &[])?;
+            steering::add_pod(&port(pod), &sides)?;
+        }
+        done => done?,
+    }
     if members.iter().any(|m| m.hop.is_some()) {
         let mut all = pods(state_dir, network);
         all.retain(|p| p.port != pod.port);
-        all.push(pod.clone());
-        reroute(nl, state_dir, &chains, &members, &all)?;
+        for namesake in all.iter().filter(|p| p.name == pod.name) {
+            log::warn!(
+                "pod {} ({}) is re-created as {}: the chain follows the new one",
+                describe(pod),
+                namesake.port,
+                pod.port
+            );
+            steering::remove_pod(&port(namesake), &[Member { chain: 0, from: false, to: false, hop: Some(1) }])?;
+        }
+        all.insert(0, pod.clone());
+        reroute(nl, state_dir, chains, members, &all)?;
     }
-    Ok(members)
+    Ok(())
+}
+
+fn describe(pod: &ChainPod) -> String {
+    pod.name.as_ref().map_or_else(|| pod.port.clone(), |n| n.to_string())
+}
+
+/// After ADD saved the pod's attachment: joins the chains applied since
+/// [`join`] read them (an apply that listed the pods before this one had
+/// state). Cheap when nothing changed: one read of the chains.
+pub fn recheck(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPod, joined: &[Member]) -> Result<()> {
+    if !store::exists(state_dir) || memberships(&chains_of(state_dir, network), pod) == joined {
+        return Ok(());
+    }
+    let _one_at_a_time = store::lock(state_dir)?;
+    let chains = chains_of(state_dir, network);
+    let now = memberships(&chains, pod);
+    let gone: Vec<Member> = joined.iter().filter(|m| !now.contains(m)).copied().collect();
+    steering::remove_pod(&port(pod), &gone)?;
+    add(nl, state_dir, network, pod, &chains, &now)
 }
 
 /// Takes `pod` out of the chains of `network`: its elements go, and the
 /// tables of chains it was a function of lose its route (its attachment
 /// may still be on disk: it is left out).
 pub fn leave(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPod) -> Result<Lingering> {
-    let chains = chains_of(state_dir, network);
-    // every chain of the network: the pod may have matched a spec that has changed since
-    let members: Vec<Member> =
-        chains.iter().map(|a| Member { chain: a.id, from: true, to: true, hop: Some(1) }).collect();
-    if members.is_empty() {
+    if !store::exists(state_dir) {
         return Ok(Lingering::default());
     }
     let _one_at_a_time = store::lock(state_dir)?;
-    // without its name (its state lost) the pod may have been any chain's function
-    let functions = match pod.name {
+    let chains = chains_of(state_dir, network);
+    // by name what it is now (an apply removes what a changed spec took
+    // from it); without its name (its state lost) anything, in every chain
+    let members = match pod.name {
         Some(_) => memberships(&chains, pod),
-        None => members.clone(),
+        None => chains.iter().map(|a| Member { chain: a.id, from: true, to: true, hop: Some(1) }).collect(),
     };
-    if functions.iter().any(|m| m.hop.is_some()) {
+    if members.is_empty() {
+        return Ok(Lingering::default());
+    }
+    if members.iter().any(|m| m.hop.is_some()) {
         let mut rest = pods(state_dir, network);
         rest.retain(|p| p.port != pod.port);
         // routes first: no steered packet is sent towards an address that is going
-        reroute(nl, state_dir, &chains, &functions, &rest)?;
+        reroute(nl, state_dir, &chains, &members, &rest)?;
     }
     steering::remove_pod(&port(pod), &members)
 }

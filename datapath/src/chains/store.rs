@@ -31,6 +31,12 @@ fn path(state_dir: &str, name: &str) -> PathBuf {
     dir(state_dir).join(format!("{name}.json"))
 }
 
+/// Whether any chain was ever applied in `state_dir` (pods' ADD and DEL
+/// have nothing to do with chains until then).
+pub fn exists(state_dir: &str) -> bool {
+    dir(state_dir).exists()
+}
+
 /// Serialises changes to chains and their members (the agent's apply and
 /// repair, the plugin's ADD and DEL of their pods) across processes.
 pub fn lock(state_dir: &str) -> Result<FileLock> {

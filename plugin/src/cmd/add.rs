@@ -8,6 +8,7 @@ use crate::port_mappings;
 use conf::{CmdArgs, CniResult, ConfError, Interface, IpConfig, NetConf, PodToPod};
 use datapath::attachment::{self, Attachment, Pod};
 use datapath::chains::{members, ChainPod};
+use datapath::firewall::nftables::steering::Member;
 use datapath::firewall::{Backend, PodRules};
 use datapath::link::{self, veth};
 use datapath::netlink::RouteSocket;
@@ -29,6 +30,8 @@ struct Made {
     rules: Option<PodRules>,
     /// The pod as it joins security-function chains, once it began to.
     chains: Option<ChainPod>,
+    /// What it joined.
+    joined: Vec<Member>,
 }
 
 /// The result to print: weavice's own, or the previous plugin's passed on.
@@ -200,12 +203,20 @@ fn build(
     let anti_spoofing = id.is_some();
     let rules = made.rules.insert(port_mappings::rules(&net.port_mappings, &pod_ips, id)?);
     // the attachment is new: ADD found no interface of that name in the pod
-    port_mappings::install(rules, backend, true)?;
+    match port_mappings::install(rules, backend, true) {
+        // the marker says set up, the tables are gone (a flushed ruleset): once more, for real
+        Err(PluginError::Datapath(DatapathError::NotInstalled(why))) => {
+            warn!("network {}: {why}; setting it up again", net.name);
+            ready = network::ensure(node, &net.state_dir, &net.name, &want, true)?;
+            port_mappings::install(rules, backend, true)?;
+        }
+        done => done?,
+    }
     if routed {
         // steered from its first packet: chains join before the veth exists
         let me =
             made.chains.insert(ChainPod::new(Pod::from_args(&args.args).as_ref(), pod_ips.clone(), host_name.clone()));
-        members::join(node, &net.state_dir, &net.name, me)?;
+        made.joined = members::join(node, &net.state_dir, &net.name, me)?;
     }
     let spec = |bridge_index| veth::VethSpec {
         host: &host_name,
@@ -280,6 +291,10 @@ fn build(
         anti_spoofing,
     }
     .save(&net.state_dir)?;
+    if let Some(me) = &made.chains {
+        // a chain applied meanwhile listed the pods before this one was saved
+        members::recheck(node, &net.state_dir, &net.name, me, &made.joined)?;
+    }
     info!(
         "ADD {}/{} netns={} veth={host_name} ips={:?}",
         args.container_id,

@@ -79,7 +79,12 @@ fn transaction<'e>(
 /// A failed transaction, naming the element the kernel refused.
 fn failed(verb: &str, refused: Option<&Element>, e: NlError) -> DatapathError {
     let what = refused.map_or(String::new(), |el| format!(" ({} in {})", el.describe_key(), el.set));
-    DatapathError::Firewall(format!("{verb} pod elements{what}: {e}"))
+    let msg = format!("{verb} pod elements{what}: {e}");
+    if e.errno() == Some(libc::ENOENT) {
+        DatapathError::NotInstalled(msg)
+    } else {
+        DatapathError::Firewall(msg)
+    }
 }
 
 fn open() -> Result<NetfilterSocket> {

@@ -40,6 +40,11 @@ impl Listing {
         self.rules.get(chain).is_some_and(|rules| rules.iter().any(|r| r.as_array().is_some_and(|r| r == expr)))
     }
 
+    /// The names of its sets and maps.
+    pub fn sets(&self) -> impl Iterator<Item = &str> {
+        self.elements.keys().map(String::as_str)
+    }
+
     pub fn has_element(&self, set: &str, element: &Value) -> bool {
         self.elements.get(set).is_some_and(|elems| elems.contains(element))
     }

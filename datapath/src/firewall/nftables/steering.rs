@@ -269,6 +269,15 @@ pub fn script(chains: &[Applied], gone: &[u16]) -> String {
     s
 }
 
+/// The numbers of the chains whose sets the node holds.
+pub fn installed_ids() -> Result<Vec<u16>> {
+    let inet = tool::list(INET)?;
+    let mut ids: Vec<u16> =
+        inet.sets().filter_map(|s| s.strip_prefix('c')?.strip_suffix("_from_v4")?.parse().ok()).collect();
+    ids.sort();
+    Ok(ids)
+}
+
 /// Installs [`script`] (one transaction).
 pub fn apply(chains: &[Applied], gone: &[u16]) -> Result<()> {
     tool::apply_script(&script(chains, gone))
@@ -276,12 +285,18 @@ pub fn apply(chains: &[Applied], gone: &[u16]) -> Result<()> {
 
 /// Makes the pods' elements what `wanted` says: adds what is missing and
 /// removes, from the chains' sets and the hop map, what belongs to one of
-/// `known` (the network's pods) but is not wanted. Elements of pods not
-/// known (an ADD under way) are left alone.
-pub fn sync_pods(chains: &[Applied], wanted: &[(PodPort, Vec<Member>)], known: &[PodPort]) -> Result<()> {
+/// `known` (the pods with state) but is not wanted, and the hop elements of
+/// ports not among `links`. Elements of other pods (an ADD under way) are
+/// left alone.
+pub fn sync_pods(
+    chains: &[Applied],
+    wanted: &[(PodPort, Vec<Member>)],
+    known: &[PodPort],
+    links: &[String],
+) -> Result<()> {
     let want: Vec<Element> = wanted.iter().flat_map(|(p, m)| pod_elements(p, m)).collect();
     let known_ip = |ip: &IpAddr| known.iter().any(|p| p.ips.contains(ip));
-    let known_port = |n: &str| known.iter().any(|p| p.port == n);
+    let known_port = |n: &str| known.iter().any(|p| p.port == n) || !links.iter().any(|l| l == n);
     let mut stale = Vec::new();
     for a in chains {
         for set in address_sets(a.id) {
@@ -299,7 +314,11 @@ pub fn sync_pods(chains: &[Applied], wanted: &[(PodPort, Vec<Member>)], known: &
             }
         }
     }
-    // a map element whose data changes must go before the new one comes
+    // a map element whose data changes must go before the new one comes;
+    // removed by key (a stale hop's position is whatever it was)
+    for e in &mut stale {
+        e.data = None;
+    }
     elements::remove(&stale)?;
     elements::add(&want)
 }
