@@ -6,6 +6,7 @@
 use conf::chain::{validate_chain_name, Chain, FailurePolicy, Mode};
 use datapath::chains::{self, health, install, Applied, ChainPod};
 use datapath::firewall::iptables::queue;
+use datapath::firewall::nftables::steering;
 use datapath::netlink::RouteSocket;
 use datapath::{marks, DatapathError};
 use serde_json::{json, Value};
@@ -164,6 +165,7 @@ pub fn list(state_dir: &str) -> Result<Value> {
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
     let mut out = Vec::new();
     let down = health::load(state_dir);
+    let packets = steering::packets()?;
     for Applied { chain, .. } in chains::store::list(state_dir)? {
         let pods = chains::pods(state_dir, &chain.spec.network);
         let side = |sel: &conf::chain::Selector| -> Vec<String> {
@@ -186,8 +188,8 @@ pub fn list(state_dir: &str) -> Result<Value> {
                 // a mirror cannot tell whether anything gets its copies
                 (Mode::Mirror, ..) => Value::Null,
             };
-            // per-function packet counts are not kept yet
-            functions.push(json!({"name": f.name, "mode": f.mode, "healthy": healthy, "packets": null}));
+            let counted = packets.get(&format!("{}/{}", chain.name(), f.name));
+            functions.push(json!({"name": f.name, "mode": f.mode, "healthy": healthy, "packets": counted}));
         }
         out.push(json!({
             "name": chain.name(),
@@ -223,8 +225,9 @@ pub fn text(list: &Value) -> String {
                 Some(false) => "DOWN",
                 None => "unknown",
             };
+            let packets = f["packets"].as_u64().map_or(String::new(), |n| format!(", {n} packets"));
             out += &format!(
-                "  - {} ({}): {health}\n",
+                "  - {} ({}): {health}{packets}\n",
                 f["name"].as_str().unwrap_or("?"),
                 f["mode"].as_str().unwrap_or("?")
             );

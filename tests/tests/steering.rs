@@ -210,6 +210,10 @@ fn requests_pass_the_functions_in_order_and_replies_in_reverse_other_traffic_is_
         assert_eq!(ping(s.pod("payments-0"), &a), Some(63), "v4 {v4}: b to a is not a connection of the chain");
         assert_eq!(s.seen("fw-1"), HashMap::new());
     }
+    // chain list counts what came back from each function: a request and a reply per family
+    let list: Value = serde_json::from_slice(&s.agent(&["chain", "list", "--output", "json"]).stdout).unwrap();
+    let packets: Vec<&Value> = list[0]["functions"].as_array().unwrap().iter().map(|f| &f["packets"]).collect();
+    assert_eq!(packets, [&json!(4), &json!(4)], "{list}");
 }
 
 #[test]

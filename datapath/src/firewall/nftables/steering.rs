@@ -24,6 +24,8 @@
 //! `steer_ports` lists those ports: anti-spoofing lets them send with the
 //! endpoints' addresses.
 //!
+//! - chain `steer_count`: a counter per function, for `chain list`.
+//!
 //! Tables `ip weavice` and `ip6 weavice`, chain `mirror` (forward): a
 //! mirror function gets a copy (`dup`) of each packet of its chain, in both
 //! directions, on the pass through the node where it sits in the chain.
@@ -45,6 +47,8 @@ const OWN_V4: &str = "steer_own_v4";
 const OWN_V6: &str = "steer_own_v6";
 const CHAIN: &str = "steer";
 const NOTRACK: &str = "steer_notrack";
+/// Counts each function's packets (`chain list`).
+const COUNT: &str = "steer_count";
 /// Chain `mirror` of tables `ip weavice` and `ip6 weavice`.
 const MIRROR: &str = "mirror";
 
@@ -252,11 +256,19 @@ pub fn script(chains: &[Applied], gone: &[u16]) -> String {
             }
         }
     }
+    s += &format!("add chain {INET} {COUNT} {{ type filter hook prerouting priority dstnat + 20; policy accept; }}\n");
+    s += &format!("flush chain {INET} {COUNT}\n");
     if !chains.is_empty() {
         s += &format!("add rule {INET} {NOTRACK} meta mark & {CHAIN_HOP:#x} != 0 notrack\n");
         for a in chains {
             for r in chain_rules(a) {
                 s += &format!("add rule {INET} {CHAIN} {r}\n");
+            }
+            for (function, mark, mask) in counted_passes(a) {
+                s += &format!(
+                    "add rule {INET} {COUNT} meta mark & {mask:#x} == {mark:#x} counter comment \"{}/{function}\"\n",
+                    a.chain.name()
+                );
             }
         }
         s += &format!(
@@ -276,6 +288,33 @@ pub fn installed_ids() -> Result<Vec<u16>> {
         inet.sets().filter_map(|s| s.strip_prefix('c')?.strip_suffix("_from_v4")?.parse().ok()).collect();
     ids.sort();
     Ok(ids)
+}
+
+/// Where each function's packets are counted: a route function's as they
+/// come back from it (either direction), a queue's or mirror's on the passes
+/// where it acts. (function name, mark, mask)
+fn counted_passes(a: &Applied) -> Vec<(String, u32, u32)> {
+    let mut out = Vec::new();
+    let mut position = 0u32;
+    for (i, f) in a.chain.spec.functions.iter().enumerate() {
+        if f.mode == Mode::Route {
+            position += 1;
+            out.push((f.name.clone(), marks::chain(a.id) | position, marks::CHAIN_ALL & !CHAIN_REPLY));
+        } else {
+            out.extend(crate::chains::passes(a, i).map(|m| (f.name.clone(), m, marks::CHAIN_ALL)));
+        }
+    }
+    out
+}
+
+/// Packets each function of each chain passed, by "chain/function", as the
+/// counters of `steer_count` have them (empty without weavice's table).
+pub fn packets() -> Result<std::collections::BTreeMap<String, u64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (comment, n) in tool::counters(INET, COUNT)? {
+        *out.entry(comment).or_default() += n;
+    }
+    Ok(out)
 }
 
 /// Installs [`script`] (one transaction).

@@ -61,3 +61,27 @@ pub fn list(table: Table) -> Result<Listing> {
     }
     Listing::parse(&String::from_utf8_lossy(&out.stdout), table)
 }
+
+/// The counters of `chain`'s rules, by the rules' comments (rules without
+/// one are left out; nothing when the chain does not exist).
+pub fn counters(table: Table, chain: &str) -> Result<Vec<(String, u64)>> {
+    let out = Command::new(nft()?)
+        .args(["-j", "list", "chain", table.family, table.name, chain])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(DatapathError::io("run nft"))?;
+    if !out.status.success() {
+        return Ok(Vec::new());
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let rules = doc["nftables"].as_array().cloned().unwrap_or_default();
+    Ok(rules
+        .iter()
+        .filter_map(|o| {
+            let rule = o.get("rule")?;
+            let comment = rule["comment"].as_str()?.to_string();
+            let packets = rule["expr"].as_array()?.iter().find_map(|e| e["counter"]["packets"].as_u64())?;
+            Some((comment, packets))
+        })
+        .collect())
+}
