@@ -2,8 +2,9 @@
 //! in one node namespace with pods added by direct invocation:
 //! 1. ADD latency of a pod a chain matches against one it does not,
 //!    interleaved in one run, and of a pod before any chain exists;
-//! 2. TCP throughput (iperf3) from pod A to pod B straight, and through a
-//!    one-function route chain;
+//! 2. TCP throughput (iperf3) from pod A to pod B straight, through a
+//!    one-function route chain, and through a queue function served by an
+//!    accept-all reader;
 //! 3. time from `chain apply` to the first steered packet, and from a
 //!    function pod's DEL to its failure policy taking effect (Open: the
 //!    packets go straight; Closed: they stop), seen by a receiver in B that
@@ -84,10 +85,15 @@ impl Node {
     }
 
     fn apply(&self, policy: &str) {
+        self.apply_with(policy, "{name: fw, mode: route, pod: {namespace: sec, name: fw-0}}");
+    }
+
+    /// Chain `guard` from frontend-* to payments-* through `function`.
+    fn apply_with(&self, policy: &str, function: &str) {
         let yaml = format!(
             "apiVersion: weavice.io/v1alpha1\nkind: SecurityFunctionChain\nmetadata: {{name: guard}}\nspec:\n  \
              network: {NET}\n  from: {{namespace: shop, pods: \"frontend-*\"}}\n  to: {{namespace: shop, pods: \"payments-*\"}}\n  \
-             failurePolicy: {policy}\n  functions:\n    - {{name: fw, mode: route, pod: {{namespace: sec, name: fw-0}}}}\n"
+             failurePolicy: {policy}\n  functions:\n    - {function}\n"
         );
         let file = self.dir.path("chain.yaml");
         std::fs::write(&file, yaml).unwrap();
@@ -178,23 +184,45 @@ fn iperf(from: &Netns, to: &Netns, to_ip: &str, seconds: u32) -> f64 {
     v["end"]["sum_received"]["bits_per_second"].as_f64().expect("bits_per_second")
 }
 
+/// An NFQUEUE reader on the node that accepts every packet (with GSO, so
+/// large segments are not cut up for it), for as long as the bench runs.
+fn accept_all(node: &Netns, queue: u16) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    in_netns(node, move || {
+        let mut q = nfq::Queue::open().expect("open NFQUEUE");
+        q.bind(queue).expect("bind the queue");
+        q.set_recv_gso(queue, true).expect("GSO");
+        ready_tx.send(()).unwrap();
+        while let Ok(mut msg) = q.recv() {
+            msg.set_verdict(nfq::Verdict::Accept);
+            if q.verdict(msg).is_err() {
+                break;
+            }
+        }
+    });
+    ready_rx.recv().unwrap();
+}
+
 fn throughput(node: &Node, a: &Netns, b: &Netns, seconds: u32) {
     let b_ip = ipv4(b);
-    let mut direct = Vec::new();
-    let mut chained = Vec::new();
-    // alternate straight and steered runs: the machine's noise hits both
+    let (mut direct, mut routed, mut queued) = (Vec::new(), Vec::new(), Vec::new());
+    accept_all(&node.ns, 5);
+    // alternate straight and steered runs: the machine's noise hits all
     for _ in 0..3 {
         direct.push(iperf(a, b, &b_ip, seconds) / 1e9);
         node.apply("Closed");
-        chained.push(iperf(a, b, &b_ip, seconds) / 1e9);
+        routed.push(iperf(a, b, &b_ip, seconds) / 1e9);
+        node.apply_with("Closed", "{name: ips, mode: queue, queue: 5}");
+        queued.push(iperf(a, b, &b_ip, seconds) / 1e9);
         node.agent(&["chain", "delete", "guard"]);
     }
-    let (d, c) = (pct(&mut direct, 0.5), pct(&mut chained, 0.5));
+    let (d, r, q) = (pct(&mut direct, 0.5), pct(&mut routed, 0.5), pct(&mut queued, 0.5));
     println!("\n### TCP throughput A to B (iperf3, {seconds} s runs, median of 3)\n");
     println!("| path | Gbit/s | ratio to direct |");
     println!("|---|---|---|");
     println!("| direct (routed through the node) | {d:.2} | 1.00 |");
-    println!("| through a one-function route chain | {c:.2} | {:.2} |", c / d);
+    println!("| through a one-function route chain | {r:.2} | {:.2} |", r / d);
+    println!("| through a queue function (an accept-all nfq reader, GSO on) | {q:.2} | {:.2} |", q / d);
 }
 
 /// Datagrams from A to B every 100 us, each carrying its send time; the
