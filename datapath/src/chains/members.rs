@@ -80,7 +80,9 @@ fn reroute(
 /// rollback. A pod that takes the name of a function's pod (re-created)
 /// becomes the function; the other loses its hop.
 pub fn join(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPod) -> Result<Vec<Member>> {
-    if !store::exists(state_dir) {
+    // no chain takes it: nothing to wait for (a chain applied from now on is
+    // found by recheck)
+    if !store::exists(state_dir) || memberships(&chains_of(state_dir, network), pod).is_empty() {
         return Ok(Vec::new());
     }
     // after an apply that is under way: its sets are there once it is done
