@@ -8,7 +8,7 @@ use datapath::chains::{self, health, install, Applied, ChainPod};
 use datapath::firewall::iptables::queue;
 use datapath::firewall::nftables::steering;
 use datapath::netlink::RouteSocket;
-use datapath::{marks, DatapathError};
+use datapath::{marks, sysctl, DatapathError};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
@@ -111,11 +111,22 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
                 )));
             }
         }
-        if f.mode == Mode::Route && f.pod.is_none() {
-            return Err(bad(format!(
-                "function {}: route functions outside weavice ({{address, interface}}) are not supported yet; use a pod of the network",
-                f.name
-            )));
+    }
+    let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
+    for f in spec.functions.iter().filter(|f| f.mode == Mode::Route) {
+        let Some(ifname) = &f.interface else { continue };
+        if nl.link().get(ifname)?.is_none() {
+            return Err(bad(format!("function {}: interface {ifname} is not on this node", f.name)));
+        }
+    }
+    // the endpoints' packets come back on a function's own interface, from
+    // sources the node routes elsewhere: strict reverse-path filtering would drop them
+    for f in spec.functions.iter().filter(|f| f.mode == Mode::Route) {
+        let Some(ifname) = &f.interface else { continue };
+        // the effective value is the higher of `all` and the interface's: 2 is enough either way
+        if sysctl::get_if("ipv4", ifname, "rp_filter").as_deref() != Some("2") {
+            sysctl::set_if("ipv4", ifname, "rp_filter", "2")?;
+            log::warn!("chain {}: {ifname}: rp_filter 2 (loose), for function {}", chain.name(), f.name);
         }
     }
     for (side, sel) in [("from", &spec.from), ("to", &spec.to)] {
@@ -132,7 +143,6 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
             describe(both)
         );
     }
-    let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
     let saved = install::apply(&mut nl, state_dir, &chain).map_err(|e| match e {
         // nothing was stored: another state dir's chains are on the node
         DatapathError::Invalid(why) => bad(why),

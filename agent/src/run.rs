@@ -106,6 +106,12 @@ fn round(
         for (i, f) in route_functions(a).into_iter().enumerate() {
             let key = (a.chain.name().to_string(), f.name.clone());
             seen.push(key.clone());
+            // outside weavice: down with its interface (it is not probed)
+            if let Some(ifname) = &f.interface {
+                let up = nl.link().get(ifname)?.is_some_and(|l| l.up);
+                misses.insert(key, if up { 0 } else { MISSES });
+                continue;
+            }
             let named = |x: &&Attachment| ChainPod::of(x).name.is_some_and(|n| Some(&n) == f.pod.as_ref());
             // no pod: routed as gone already, nothing to probe
             let Some(pod) = attachments.iter().find(named) else { continue };

@@ -33,27 +33,29 @@ pub struct Route {
     pub oif: Option<u32>,
     pub table: u32,
     pub kind: RouteKind,
+    /// None: the kernel's default (0 for IPv4, 1024 for IPv6).
+    pub metric: Option<u32>,
 }
 
 impl Route {
     /// `dst via gw` in the main table.
     pub fn via(dst: IpNet, gw: IpAddr) -> Self {
-        Route { dst, gw: Some(gw), oif: None, table: MAIN_TABLE, kind: RouteKind::Unicast }
+        Route { dst, gw: Some(gw), oif: None, table: MAIN_TABLE, kind: RouteKind::Unicast, metric: None }
     }
 
     /// `dst` on-link, in the main table (give it an interface with [`Route::dev`]).
     pub fn on_link(dst: IpNet) -> Self {
-        Route { dst, gw: None, oif: None, table: MAIN_TABLE, kind: RouteKind::Unicast }
+        Route { dst, gw: None, oif: None, table: MAIN_TABLE, kind: RouteKind::Unicast, metric: None }
     }
 
     /// `blackhole dst`, in the main table.
     pub fn blackhole(dst: IpNet) -> Self {
-        Route { dst, gw: None, oif: None, table: MAIN_TABLE, kind: RouteKind::Blackhole }
+        Route { dst, gw: None, oif: None, table: MAIN_TABLE, kind: RouteKind::Blackhole, metric: None }
     }
 
     /// `throw dst`, in the main table.
     pub fn throw(dst: IpNet) -> Self {
-        Route { dst, gw: None, oif: None, table: MAIN_TABLE, kind: RouteKind::Throw }
+        Route { dst, gw: None, oif: None, table: MAIN_TABLE, kind: RouteKind::Throw, metric: None }
     }
 
     pub fn dev(mut self, oif: u32) -> Self {
@@ -63,6 +65,12 @@ impl Route {
 
     pub fn in_table(mut self, table: u32) -> Self {
         self.table = table;
+        self
+    }
+
+    /// A route of a higher metric is used only when no lower one is there.
+    pub fn metric(mut self, metric: u32) -> Self {
+        self.metric = Some(metric);
         self
     }
 
@@ -79,6 +87,9 @@ impl Route {
         if self.table != MAIN_TABLE {
             s += &format!(" table {}", self.table);
         }
+        if let Some(m) = self.metric {
+            s += &format!(" metric {m}");
+        }
         s
     }
 
@@ -90,6 +101,9 @@ impl Route {
             .table_id(self.table);
         if let Some(oif) = self.oif {
             b = b.output_interface(oif);
+        }
+        if let Some(m) = self.metric {
+            b = b.priority(m);
         }
         match (self.kind, self.gw) {
             (RouteKind::Blackhole, _) => b = b.kind(RouteType::BlackHole),
@@ -165,6 +179,7 @@ impl RouteHandle<'_> {
                 gw: None,
                 oif: None,
                 table: u32::from(m.header.table),
+                metric: None,
                 kind: match m.header.kind {
                     RouteType::BlackHole => RouteKind::Blackhole,
                     RouteType::Throw => RouteKind::Throw,
@@ -178,6 +193,7 @@ impl RouteHandle<'_> {
                     RouteAttribute::Gateway(g) => r.gw = ip_of(g),
                     RouteAttribute::Oif(i) => r.oif = Some(*i),
                     RouteAttribute::Table(t) => r.table = *t,
+                    RouteAttribute::Priority(p) => r.metric = Some(*p),
                     _ => {}
                 }
             }

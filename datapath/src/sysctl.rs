@@ -13,6 +13,11 @@ pub fn set_if(family: &str, ifname: &str, knob: &str, value: &str) -> Result<()>
     write(&format!("/proc/sys/net/{family}/conf/{ifname}/{knob}"), &format!("net.{family}.conf.{ifname}.{knob}"), value)
 }
 
+/// A per-interface key's value, if it reads.
+pub fn get_if(family: &str, ifname: &str, knob: &str) -> Option<String> {
+    fs::read_to_string(format!("/proc/sys/net/{family}/conf/{ifname}/{knob}")).ok().map(|v| v.trim().to_string())
+}
+
 /// For an interface just created: no read first, its defaults are known to differ.
 pub fn write_if(family: &str, ifname: &str, knob: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/net/{family}/conf/{ifname}/{knob}");

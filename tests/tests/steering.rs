@@ -448,6 +448,13 @@ fn functions_are_inserted_reordered_and_removed_while_a_tcp_stream_runs() {
     assert_eq!(got, sent, "nothing lost, no reset");
 }
 
+/// The default route (IPv4) of routing table `table` in the node, without the
+/// fail-closed fallback (metric 4000) that every table of a Closed chain has.
+fn default_route(s: &Steer, table: u32) -> String {
+    let routes = s.node.ns.ip(&["route", "show", "table", &table.to_string()]);
+    routes.lines().find(|l| !l.contains("metric 4000")).unwrap_or_default().trim().to_string()
+}
+
 /// The daemon, run in the node: `weavice-agent run`, its log in the node's dir.
 struct Daemon(std::process::Child);
 
@@ -521,8 +528,8 @@ fn the_daemon_applies_the_failure_policy_to_a_function_that_stops_forwarding() {
     // Closed: fw-2 stops: the chain's traffic is dropped, by a blackhole, not by fw-2
     s.apply(&chain("guard", &FUNCTIONS, "Closed", ""));
     forwarding(s.pod("fw-2"), false);
-    let table = |reply: u32| s.node.ns.ip(&["route", "show", "table", &(0x5700_0000u32 + 32 + reply + 2).to_string()]);
-    assert!(eventually(|| table(0).contains("blackhole")), "{}", table(0));
+    let table = |reply: u32| default_route(&s, 0x5700_0000u32 + 32 + reply + 2);
+    assert!(eventually(|| table(0).starts_with("blackhole")), "{}", table(0));
     assert_eq!(ttl(), None);
 
     // SIGTERM: a clean exit, the chains routed by their pods alone again
@@ -531,7 +538,7 @@ fn the_daemon_applies_the_failure_policy_to_a_function_that_stops_forwarding() {
     let log = std::fs::read_to_string(s.node.dir.path("agent.log")).unwrap();
     assert!(log.contains("function fw-1 is down") && log.contains("function fw-1 forwards again"), "{log}");
     assert!(log.trim_end().ends_with("stopped"), "{log}");
-    assert!(table(0).contains("via"), "{}", table(0));
+    assert!(table(0).starts_with("default via"), "{}", table(0));
 }
 
 /// An NFQUEUE reader in the node: counts each packet by (source, destination)
@@ -553,7 +560,16 @@ impl Reader {
             // SAFETY: setns on our own descriptor, for this thread only.
             assert_eq!(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
             let mut q = nfq::Queue::open().expect("open NFQUEUE");
-            q.bind(queue).expect("bind the queue");
+            // the previous reader's queue is released a moment after its socket closes
+            let mut bound = q.bind(queue);
+            for _ in 0..50 {
+                if bound.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                bound = q.bind(queue);
+            }
+            bound.expect("bind the queue");
             q.set_nonblocking(true);
             ready_tx.send(()).unwrap();
             let mut seen: HashMap<(String, String), u32> = HashMap::new();
@@ -572,6 +588,7 @@ impl Reader {
                 msg.set_verdict(if tcp_to_dropped { nfq::Verdict::Drop } else { nfq::Verdict::Accept });
                 q.verdict(msg).expect("verdict");
             }
+            let _ = q.unbind(queue);
             seen
         });
         ready_rx.recv().unwrap();
@@ -851,8 +868,69 @@ fn repair_after_a_function_pods_cut_short_del_does_not_route_to_it() {
     s.node.ns.ip(&["link", "set", &port, "name", "wx0123456789ab"]);
     let out = s.agent(&["repair"]);
     assert!(out.status.success(), "{}", text(&out));
-    let table = s.node.ns.ip(&["route", "show", "table", &(0x5700_0000u32 + 32 + 1).to_string()]);
-    assert!(table.contains("blackhole"), "fail-closed, not via the dead pod: {table}");
+    let table = default_route(&s, 0x5700_0000u32 + 32 + 1);
+    assert!(table.starts_with("blackhole"), "fail-closed, not via the dead pod: {table}");
     let hops = s.node.ns.exec("nft", &["list", "map", "bridge", "weavice", "steer_hops"]);
     assert!(!String::from_utf8_lossy(&hops.stdout).contains(&port), "{}", text(&hops));
+}
+
+#[test]
+fn a_route_function_outside_weavice_is_reached_through_its_interface() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("ste");
+    // a "VM" behind the node on 192.0.2.0/24 (TEST-NET-1) that forwards and counts
+    let vm = Netns::new("stev");
+    sh(
+        "ip",
+        &["-n", &s.node.ns.name, "link", "add", "wvt-vm", "type", "veth", "peer", "name", "eth0", "netns", &vm.name],
+    );
+    s.node.ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "wvt-vm"]);
+    s.node.ns.ip(&["link", "set", "wvt-vm", "up"]);
+    vm.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
+    vm.ip(&["link", "set", "eth0", "up"]);
+    vm.ip(&["route", "add", "default", "via", "192.0.2.1"]);
+    for k in ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0"] {
+        assert!(vm.exec("sysctl", &["-qw", k]).status.success());
+    }
+    let (a, b) = (s.ip("frontend-0", true), s.ip("payments-0", true));
+    let script = format!(
+        "table ip seen {{\n chain pre {{\n type filter hook prerouting priority 0;\n \
+         ip saddr {a} ip daddr {b} counter comment \"requests\"\n ip saddr {b} ip daddr {a} counter comment \"replies\"\n }}\n}}\n"
+    );
+    std::fs::write(s.node.dir.path("vm.nft"), script).unwrap();
+    assert!(vm.exec("nft", &["-f", &s.node.dir.path("vm.nft")]).status.success());
+    let seen = |what: &str| -> u64 {
+        let out = vm.exec("nft", &["list", "chain", "ip", "seen", "pre"]);
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        let line = listed.lines().find(|l| l.contains(what)).unwrap_or_default().to_string();
+        line.split("packets ")
+            .nth(1)
+            .and_then(|n| n.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    // the pod function first, the VM second: requests fw-1 then the VM, replies the other way
+    let vm_function = "{name: vm, mode: route, address: 192.0.2.2, interface: wvt-vm}";
+    s.apply(&with_function(chain("guard", &["fw-1"], "Closed", ""), vm_function));
+    s.reset_seen();
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(59), "two functions");
+    assert_eq!((seen("requests"), seen("replies")), (1, 1), "the VM forwarded both ways");
+    assert_eq!(s.seen("fw-1"), HashMap::from([(63, 1), (61, 1)]), "fw-1 first for requests, last for replies");
+    assert_eq!(ping(s.pod("other-0"), &b), Some(63));
+    assert_eq!(seen("requests"), 1, "other pods do not go through the VM");
+    let list: Value = serde_json::from_slice(&s.agent(&["chain", "list", "--output", "json"]).stdout).unwrap();
+    assert_eq!(list[0]["functions"][1]["healthy"], json!(true), "{list}");
+    // its link down: Closed drops
+    s.node.ns.ip(&["link", "set", "wvt-vm", "down"]);
+    assert_eq!(ping(s.pod("frontend-0"), &b), None);
+    let bad = with_function(
+        chain("guard", &["fw-1"], "Closed", ""),
+        "{name: vm, mode: route, address: 192.0.2.2, interface: nosuch0}",
+    );
+    std::fs::write(s.node.dir.path("bad.yaml"), bad).unwrap();
+    let out = s.agent(&["chain", "apply", "-f", &s.node.dir.path("bad.yaml")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("interface nosuch0 is not on this node"), "{}", text(&out));
 }

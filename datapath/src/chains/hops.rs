@@ -8,6 +8,9 @@
 //!   delivers them;
 //! - replies go n, n-1, ..., 1 the same way.
 //!
+//! A route function outside weavice (`{address, interface}`, a VM or host)
+//! is routed to by its address; its packets come back on its interface.
+//!
 //! A function that is gone (its pod deleted) leaves a blackhole in its
 //! tables under `failurePolicy: Closed`, and under `Open` the route of the
 //! next function still there, or a `throw` (on to the main table).
@@ -36,26 +39,33 @@ fn is_ours(t: u32) -> bool {
     (TABLE_BASE..TABLE_BASE + TABLES_PER_CHAIN * (u32::from(marks::MAX_CHAIN) + 1)).contains(&t)
 }
 
-/// The chain's ip rules, both families.
+/// The chain's ip rules, both families. A packet comes back from a pod
+/// function on the bridge, from one outside weavice on its interface.
 pub fn rules(a: &Applied, bridge: &str) -> Vec<Rule> {
-    let n = route_functions(a).len() as u8;
+    let functions = route_functions(a);
+    let n = functions.len() as u8;
     let mark = marks::chain(a.id);
+    // where packets come in from hop k (0: an endpoint)
+    let iif = |k: u8| -> String {
+        let f = usize::from(k).checked_sub(1).and_then(|i| functions.get(i));
+        f.and_then(|f| f.interface.clone()).unwrap_or_else(|| bridge.to_string())
+    };
     let mut out = Vec::new();
     for v4 in [true, false] {
-        let mut rule = |bits: u32, table: u32| {
-            let iif = Some(bridge.to_string());
+        let mut rule = |from: u8, bits: u32, table: u32| {
+            let iif = Some(iif(from));
             out.push(Rule { v4, priority: RULE_PRIORITY, iif, fwmark: Some((bits, CHAIN_ALL)), table });
         };
         if n == 0 {
             continue;
         }
-        rule(mark, table(a.id, false, 1));
+        rule(0, mark, table(a.id, false, 1));
         for k in 1..n {
-            rule(mark | u32::from(k), table(a.id, false, k + 1));
+            rule(k, mark | u32::from(k), table(a.id, false, k + 1));
         }
-        rule(mark | CHAIN_REPLY, table(a.id, true, n));
+        rule(0, mark | CHAIN_REPLY, table(a.id, true, n));
         for k in 2..=n {
-            rule(mark | CHAIN_REPLY | u32::from(k), table(a.id, true, k - 1));
+            rule(k, mark | CHAIN_REPLY | u32::from(k), table(a.id, true, k - 1));
         }
     }
     out
@@ -78,6 +88,10 @@ pub fn routes(a: &Applied, pods: &[ChainPod], families: &[bool], down: &[&str]) 
     // function k's address of a family, if its pod is there
     let target = |k: u8, v4: bool| -> Option<IpAddr> {
         let f = functions.get(usize::from(k) - 1).filter(|f| !down.contains(&f.name.as_str()))?;
+        // outside weavice: its address, through its interface
+        if let Some(address) = f.address {
+            return (address.is_ipv4() == v4).then_some(address);
+        }
         let pod = pods.iter().find(|p| p.name.is_some() && p.name == f.pod)?;
         pod.ips.iter().copied().find(|ip| ip.is_ipv4() == v4)
     };
@@ -100,10 +114,30 @@ pub fn routes(a: &Applied, pods: &[ChainPod], families: &[bool], down: &[&str]) 
                     }
                 };
                 out.push(route.in_table(table(a.id, reply, k)));
+                if a.chain.spec.failure_policy == FailurePolicy::Closed {
+                    // should the route above go (a function's link down
+                    // takes its routes with it), the chain's packets are
+                    // dropped, not let through to the main table
+                    out.push(Route::blackhole(dst).in_table(table(a.id, reply, k)).metric(FALLBACK_METRIC));
+                }
             }
         }
     }
     out
+}
+
+/// The metric of the fail-closed fallback in every table of a `Closed` chain.
+pub const FALLBACK_METRIC: u32 = 4000;
+
+/// Whether `listed` (as the kernel lists it) is the wanted route: the
+/// kernel names the interface it resolved a gateway on, and gives routes
+/// without a metric its default one.
+fn same(wanted: &Route, listed: &Route) -> bool {
+    let metric = match wanted.metric {
+        Some(m) => listed.metric == Some(m),
+        None => listed.metric != Some(FALLBACK_METRIC),
+    };
+    metric && Route { oif: None, metric: None, ..listed.clone() } == Route { oif: None, metric: None, ..wanted.clone() }
 }
 
 /// Replaces each route in its table: a packet finds the old route or the
@@ -129,8 +163,7 @@ pub fn sync(nl: &mut RouteSocket, rules: &[Rule], routes: &[Route]) -> Result<()
         let tables: Vec<u32> = held.iter().map(|r| r.table).filter(|t| is_ours(*t)).collect();
         for t in tables {
             for r in nl.route().list(RouteFilter { v4, table: t, oif: None })? {
-                // the kernel names the interface it resolved the gateway on
-                if !routes.contains(&Route { oif: None, ..r.clone() }) {
+                if !routes.iter().any(|w| same(w, &r)) {
                     nl.route().delete(&r)?;
                 }
             }
@@ -198,9 +231,13 @@ spec:
             described(&r),
             [
                 "0.0.0.0/0 via 10.0.0.4 table T1",
+                "blackhole 0.0.0.0/0 table T1 metric 4000",
                 "0.0.0.0/0 via 10.0.0.5 table T2",
+                "blackhole 0.0.0.0/0 table T2 metric 4000",
                 "0.0.0.0/0 via 10.0.0.4 table T17",
+                "blackhole 0.0.0.0/0 table T17 metric 4000",
                 "0.0.0.0/0 via 10.0.0.5 table T18",
+                "blackhole 0.0.0.0/0 table T18 metric 4000",
             ]
         );
     }
@@ -210,7 +247,7 @@ spec:
         let only_fw2 = [pod("fw2", "10.0.0.5")];
         let closed = described(&routes(&chain("Closed"), &only_fw2, &[true], &[]));
         assert_eq!(closed[0], "blackhole 0.0.0.0/0 table T1");
-        assert_eq!(closed[2], "blackhole 0.0.0.0/0 table T17");
+        assert_eq!(closed[4], "blackhole 0.0.0.0/0 table T17");
         let open = described(&routes(&chain("Open"), &only_fw2, &[true], &[]));
         // requests skip to fw2; replies, after fw2, on to the main table
         assert_eq!(open[0], "0.0.0.0/0 via 10.0.0.5 table T1");

@@ -257,6 +257,11 @@ pub fn script(chains: &[Applied], gone: &[u16]) -> String {
         }
     }
     s += &format!("add chain {INET} {COUNT} {{ type filter hook prerouting priority dstnat + 20; policy accept; }}\n");
+    for a in chains {
+        for r in external_hop_rules(a) {
+            s += &format!("add rule {INET} {NOTRACK} {r}\n");
+        }
+    }
     s += &format!("flush chain {INET} {COUNT}\n");
     if !chains.is_empty() {
         s += &format!("add rule {INET} {NOTRACK} meta mark & {CHAIN_HOP:#x} != 0 notrack\n");
@@ -288,6 +293,30 @@ pub fn installed_ids() -> Result<Vec<u16>> {
         inet.sets().filter_map(|s| s.strip_prefix('c')?.strip_suffix("_from_v4")?.parse().ok()).collect();
     ids.sort();
     Ok(ids)
+}
+
+/// Packets that come back from a route function outside weavice arrive on
+/// its interface, not from a bridge port: they get their hop there (towards
+/// a `to` pod: a request, towards a `from` pod: a reply), and are not
+/// tracked again either.
+fn external_hop_rules(a: &Applied) -> Vec<String> {
+    let spec = &a.chain.spec;
+    let mut out = Vec::new();
+    let routes = a.chain.spec.functions.iter().filter(|f| f.mode == Mode::Route);
+    for (k, f) in routes.enumerate() {
+        let Some(ifname) = &f.interface else { continue };
+        let hop = marks::chain(a.id) | (k as u32 + 1);
+        for v4 in [true, false] {
+            for (side, sel, bits) in [("to", &spec.to, hop), ("from", &spec.from, hop | CHAIN_REPLY)] {
+                let Some(dst) = side_match(a.id, side, sel, v4, "daddr") else { continue };
+                out.push(format!(
+                    "iifname \"{ifname}\" {dst} meta mark set meta mark & {:#x} | {bits:#x} notrack",
+                    !marks::CHAIN_ALL
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Where each function's packets are counted: a route function's as they
