@@ -248,3 +248,31 @@ pub fn text(list: &Value) -> String {
     }
     out
 }
+
+/// The chain mark layout, after choosing `set` if given.
+pub fn marks(state_dir: &str, set: Option<u32>) -> Result<String> {
+    state_dir_ok(state_dir)?;
+    if let Some(mask) = set {
+        let m = marks::ChainMarks::new(mask).map_err(ChainCmdError::Input)?;
+        let applied = chains::store::list(state_dir)?;
+        if !applied.is_empty() || !steering::installed_ids()?.is_empty() {
+            return Err(ChainCmdError::Input(format!(
+                "the node has chains ({}): delete them before choosing other mark bits",
+                applied.iter().map(|a| a.chain.name()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        for other in m.overlaps() {
+            log::warn!("mark mask {mask:#x} covers {}'s bits {:#x} ({})", other.owner, other.mask, other.purpose);
+        }
+        chains::store::set_marks(state_dir, m)?;
+    }
+    let m = chains::store::marks(state_dir);
+    Ok(format!(
+        "chain marks {:#010x}: chain number {:#010x} (chains 1-{}), reply {:#010x}, hop {:#010x}",
+        m.mask,
+        m.id_mask(),
+        m.max_chain(),
+        m.reply(),
+        m.hop_mask()
+    ))
+}

@@ -74,6 +74,17 @@ enum ChainAction {
     },
     /// Delete a chain.
     Delete { name: String },
+    /// Show the packet-mark bits chains use, or choose others (while the node
+    /// has no chains): one run of at least 7 bits, e.g. 0x3fff (the default).
+    Marks {
+        #[arg(long, value_name = "MASK", value_parser = mask)]
+        set: Option<u32>,
+    },
+}
+
+fn mask(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+    u32::from_str_radix(digits, 16).map_err(|_| format!("{s:?} is not a hexadecimal mask like 0x3fff"))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -125,6 +136,7 @@ fn main() -> ExitCode {
             let done = match action {
                 ChainAction::Apply { file } => chain::apply(&file.to_string_lossy(), &state_dir),
                 ChainAction::Delete { name } => chain::delete(&name, &state_dir),
+                ChainAction::Marks { set } => chain::marks(&state_dir, set),
                 ChainAction::List { output } => chain::list(&state_dir).map(|l| match output {
                     Output::Json => format!("{l:#}"),
                     Output::Text => chain::text(&l).trim_end().to_string(),

@@ -37,6 +37,77 @@ pub fn chain(id: u16) -> u32 {
     (u32::from(id) << CHAIN_ID.trailing_zeros()) & CHAIN_ID
 }
 
+/// Where the chain bits sit: a contiguous mask of at least 7 bits, its
+/// lowest 4 the hop, the next the reply bit, the rest the chain number.
+/// [`ChainMarks::DEFAULT`] is the layout above; a node may choose another
+/// (`weavice-agent chain marks --set`) while it has no chains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChainMarks {
+    pub mask: u32,
+}
+
+impl Default for ChainMarks {
+    fn default() -> Self {
+        ChainMarks::DEFAULT
+    }
+}
+
+impl ChainMarks {
+    pub const DEFAULT: ChainMarks = ChainMarks { mask: CHAIN_ALL };
+
+    /// Checks a mask: contiguous, 7 bits at least, clear of weavice's own bits.
+    pub fn new(mask: u32) -> Result<ChainMarks, String> {
+        let shift = mask.trailing_zeros();
+        let contiguous = mask != 0 && (mask >> shift).wrapping_add(1) & (mask >> shift) == 0;
+        if !contiguous || mask.count_ones() < 7 {
+            return Err(format!(
+                "mark mask {mask:#x}: give one run of at least 7 bits (4 for the hop, 1 for the direction, the rest chain numbers)"
+            ));
+        }
+        if mask & (DNAT | BRIDGED) != 0 {
+            return Err(format!("mark mask {mask:#x} covers weavice's own bits {:#x}", DNAT | BRIDGED));
+        }
+        Ok(ChainMarks { mask })
+    }
+
+    fn shift(&self) -> u32 {
+        self.mask.trailing_zeros()
+    }
+
+    pub fn hop_mask(&self) -> u32 {
+        0xf << self.shift()
+    }
+
+    pub fn reply(&self) -> u32 {
+        1 << (self.shift() + 4)
+    }
+
+    pub fn id_mask(&self) -> u32 {
+        self.mask & !(self.hop_mask() | self.reply())
+    }
+
+    /// Chain `id`'s bits.
+    pub fn chain(&self, id: u16) -> u32 {
+        (u32::from(id) << (self.shift() + 5)) & self.id_mask()
+    }
+
+    /// The bits of hop `k` (a route function's position, 0 for an endpoint).
+    pub fn hop(&self, k: u8) -> u32 {
+        (u32::from(k) << self.shift()) & self.hop_mask()
+    }
+
+    /// The highest chain number the mask holds (the routing tables hold
+    /// [`MAX_CHAIN`] at most).
+    pub fn max_chain(&self) -> u16 {
+        u16::try_from(self.id_mask() >> (self.shift() + 5)).unwrap_or(u16::MAX).min(MAX_CHAIN)
+    }
+
+    /// The other owners whose default bits the mask covers.
+    pub fn overlaps(&self) -> Vec<&'static MarkBits> {
+        FOREIGN.iter().filter(|b| b.mask & self.mask != 0).collect()
+    }
+}
+
 pub const WEAVICE: &[MarkBits] = &[
     MarkBits { owner: "weavice", mask: DNAT, purpose: "DNATed by the node (routed-port bridge filter)" },
     MarkBits { owner: "weavice", mask: BRIDGED, purpose: "bridged from or to a routed port (iptables backend)" },
@@ -80,5 +151,20 @@ mod tests {
         assert_eq!((MAX_CHAIN, MAX_HOP), (511, 15));
         assert_eq!(chain(1), 0x20);
         assert_eq!(chain(MAX_CHAIN) | CHAIN_REPLY | u32::from(MAX_HOP), CHAIN_ALL);
+    }
+
+    #[test]
+    fn a_chosen_mask_lays_out_hop_reply_and_chain() {
+        let d = ChainMarks::DEFAULT;
+        assert_eq!((d.hop_mask(), d.reply(), d.id_mask(), d.chain(1), d.hop(2)), (0xf, 0x10, 0x3fe0, 0x20, 2));
+        assert_eq!(d.max_chain(), 511);
+        let m = ChainMarks::new(0x7f00_0000).unwrap();
+        assert_eq!((m.hop_mask(), m.reply(), m.id_mask()), (0x0f00_0000, 0x1000_0000, 0x6000_0000));
+        assert_eq!((m.chain(3), m.hop(1)), (0x6000_0000, 0x0100_0000));
+        assert_eq!(m.max_chain(), 3);
+        assert!(m.overlaps().iter().any(|b| b.owner.starts_with("Calico")));
+        for bad in [0, 0x3f, 0x5fff, 0x00ff_0000] {
+            assert!(ChainMarks::new(bad).is_err(), "{bad:#x}");
+        }
     }
 }

@@ -934,3 +934,25 @@ fn a_route_function_outside_weavice_is_reached_through_its_interface() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("interface nosuch0 is not on this node"), "{}", text(&out));
 }
+
+#[test]
+fn chains_work_on_other_mark_bits_chosen_while_the_node_has_none() {
+    if !require_root() {
+        return;
+    }
+    let s = Steer::new("stb");
+    let out = s.agent(&["chain", "marks", "--set", "0x3f800000"]);
+    assert!(out.status.success() && text(&out).contains("chains 1-3"), "{}", text(&out));
+    s.apply(&chain("guard", &FUNCTIONS, "Closed", ""));
+    let b = s.ip("payments-0", true);
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(59), "both functions, in order");
+    assert_eq!(s.seen("fw-1"), HashMap::from([(63, 1), (61, 1)]));
+    let rules = s.node.ns.ip(&["rule"]);
+    assert!(rules.contains("fwmark 0x10000000/0x3f800000"), "{rules}");
+    let again = s.agent(&["chain", "marks", "--set", "0x3fff"]);
+    assert_eq!(again.status.code(), Some(2), "not with a chain on the node: {}", text(&again));
+    for bad in ["0x5fff", "0x00700000", "zz"] {
+        let out = s.agent(&["chain", "marks", "--set", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+    }
+}

@@ -16,7 +16,7 @@
 //! next function still there, or a `throw` (on to the main table).
 
 use super::{route_functions, Applied, ChainPod};
-use crate::marks::{self, CHAIN_ALL, CHAIN_REPLY};
+use crate::marks;
 use crate::netlink::RouteSocket;
 use crate::route::{Route, RouteFilter};
 use crate::rule::Rule;
@@ -44,7 +44,8 @@ fn is_ours(t: u32) -> bool {
 pub fn rules(a: &Applied, bridge: &str) -> Vec<Rule> {
     let functions = route_functions(a);
     let n = functions.len() as u8;
-    let mark = marks::chain(a.id);
+    let m = a.marks;
+    let mark = m.chain(a.id);
     // where packets come in from hop k (0: an endpoint)
     let iif = |k: u8| -> String {
         let f = usize::from(k).checked_sub(1).and_then(|i| functions.get(i));
@@ -54,18 +55,18 @@ pub fn rules(a: &Applied, bridge: &str) -> Vec<Rule> {
     for v4 in [true, false] {
         let mut rule = |from: u8, bits: u32, table: u32| {
             let iif = Some(iif(from));
-            out.push(Rule { v4, priority: RULE_PRIORITY, iif, fwmark: Some((bits, CHAIN_ALL)), table });
+            out.push(Rule { v4, priority: RULE_PRIORITY, iif, fwmark: Some((bits, m.mask)), table });
         };
         if n == 0 {
             continue;
         }
         rule(0, mark, table(a.id, false, 1));
         for k in 1..n {
-            rule(k, mark | u32::from(k), table(a.id, false, k + 1));
+            rule(k, mark | m.hop(k), table(a.id, false, k + 1));
         }
-        rule(0, mark | CHAIN_REPLY, table(a.id, true, n));
+        rule(0, mark | m.reply(), table(a.id, true, n));
         for k in 2..=n {
-            rule(k, mark | CHAIN_REPLY | u32::from(k), table(a.id, true, k - 1));
+            rule(k, mark | m.reply() | m.hop(k), table(a.id, true, k - 1));
         }
     }
     out
@@ -194,7 +195,7 @@ spec:
     - {{name: fw2, mode: route, pod: {{namespace: sec, name: fw2}}}}
 "#
         );
-        Applied { id: 2, chain: Chain::parse(&yaml).unwrap() }
+        Applied { id: 2, chain: Chain::parse(&yaml).unwrap(), marks: marks::ChainMarks::DEFAULT }
     }
 
     fn pod(name: &str, ip: &str) -> ChainPod {

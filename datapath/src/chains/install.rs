@@ -8,7 +8,6 @@ use super::{health, hops, pods, store, Applied, ChainPod};
 use crate::conntrack;
 use crate::firewall::iptables::queue::{self, QueueRule};
 use crate::firewall::nftables::steering::{self, PodPort};
-use crate::marks;
 use crate::netlink::RouteSocket;
 use crate::network;
 use crate::{DatapathError, Result};
@@ -32,7 +31,7 @@ pub fn delete(nl: &mut RouteSocket, state_dir: &str, name: &str) -> Result<Optio
     let Some(gone) = store::remove(state_dir, name)? else { return Ok(None) };
     sync_locked(nl, state_dir, &[gone.id])?;
     // a chain given the same number later must not take these connections
-    let flushed = conntrack::flush_mark(marks::chain(gone.id), marks::CHAIN_ID)?;
+    let flushed = conntrack::flush_mark(gone.marks.chain(gone.id), gone.marks.id_mask())?;
     log::info!("chain {name}: {flushed} conntrack entries of its connections deleted");
     Ok(Some(gone))
 }
@@ -151,7 +150,7 @@ fn queue_rules(chains: &[Applied]) -> Vec<QueueRule> {
                 continue;
             };
             let bypass = a.chain.spec.failure_policy == FailurePolicy::Open;
-            out.extend(super::passes(a, i).map(|mark| QueueRule { mark, queue, bypass }));
+            out.extend(super::passes(a, i).map(|mark| QueueRule { mark, mask: a.marks.mask, queue, bypass }));
         }
     }
     out

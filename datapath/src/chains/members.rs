@@ -21,6 +21,7 @@ pub fn memberships(chains: &[Applied], pod: &ChainPod) -> Vec<Member> {
                 .position(|f| pod.name.is_some() && f.pod == pod.name)
                 .and_then(|i| u8::try_from(i + 1).ok());
             let m = Member {
+                marks: a.marks,
                 chain: a.id,
                 from: spec.from.matches(pod.name.as_ref(), &pod.ips),
                 to: spec.to.matches(pod.name.as_ref(), &pod.ips),
@@ -69,7 +70,7 @@ fn reroute(
         for (k, f) in route_functions(a).into_iter().enumerate() {
             let Some(p) = pods.iter().find(|p| p.name.is_some() && p.name == f.pod) else { continue };
             let hop = u8::try_from(k + 1).ok();
-            steering::add_pod(&port(p), &[Member { chain: a.id, from: false, to: false, hop }])?;
+            steering::add_pod(&port(p), &[Member { chain: a.id, from: false, to: false, hop, marks: a.marks }])?;
         }
     }
     Ok(())
@@ -124,7 +125,8 @@ fn add(
                 namesake.port,
                 pod.port
             );
-            steering::remove_pod(&port(namesake), &[Member { chain: 0, from: false, to: false, hop: Some(1) }])?;
+            let hop = Member { chain: 0, from: false, to: false, hop: Some(1), marks: Default::default() };
+            steering::remove_pod(&port(namesake), &[hop])?;
         }
         all.insert(0, pod.clone());
         reroute(nl, state_dir, chains, members, &all)?;
@@ -164,7 +166,9 @@ pub fn leave(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPo
     // from it); without its name (its state lost) anything, in every chain
     let members = match pod.name {
         Some(_) => memberships(&chains, pod),
-        None => chains.iter().map(|a| Member { chain: a.id, from: true, to: true, hop: Some(1) }).collect(),
+        None => {
+            chains.iter().map(|a| Member { chain: a.id, from: true, to: true, hop: Some(1), marks: a.marks }).collect()
+        }
     };
     if members.is_empty() {
         return Ok(Lingering::default());

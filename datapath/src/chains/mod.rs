@@ -20,7 +20,6 @@ pub mod store;
 pub use store::Applied;
 
 use crate::attachment::{Attachment, Pod};
-use crate::marks;
 use conf::chain::{Function, Mode, PodRef};
 use std::net::IpAddr;
 
@@ -59,7 +58,7 @@ pub fn route_functions(a: &Applied) -> Vec<&Function> {
     a.chain.spec.functions.iter().filter(|f| f.mode == Mode::Route).collect()
 }
 
-/// The packet marks (under [`marks::CHAIN_ALL`]) of the two passes through
+/// The packet marks (under the node's chain mask) of the two passes through
 /// the node where function `index` (of the spec's list) sees a chain's
 /// packets: requests after the route functions before it, replies after the
 /// route function right after it (or from the endpoint when none is). Queue
@@ -68,8 +67,9 @@ pub fn passes(a: &Applied, index: usize) -> [u32; 2] {
     let functions = &a.chain.spec.functions;
     let before = functions.iter().take(index).filter(|f| f.mode == Mode::Route).count() as u32;
     let after = functions.iter().skip(index + 1).any(|f| f.mode == Mode::Route);
-    let chain = marks::chain(a.id);
-    [chain | before, chain | marks::CHAIN_REPLY | if after { before + 1 } else { 0 }]
+    let (m, before) = (a.marks, u8::try_from(before).unwrap_or(u8::MAX));
+    let chain = m.chain(a.id);
+    [chain | m.hop(before), chain | m.reply() | m.hop(if after { before + 1 } else { 0 })]
 }
 
 #[cfg(test)]
@@ -94,7 +94,7 @@ spec:
     - {name: fw2, mode: route, pod: {namespace: sec, name: fw2}}
     - {name: ips2, mode: queue, queue: 4}
 "#;
-        let a = Applied { id: 1, chain: Chain::parse(yaml).unwrap() };
+        let a = Applied { id: 1, chain: Chain::parse(yaml).unwrap(), marks: crate::marks::ChainMarks::DEFAULT };
         // chain 1 is 0x20, replies 0x10, the hop in the low bits
         assert_eq!(passes(&a, 0), [0x20, 0x31], "from the endpoint; replies back from fw1");
         assert_eq!(passes(&a, 2), [0x21, 0x32], "back from fw1; replies back from fw2");

@@ -4,7 +4,7 @@
 //! writes them; the plugin and the agent read them.
 
 use crate::attachment::write_atomically;
-use crate::marks::MAX_CHAIN;
+use crate::marks::ChainMarks;
 use crate::{DatapathError, Result};
 use conf::chain::{validate_chain_name, Chain};
 use ipam::filelock::FileLock;
@@ -17,9 +17,12 @@ use std::time::Duration;
 /// A chain as applied on this node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
-    /// 1..=MAX_CHAIN, unique on the node, kept for the chain's life.
+    /// 1..=the marks' highest, unique on the node, kept for the chain's life.
     pub id: u16,
     pub chain: Chain,
+    /// The node's mark layout (`.marks.json`), the same for every chain.
+    #[serde(skip)]
+    pub marks: ChainMarks,
 }
 
 fn dir(state_dir: &str) -> PathBuf {
@@ -52,11 +55,16 @@ pub fn save(state_dir: &str, chain: &Chain) -> Result<Option<Applied>> {
     let id = match all.iter().find(|a| a.chain.name() == chain.name()) {
         Some(a) if a.chain == *chain => return Ok(None),
         Some(a) => a.id,
-        None => (1..=MAX_CHAIN).find(|id| all.iter().all(|a| a.id != *id)).ok_or_else(|| {
-            DatapathError::Invalid(format!("{MAX_CHAIN} chains are applied on this node already: delete one"))
-        })?,
+        None => {
+            let max = marks(state_dir).max_chain();
+            (1..=max).find(|id| all.iter().all(|a| a.id != *id)).ok_or_else(|| {
+                DatapathError::Invalid(format!(
+                    "{max} chains are applied on this node already (what the chain mark bits hold): delete one"
+                ))
+            })?
+        }
     };
-    let applied = Applied { id, chain: chain.clone() };
+    let applied = Applied { id, chain: chain.clone(), marks: marks(state_dir) };
     let bytes = serde_json::to_vec_pretty(&applied)
         .map_err(|e| DatapathError::State { path: chain.name().into(), why: e.to_string() })?;
     write_atomically(&path(state_dir, chain.name()), &bytes)?;
@@ -66,13 +74,33 @@ pub fn save(state_dir: &str, chain: &Chain) -> Result<Option<Applied>> {
 pub fn load(state_dir: &str, name: &str) -> Result<Option<Applied>> {
     let p = path(state_dir, name);
     match fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| DatapathError::State {
-            path: p.display().to_string(),
-            why: format!("unreadable ({e}); apply the chain again"),
+        Ok(b) => serde_json::from_slice(&b).map(|a| Some(Applied { marks: marks(state_dir), ..a })).map_err(|e| {
+            DatapathError::State {
+                path: p.display().to_string(),
+                why: format!("unreadable ({e}); apply the chain again"),
+            }
         }),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(DatapathError::io(format!("read {}", p.display()))(e)),
     }
+}
+
+fn marks_path(state_dir: &str) -> PathBuf {
+    dir(state_dir).join(".marks.json")
+}
+
+/// The node's chain mark layout: the default unless one was chosen.
+pub fn marks(state_dir: &str) -> ChainMarks {
+    fs::read(marks_path(state_dir)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Chooses the layout (while no chain is applied: the caller checks).
+pub fn set_marks(state_dir: &str, m: ChainMarks) -> Result<()> {
+    let d = dir(state_dir);
+    fs::create_dir_all(&d).map_err(DatapathError::io(format!("create {}", d.display())))?;
+    let bytes =
+        serde_json::to_vec(&m).map_err(|e| DatapathError::State { path: "marks".into(), why: e.to_string() })?;
+    write_atomically(&marks_path(state_dir), &bytes)
 }
 
 /// Every applied chain, by name.

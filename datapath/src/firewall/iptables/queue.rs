@@ -9,7 +9,6 @@
 use super::restore_input;
 use super::rules::XtRule;
 use super::tools::{self, Tool};
-use crate::marks::CHAIN_ALL;
 use crate::{DatapathError, Result};
 
 const CHAIN: &str = "WEAVICE-QUEUE";
@@ -17,6 +16,8 @@ const CHAIN: &str = "WEAVICE-QUEUE";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueRule {
     pub mark: u32,
+    /// The node's chain mark mask.
+    pub mask: u32,
     pub queue: u16,
     /// Let packets pass when no reader is bound (failurePolicy Open).
     pub bypass: bool,
@@ -26,8 +27,8 @@ impl QueueRule {
     fn append(&self) -> String {
         let bypass = if self.bypass { " --queue-bypass" } else { "" };
         format!(
-            "-A {CHAIN} -m mark --mark {:#x}/{CHAIN_ALL:#x} -j NFQUEUE --queue-num {}{bypass}",
-            self.mark, self.queue
+            "-A {CHAIN} -m mark --mark {:#x}/{:#x} -j NFQUEUE --queue-num {}{bypass}",
+            self.mark, self.mask, self.queue
         )
     }
 }
@@ -76,7 +77,7 @@ mod tests {
 
     #[test]
     fn a_queue_rule_matches_its_pass_by_mark() {
-        let r = QueueRule { mark: 0x21, queue: 3, bypass: true };
+        let r = QueueRule { mark: 0x21, mask: 0x3fff, queue: 3, bypass: true };
         assert_eq!(r.append(), "-A WEAVICE-QUEUE -m mark --mark 0x21/0x3fff -j NFQUEUE --queue-num 3 --queue-bypass");
     }
 }

@@ -37,7 +37,7 @@ use super::element::{Element, Field};
 use super::{elements, tool, BRIDGE, INET};
 use crate::chains::store::Applied;
 use crate::lingering::Lingering;
-use crate::marks::{self, CHAIN_HOP, CHAIN_ID, CHAIN_REPLY};
+use crate::marks::ChainMarks;
 use crate::Result;
 use conf::chain::{Mode, PortMatch, Selector};
 use std::net::IpAddr;
@@ -60,6 +60,8 @@ pub struct Member {
     pub to: bool,
     /// Its position among the chain's route functions (1-based), if it is one.
     pub hop: Option<u8>,
+    /// The node's mark layout.
+    pub marks: ChainMarks,
 }
 
 /// A pod as the chains' elements name it.
@@ -102,7 +104,7 @@ fn pod_elements(pod: &PodPort, members: &[Member]) -> Vec<Element> {
         }
         if let Some(hop) = m.hop {
             let port = || Field::IfName(pod.port.clone());
-            let mark = marks::chain(m.chain) | u32::from(hop);
+            let mark = m.marks.chain(m.chain) | m.marks.hop(hop);
             out.push(element(BRIDGE, HOPS, vec![port()], Some(vec![Field::Mark(mark)])));
             out.push(element(BRIDGE, STEER_PORTS, vec![port()], None));
             for ip in &pod.ips {
@@ -157,8 +159,8 @@ fn side_match(id: u16, side: &str, sel: &Selector, v4: bool, dir: &str) -> Optio
 /// One chain's rules in `inet weavice steer`, as script lines.
 fn chain_rules(a: &Applied) -> Vec<String> {
     let (id, spec) = (a.id, &a.chain.spec);
-    let mark = marks::chain(id);
-    let all = marks::CHAIN_ALL;
+    let m = a.marks;
+    let (mark, all, hop_mask, id_mask, reply) = (m.chain(id), m.mask, m.hop_mask(), m.id_mask(), m.reply());
     let mut out = Vec::new();
     let ports = |dir: &str| {
         if spec.ports.is_empty() {
@@ -167,30 +169,30 @@ fn chain_rules(a: &Applied) -> Vec<String> {
             format!(" meta l4proto . th {dir} @{}", ports_set(id))
         }
     };
-    let unclassified = format!("meta mark & {CHAIN_HOP:#x} == 0 ct mark & {CHAIN_ID:#x} == 0");
-    let classify = format!("ct mark set ct mark & {:#x} | {mark:#x}", !CHAIN_ID);
+    let unclassified = format!("meta mark & {hop_mask:#x} == 0 ct mark & {id_mask:#x} == 0");
+    let classify = format!("ct mark set ct mark & {:#x} | {mark:#x}", !id_mask);
     for v4 in [true, false] {
-        let m = |side, sel, dir| side_match(id, side, sel, v4, dir);
+        let side = |side, sel, dir| side_match(id, side, sel, v4, dir);
         if let (Some(fs), Some(td), Some(ts), Some(fd)) = (
-            m("from", &spec.from, "saddr"),
-            m("to", &spec.to, "daddr"),
-            m("to", &spec.to, "saddr"),
-            m("from", &spec.from, "daddr"),
+            side("from", &spec.from, "saddr"),
+            side("to", &spec.to, "daddr"),
+            side("to", &spec.to, "saddr"),
+            side("from", &spec.from, "daddr"),
         ) {
             // a connection's first packet after the chain came, either way
             out.push(format!("{unclassified} ct direction original {fs} {td}{} {classify}", ports("dport")));
             out.push(format!("{unclassified} ct direction reply {ts} {fd}{} {classify}", ports("sport")));
             // back from a function (untracked): towards `from` is the reply
             out.push(format!(
-                "meta mark & {:#x} == {mark:#x} meta mark & {CHAIN_HOP:#x} != 0 {fd} {} meta mark set meta mark | {CHAIN_REPLY:#x}",
-                CHAIN_ID | CHAIN_REPLY,
-                m("to", &spec.to, "daddr").map_or(String::new(), |t| t.replacen(" daddr ", " daddr != ", 1))
+                "meta mark & {:#x} == {mark:#x} meta mark & {hop_mask:#x} != 0 {fd} {} meta mark set meta mark | {reply:#x}",
+                id_mask | reply,
+                side("to", &spec.to, "daddr").map_or(String::new(), |t| t.replacen(" daddr ", " daddr != ", 1))
             ));
         }
     }
-    for (dir, bits) in [("original", mark), ("reply", mark | CHAIN_REPLY)] {
+    for (dir, bits) in [("original", mark), ("reply", mark | reply)] {
         out.push(format!(
-            "meta mark & {CHAIN_HOP:#x} == 0 ct mark & {CHAIN_ID:#x} == {mark:#x} ct direction {dir} meta mark set meta mark & {:#x} | {bits:#x}",
+            "meta mark & {hop_mask:#x} == 0 ct mark & {id_mask:#x} == {mark:#x} ct direction {dir} meta mark set meta mark & {:#x} | {bits:#x}",
             !all
         ));
     }
@@ -250,7 +252,7 @@ pub fn script(chains: &[Applied], gone: &[u16]) -> String {
                 for mark in crate::chains::passes(a, i) {
                     s += &format!(
                         "add rule {family} weavice {MIRROR} meta mark & {:#x} == {mark:#x} counter dup to {addr}\n",
-                        marks::CHAIN_ALL
+                        a.marks.mask
                     );
                 }
             }
@@ -264,7 +266,8 @@ pub fn script(chains: &[Applied], gone: &[u16]) -> String {
     }
     s += &format!("flush chain {INET} {COUNT}\n");
     if !chains.is_empty() {
-        s += &format!("add rule {INET} {NOTRACK} meta mark & {CHAIN_HOP:#x} != 0 notrack\n");
+        let hop_mask = chains.first().map(|a| a.marks.hop_mask()).unwrap_or_default();
+        s += &format!("add rule {INET} {NOTRACK} meta mark & {hop_mask:#x} != 0 notrack\n");
         for a in chains {
             for r in chain_rules(a) {
                 s += &format!("add rule {INET} {CHAIN} {r}\n");
@@ -305,13 +308,13 @@ fn external_hop_rules(a: &Applied) -> Vec<String> {
     let routes = a.chain.spec.functions.iter().filter(|f| f.mode == Mode::Route);
     for (k, f) in routes.enumerate() {
         let Some(ifname) = &f.interface else { continue };
-        let hop = marks::chain(a.id) | (k as u32 + 1);
+        let hop = a.marks.chain(a.id) | a.marks.hop(k as u8 + 1);
         for v4 in [true, false] {
-            for (side, sel, bits) in [("to", &spec.to, hop), ("from", &spec.from, hop | CHAIN_REPLY)] {
+            for (side, sel, bits) in [("to", &spec.to, hop), ("from", &spec.from, hop | a.marks.reply())] {
                 let Some(dst) = side_match(a.id, side, sel, v4, "daddr") else { continue };
                 out.push(format!(
                     "iifname \"{ifname}\" {dst} meta mark set meta mark & {:#x} | {bits:#x} notrack",
-                    !marks::CHAIN_ALL
+                    !a.marks.mask
                 ));
             }
         }
@@ -324,13 +327,13 @@ fn external_hop_rules(a: &Applied) -> Vec<String> {
 /// where it acts. (function name, mark, mask)
 fn counted_passes(a: &Applied) -> Vec<(String, u32, u32)> {
     let mut out = Vec::new();
-    let mut position = 0u32;
+    let mut position = 0u8;
     for (i, f) in a.chain.spec.functions.iter().enumerate() {
         if f.mode == Mode::Route {
             position += 1;
-            out.push((f.name.clone(), marks::chain(a.id) | position, marks::CHAIN_ALL & !CHAIN_REPLY));
+            out.push((f.name.clone(), a.marks.chain(a.id) | a.marks.hop(position), a.marks.mask & !a.marks.reply()));
         } else {
-            out.extend(crate::chains::passes(a, i).map(|m| (f.name.clone(), m, marks::CHAIN_ALL)));
+            out.extend(crate::chains::passes(a, i).map(|m| (f.name.clone(), m, a.marks.mask)));
         }
     }
     out
@@ -433,7 +436,7 @@ spec:
 
     #[test]
     fn a_chain_is_a_few_rules_and_its_pods_are_elements() {
-        let a = Applied { id: 3, chain: Chain::parse(SPEC).unwrap() };
+        let a = Applied { id: 3, chain: Chain::parse(SPEC).unwrap(), marks: ChainMarks::DEFAULT };
         let rules = chain_rules(&a);
         // a v4 range side: no IPv6 classification; 3 v4 rules and 2 restores
         assert_eq!(rules.len(), 5, "{rules:#?}");
@@ -443,7 +446,7 @@ spec:
         assert!(rules[4].ends_with("ct direction reply meta mark set meta mark & 0xffffc000 | 0x70"), "{}", rules[4]);
 
         let pod = PodPort { port: "wv1".into(), ips: vec!["10.22.0.4".parse().unwrap(), "fd22::4".parse().unwrap()] };
-        let m = Member { chain: 3, from: true, to: false, hop: Some(2) };
+        let m = Member { chain: 3, from: true, to: false, hop: Some(2), marks: ChainMarks::DEFAULT };
         let listed: Vec<String> = pod_elements(&pod, &[m]).iter().map(|e| format!("{} {}", e.set, e.json())).collect();
         assert_eq!(
             listed,
