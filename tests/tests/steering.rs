@@ -697,18 +697,19 @@ fn a_mirror_gets_copies_of_both_directions_and_traffic_does_not_need_it() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
     };
+    // two route functions, and the mirror after them
     s.apply(&with_function(
-        chain("guard", &["fw-1"], "Closed", ""),
+        chain("guard", &FUNCTIONS, "Closed", ""),
         "{name: ids, mode: mirror, address: 198.51.100.9}",
     ));
     for _ in 0..2 {
-        assert_eq!(ping(s.pod("frontend-0"), &b), Some(61), "the traffic itself through fw-1 only");
+        assert_eq!(ping(s.pod("frontend-0"), &b), Some(59), "the traffic itself through fw-1 and fw-2");
     }
     assert_eq!((copies("requests"), copies("replies")), (2, 2), "one copy of each packet, both directions");
     assert_eq!(ping(s.pod("other-0"), &b), Some(63));
     assert_eq!(copies("requests"), 2, "other pods are not mirrored");
     drop(ids);
-    assert_eq!(ping(s.pod("frontend-0"), &b), Some(61), "the IDS gone: the traffic is unaffected");
+    assert_eq!(ping(s.pod("frontend-0"), &b), Some(59), "the IDS gone: the traffic is unaffected");
 }
 
 /// Whether a datagram `from` sends from a source address it does not own
