@@ -54,6 +54,34 @@ fn read_spec(file: &str) -> Result<String> {
     Ok(yaml)
 }
 
+/// Why `chain` cannot be applied next to `others`, if it cannot: the same
+/// traffic claimed twice, or a function pod serving two chains of a network.
+fn conflict(chain: &Chain, others: &[Applied]) -> Option<String> {
+    let spec = &chain.spec;
+    if let Some(other) = others.iter().find(|o| chain.overlaps(&o.chain)) {
+        return Some(format!(
+            "chains {} and {} claim the same traffic (network {}, the same pods and ports): narrow one",
+            chain.name(),
+            other.chain.name(),
+            spec.network
+        ));
+    }
+    for f in &spec.functions {
+        let Some(p) = &f.pod else { continue };
+        let same_network = others.iter().filter(|o| o.chain.spec.network == spec.network);
+        if let Some(o) = same_network.clone().find(|o| o.chain.spec.functions.iter().any(|g| g.pod.as_ref() == Some(p)))
+        {
+            return Some(format!(
+                "chain {}: function {}: pod {p} is a function of chain {} already; a pod serves one chain (give this one its own pod)",
+                chain.name(),
+                f.name,
+                o.chain.name()
+            ));
+        }
+    }
+    None
+}
+
 pub fn apply(file: &str, state_dir: &str) -> Result<String> {
     state_dir_ok(state_dir)?;
     let yaml = read_spec(file)?;
@@ -70,16 +98,6 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
     let routes = spec.functions.iter().filter(|f| f.mode == Mode::Route).count();
     if routes > usize::from(marks::MAX_HOP) {
         return Err(bad(format!("{routes} route functions: at most {} fit the packet mark", marks::MAX_HOP)));
-    }
-    for other in &others {
-        if chain.overlaps(&other.chain) {
-            return Err(ChainCmdError::Input(format!(
-                "chains {} and {} claim the same traffic (network {}, the same pods and ports): narrow one",
-                chain.name(),
-                other.chain.name(),
-                spec.network
-            )));
-        }
     }
     for f in &spec.functions {
         if let Some(p) = &f.pod {
@@ -99,24 +117,28 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
                     f.name
                 )));
             }
-            let serving = others
-                .iter()
-                .filter(|o| o.chain.spec.network == spec.network)
-                .find(|o| o.chain.spec.functions.iter().any(|g| g.pod.as_ref() == Some(p)));
-            if let Some(o) = serving {
-                return Err(bad(format!(
-                    "function {}: pod {p} is a function of chain {} already; a pod serves one chain (give this one its own pod)",
-                    f.name,
-                    o.chain.name()
-                )));
-            }
         }
     }
+    // judged again under the chains' lock by install::apply
+    if let Some(why) = conflict(&chain, &others) {
+        return Err(ChainCmdError::Input(why));
+    }
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
+    let bridges: Vec<String> = datapath::network::recorded(state_dir)?.into_iter().map(|(_, w)| w.bridge).collect();
     for f in spec.functions.iter().filter(|f| f.mode == Mode::Route) {
         let Some(ifname) = &f.interface else { continue };
-        if nl.link().get(ifname)?.is_none() {
+        let Some(link) = nl.link().get(ifname)? else {
             return Err(bad(format!("function {}: interface {ifname} is not on this node", f.name)));
+        };
+        let master = match link.master {
+            Some(i) => nl.link().get_index(i)?.map(|m| m.name),
+            None => None,
+        };
+        if bridges.contains(ifname) || master.is_some_and(|m| bridges.contains(&m)) {
+            return Err(bad(format!(
+                "function {}: interface {ifname} is a weavice bridge or one of its ports; a function outside weavice has its own interface",
+                f.name
+            )));
         }
     }
     // the endpoints' packets come back on a function's own interface, from
@@ -143,9 +165,11 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
             describe(both)
         );
     }
-    let saved = install::apply(&mut nl, state_dir, &chain).map_err(|e| match e {
-        // nothing was stored: another state dir's chains are on the node
-        DatapathError::Invalid(why) => bad(why),
+    let conflicts =
+        |others: &[Applied]| conflict(&chain, others).map_or(Ok(()), |why| Err(DatapathError::Invalid(why)));
+    let saved = install::apply(&mut nl, state_dir, &chain, &conflicts).map_err(|e| match e {
+        // nothing was stored (another state dir's chains, a conflict, no iptables)
+        DatapathError::Invalid(why) => ChainCmdError::Input(why),
         other => ChainCmdError::Node(other),
     })?;
     Ok(format!(
@@ -254,17 +278,13 @@ pub fn marks(state_dir: &str, set: Option<u32>) -> Result<String> {
     state_dir_ok(state_dir)?;
     if let Some(mask) = set {
         let m = marks::ChainMarks::new(mask).map_err(ChainCmdError::Input)?;
-        let applied = chains::store::list(state_dir)?;
-        if !applied.is_empty() || !steering::installed_ids()?.is_empty() {
-            return Err(ChainCmdError::Input(format!(
-                "the node has chains ({}): delete them before choosing other mark bits",
-                applied.iter().map(|a| a.chain.name()).collect::<Vec<_>>().join(", ")
-            )));
-        }
+        install::set_marks(state_dir, m).map_err(|e| match e {
+            DatapathError::Invalid(why) => ChainCmdError::Input(why),
+            other => ChainCmdError::Node(other),
+        })?;
         for other in m.overlaps() {
             log::warn!("mark mask {mask:#x} covers {}'s bits {:#x} ({})", other.owner, other.mask, other.purpose);
         }
-        chains::store::set_marks(state_dir, m)?;
     }
     let m = chains::store::marks(state_dir);
     Ok(format!(

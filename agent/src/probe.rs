@@ -50,6 +50,11 @@ impl Prober {
         Ok(Prober { raw, bridge_index, bridge_mac, source, socket, gateway })
     }
 
+    /// Whether it probes through the bridge of this index and MAC.
+    pub fn is_for(&self, index: u32, mac: &[u8; 6]) -> bool {
+        i32::try_from(index).is_ok_and(|i| i == self.bridge_index) && *mac == self.bridge_mac
+    }
+
     /// Sends one probe to each target and waits up to `timeout` for them to
     /// come back; whether each did.
     pub fn probe(&self, targets: &[Target], timeout: Duration) -> Vec<bool> {

@@ -11,7 +11,7 @@
 
 use crate::probe::{Prober, Target};
 use datapath::attachment::Attachment;
-use datapath::chains::{self, health, hops, install, members, route_functions, store, Applied, ChainPod};
+use datapath::chains::{health, install, route_functions, store, ChainPod};
 use datapath::link;
 use datapath::netlink::RouteSocket;
 use datapath::network;
@@ -88,9 +88,10 @@ fn round(
         let net = &a.chain.spec.network;
         let Some((_, want)) = networks.iter().find(|(n, _)| n == net) else { continue };
         let Some((gw, source)) = gateway(want) else { continue };
-        if !probers.contains_key(net) {
-            let Some(br) = nl.link().get(&want.bridge)? else { continue };
-            let mac: [u8; 6] = br.mac.as_slice().try_into().unwrap_or_default();
+        let Some(br) = nl.link().get(&want.bridge)? else { continue };
+        let mac: [u8; 6] = br.mac.as_slice().try_into().unwrap_or_default();
+        // a bridge made again (repair) has another index and MAC
+        if !probers.get(net).is_some_and(|p| p.is_for(br.index, &mac)) {
             match Prober::new(br.index, mac, gw, source) {
                 Ok(p) => {
                     probers.insert(net.clone(), p);
@@ -164,16 +165,5 @@ fn token(id: u16, position: usize, seq: u64) -> u64 {
 
 /// Saves `down` and routes every chain's tables by it.
 fn set_down(nl: &mut RouteSocket, state_dir: &str, down: health::Down) -> Result<()> {
-    let _one_at_a_time = store::lock(state_dir)?;
-    health::save(state_dir, &down)?;
-    for a in store::list(state_dir)? {
-        reroute(nl, state_dir, &a, &down)?;
-    }
-    Ok(())
-}
-
-fn reroute(nl: &mut RouteSocket, state_dir: &str, a: &Applied, down: &health::Down) -> Result<()> {
-    let pods = chains::pods(state_dir, &a.chain.spec.network);
-    let routes = hops::routes(a, &pods, &members::families(&pods), &health::of(down, a.chain.name()));
-    hops::install_routes(nl, &routes)
+    install::set_down(nl, state_dir, &down)
 }

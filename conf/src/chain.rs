@@ -300,7 +300,14 @@ impl Function {
         match self.mode {
             Mode::Route => match (&self.pod, self.address, &self.interface) {
                 (Some(_), None, None) => Ok(()),
-                (None, Some(_), Some(i)) => validate_ifname(i).map_err(|e| format!("interface {e}")),
+                (None, Some(_), Some(i)) => {
+                    validate_ifname(i).map_err(|e| format!("interface {e}"))?;
+                    // it is written into nft rules: plain names only (no quotes, no wildcard)
+                    if !i.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+                        return Err(format!("interface {i:?}: letters, digits, '_', '.' and '-' only"));
+                    }
+                    Ok(())
+                }
                 _ => Err("a route function is a pod {namespace, name}, or an address and an interface".into()),
             },
             Mode::Queue => match self.queue {
@@ -365,6 +372,10 @@ spec:
             (SHOP.replace("{namespace: shop, pods: \"frontend-*\"}", "{cidr: 10.0.0.0/8, namespace: x}"), "give one"),
             (SHOP.replace("\"frontend-*\"", "\"front[\""), "not a glob"),
             (SHOP.replace("address: 198.51.100.9", "pod: {namespace: a, name: b}"), "mirror"),
+            (
+                SHOP.replace("pod: {namespace: sec, name: fw-0}", "address: 192.0.2.2, interface: \"w*\""),
+                "letters, digits",
+            ),
             (
                 SHOP.replace("mode: route,  pod: {namespace: sec, name: fw-0}", "mode: queue, queue: 4"),
                 "no route function between",

@@ -32,18 +32,28 @@ pub const CHAIN_ALL: u32 = CHAIN_ID | CHAIN_REPLY | CHAIN_HOP;
 pub const MAX_CHAIN: u16 = (CHAIN_ID >> CHAIN_ID.trailing_zeros()) as u16;
 pub const MAX_HOP: u8 = CHAIN_HOP as u8;
 
-/// Chain `id`'s bits.
-pub fn chain(id: u16) -> u32 {
-    (u32::from(id) << CHAIN_ID.trailing_zeros()) & CHAIN_ID
-}
-
 /// Where the chain bits sit: a contiguous mask of at least 7 bits, its
 /// lowest 4 the hop, the next the reply bit, the rest the chain number.
 /// [`ChainMarks::DEFAULT`] is the layout above; a node may choose another
 /// (`weavice-agent chain marks --set`) while it has no chains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "RawChainMarks")]
 pub struct ChainMarks {
     pub mask: u32,
+}
+
+/// A layout as a file has it, checked on the way in.
+#[derive(serde::Deserialize)]
+struct RawChainMarks {
+    mask: u32,
+}
+
+impl TryFrom<RawChainMarks> for ChainMarks {
+    type Error = String;
+
+    fn try_from(raw: RawChainMarks) -> Result<Self, String> {
+        ChainMarks::new(raw.mask)
+    }
 }
 
 impl Default for ChainMarks {
@@ -127,14 +137,14 @@ pub const FOREIGN: &[MarkBits] = &[
     MarkBits { owner: "Calico (IPVS mode)", mask: 0xffe0_0000, purpose: "endpoint marks" },
 ];
 
-/// Bits neither weavice nor a known owner uses by default.
-pub fn free() -> u32 {
-    !WEAVICE.iter().chain(FOREIGN).fold(0, |all, b| all | b.mask)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bits neither weavice nor a known owner uses by default.
+    fn free() -> u32 {
+        !WEAVICE.iter().chain(FOREIGN).fold(0, |all, b| all | b.mask)
+    }
 
     #[test]
     fn weavice_bits_are_distinct_and_clear_of_kube_proxy_and_calicos_defaults() {
@@ -149,8 +159,11 @@ mod tests {
         assert_eq!(free, 0, "chains take every bit no one else uses");
         assert_eq!(CHAIN_ALL, 0x3fff);
         assert_eq!((MAX_CHAIN, MAX_HOP), (511, 15));
-        assert_eq!(chain(1), 0x20);
-        assert_eq!(chain(MAX_CHAIN) | CHAIN_REPLY | u32::from(MAX_HOP), CHAIN_ALL);
+        let d = ChainMarks::DEFAULT;
+        assert_eq!(d.chain(1), 0x20);
+        assert_eq!(d.chain(MAX_CHAIN) | CHAIN_REPLY | u32::from(MAX_HOP), CHAIN_ALL);
+        let bad: Result<ChainMarks, _> = serde_json::from_str(r#"{"mask": 0}"#);
+        assert!(bad.is_err(), "a file is checked as a command line is");
     }
 
     #[test]

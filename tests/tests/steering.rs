@@ -650,53 +650,48 @@ fn a_queue_function_sees_each_packet_once_and_its_verdicts_decide() {
     assert_eq!(ping(s.pod("frontend-0"), &b), Some(61), "fail-open: the queue is bypassed");
 }
 
+/// A host behind the node (an IDS, a VM): a namespace on a veth of the node
+/// named `link`, `node_addr`/24 on the node's side, `addr`/24 inside, which
+/// counts at ingress the packets from frontend-0 to payments-0 ("requests")
+/// and back ("replies").
+fn host_behind(s: &Steer, link: &str, node_addr: &str, addr: &str) -> Netns {
+    let host = Netns::new(s.tag);
+    let node = &s.node.ns;
+    sh("ip", &["-n", &node.name, "link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", &host.name]);
+    node.ip(&["addr", "add", &format!("{node_addr}/24"), "dev", link]);
+    node.ip(&["link", "set", link, "up"]);
+    host.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+    host.ip(&["link", "set", "eth0", "up"]);
+    let (a, b) = (s.ip("frontend-0", true), s.ip("payments-0", true));
+    let script = format!(
+        "table netdev seen {{\n chain in {{\n type filter hook ingress device eth0 priority 0;\n \
+         ip saddr {a} ip daddr {b} counter comment \"requests\"\n ip saddr {b} ip daddr {a} counter comment \"replies\"\n }}\n}}\n"
+    );
+    let file = s.node.dir.path(&format!("{link}.nft"));
+    std::fs::write(&file, script).unwrap();
+    let out = host.exec("nft", &["-f", &file]);
+    assert!(out.status.success(), "{}", text(&out));
+    host
+}
+
+/// The packets a [`host_behind`] counted as `what` ("requests", "replies").
+fn counted(host: &Netns, what: &str) -> u64 {
+    let out = host.exec("nft", &["list", "chain", "netdev", "seen", "in"]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = listed.lines().find(|l| l.contains(what)).unwrap_or_default().to_string();
+    line.split("packets ").nth(1).and_then(|n| n.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
 #[test]
 fn a_mirror_gets_copies_of_both_directions_and_traffic_does_not_need_it() {
     if !require_root() {
         return;
     }
     let s = Steer::new("stm");
-    // the IDS: a host on 198.51.100.0/24 (TEST-NET-2) behind the node, counting at ingress
-    let ids = Netns::new("stmi");
-    sh(
-        "ip",
-        &[
-            "-n",
-            &s.node.ns.name,
-            "link",
-            "add",
-            "wvt-ids-n",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &ids.name,
-        ],
-    );
-    s.node.ns.ip(&["addr", "add", "198.51.100.1/24", "dev", "wvt-ids-n"]);
-    s.node.ns.ip(&["link", "set", "wvt-ids-n", "up"]);
-    ids.ip(&["addr", "add", "198.51.100.9/24", "dev", "eth0"]);
-    ids.ip(&["link", "set", "eth0", "up"]);
-    let (a, b) = (s.ip("frontend-0", true), s.ip("payments-0", true));
-    let script = format!(
-        "table netdev ids {{\n chain in {{\n type filter hook ingress device eth0 priority 0;\n \
-         ip saddr {a} ip daddr {b} counter comment \"requests\"\n ip saddr {b} ip daddr {a} counter comment \"replies\"\n }}\n}}\n"
-    );
-    std::fs::write(s.node.dir.path("ids.nft"), script).unwrap();
-    let out = ids.exec("nft", &["-f", &s.node.dir.path("ids.nft")]);
-    assert!(out.status.success(), "{}", text(&out));
-    let copies = |what: &str| -> u64 {
-        let out = ids.exec("nft", &["list", "chain", "netdev", "ids", "in"]);
-        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-        let line = listed.lines().find(|l| l.contains(what)).unwrap_or_default().to_string();
-        line.split("packets ")
-            .nth(1)
-            .and_then(|n| n.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    // the IDS: a host on 198.51.100.0/24 (TEST-NET-2) behind the node
+    let ids = host_behind(&s, "wvt-ids-n", "198.51.100.1", "198.51.100.9");
+    let copies = |what: &str| counted(&ids, what);
+    let b = s.ip("payments-0", true);
     // two route functions, and the mirror after them
     s.apply(&with_function(
         chain("guard", &FUNCTIONS, "Closed", ""),
@@ -881,37 +876,14 @@ fn a_route_function_outside_weavice_is_reached_through_its_interface() {
         return;
     }
     let s = Steer::new("ste");
-    // a "VM" behind the node on 192.0.2.0/24 (TEST-NET-1) that forwards and counts
-    let vm = Netns::new("stev");
-    sh(
-        "ip",
-        &["-n", &s.node.ns.name, "link", "add", "wvt-vm", "type", "veth", "peer", "name", "eth0", "netns", &vm.name],
-    );
-    s.node.ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "wvt-vm"]);
-    s.node.ns.ip(&["link", "set", "wvt-vm", "up"]);
-    vm.ip(&["addr", "add", "192.0.2.2/24", "dev", "eth0"]);
-    vm.ip(&["link", "set", "eth0", "up"]);
+    // a "VM" behind the node on 192.0.2.0/24 (TEST-NET-1) that forwards
+    let vm = host_behind(&s, "wvt-vm", "192.0.2.1", "192.0.2.2");
     vm.ip(&["route", "add", "default", "via", "192.0.2.1"]);
     for k in ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0"] {
         assert!(vm.exec("sysctl", &["-qw", k]).status.success());
     }
-    let (a, b) = (s.ip("frontend-0", true), s.ip("payments-0", true));
-    let script = format!(
-        "table ip seen {{\n chain pre {{\n type filter hook prerouting priority 0;\n \
-         ip saddr {a} ip daddr {b} counter comment \"requests\"\n ip saddr {b} ip daddr {a} counter comment \"replies\"\n }}\n}}\n"
-    );
-    std::fs::write(s.node.dir.path("vm.nft"), script).unwrap();
-    assert!(vm.exec("nft", &["-f", &s.node.dir.path("vm.nft")]).status.success());
-    let seen = |what: &str| -> u64 {
-        let out = vm.exec("nft", &["list", "chain", "ip", "seen", "pre"]);
-        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-        let line = listed.lines().find(|l| l.contains(what)).unwrap_or_default().to_string();
-        line.split("packets ")
-            .nth(1)
-            .and_then(|n| n.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let b = s.ip("payments-0", true);
+    let seen = |what: &str| counted(&vm, what);
     // the pod function first, the VM second: requests fw-1 then the VM, replies the other way
     let vm_function = "{name: vm, mode: route, address: 192.0.2.2, interface: wvt-vm}";
     s.apply(&with_function(chain("guard", &["fw-1"], "Closed", ""), vm_function));
@@ -934,6 +906,15 @@ fn a_route_function_outside_weavice_is_reached_through_its_interface() {
     let out = s.agent(&["chain", "apply", "-f", &s.node.dir.path("bad.yaml")]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("interface nosuch0 is not on this node"), "{}", text(&out));
+    // the bridge or a pod's port is no function's own interface
+    let bridge = with_function(
+        chain("guard", &["fw-1"], "Closed", ""),
+        "{name: vm, mode: route, address: 192.0.2.2, interface: wv0}",
+    );
+    std::fs::write(s.node.dir.path("bad.yaml"), bridge).unwrap();
+    let out = s.agent(&["chain", "apply", "-f", &s.node.dir.path("bad.yaml")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("is a weavice bridge or one of its ports"), "{}", text(&out));
 }
 
 #[test]

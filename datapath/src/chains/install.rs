@@ -15,25 +15,93 @@ use conf::chain::{Chain, FailurePolicy, Mode};
 
 /// Stores `chain` and installs it with the rest; None when an identical one
 /// was applied already (installed again all the same: that is how a user
-/// mends a chain).
-pub fn apply(nl: &mut RouteSocket, state_dir: &str, chain: &Chain) -> Result<Option<Applied>> {
+/// mends a chain). `conflicts` judges it against the other chains, under the
+/// lock, so two applies at once cannot both pass. An error before anything
+/// is stored is `Invalid`; one after puts the previous file back and
+/// installs that again.
+pub fn apply(
+    nl: &mut RouteSocket,
+    state_dir: &str,
+    chain: &Chain,
+    conflicts: &dyn Fn(&[Applied]) -> Result<()>,
+) -> Result<Option<Applied>> {
     let _one_at_a_time = store::lock(state_dir)?;
-    refuse_foreign(&store::list(state_dir)?, &[])?;
+    let all = store::list(state_dir)?;
+    refuse_foreign(&all, &[])?;
+    conflicts(&all.iter().filter(|a| a.chain.name() != chain.name()).cloned().collect::<Vec<_>>())?;
+    if chain.spec.functions.iter().any(|f| f.mode == Mode::Queue) && !queue::available() {
+        return Err(DatapathError::Invalid(
+            "queue functions need iptables (the xt NFQUEUE target; Debian: apt-get install iptables)".into(),
+        ));
+    }
+    let previous = store::load(state_dir, chain.name())?;
     let saved = store::save(state_dir, chain)?;
-    sync_locked(nl, state_dir, &[])?;
+    if let Err(e) = sync_locked(nl, state_dir, &[]) {
+        let restored = match &previous {
+            Some(p) => store::save(state_dir, &p.chain).map(drop),
+            None => store::remove(state_dir, chain.name()).map(drop),
+        };
+        let gone: Vec<u16> = match (&previous, &saved) {
+            (None, Some(new)) => vec![new.id],
+            _ => Vec::new(),
+        };
+        if let Err(again) = restored.and_then(|()| sync_locked(nl, state_dir, &gone)) {
+            log::error!("chain {}: putting the previous state back failed too: {again}", chain.name());
+        }
+        // stored, then failed on the node: not the spec's fault
+        return Err(match e {
+            DatapathError::Invalid(why) => DatapathError::Firewall(why),
+            other => other,
+        });
+    }
     Ok(saved)
 }
 
-/// Removes chain `name` from the state dir and the node, with its
-/// connections' conntrack entries; what was applied, if anything.
+/// Removes chain `name` from the node, with its connections' conntrack
+/// entries, then from the state dir (a failure half-way leaves the file, so
+/// the delete can be run again); what was applied, if anything.
 pub fn delete(nl: &mut RouteSocket, state_dir: &str, name: &str) -> Result<Option<Applied>> {
     let _one_at_a_time = store::lock(state_dir)?;
-    let Some(gone) = store::remove(state_dir, name)? else { return Ok(None) };
+    let Some(gone) = store::load(state_dir, name)? else { return Ok(None) };
     sync_locked(nl, state_dir, &[gone.id])?;
     // a chain given the same number later must not take these connections
     let flushed = conntrack::flush_mark(gone.marks.chain(gone.id), gone.marks.id_mask())?;
     log::info!("chain {name}: {flushed} conntrack entries of its connections deleted");
+    store::remove(state_dir, name)?;
     Ok(Some(gone))
+}
+
+/// Saves what the daemon's probes found down and routes every chain's
+/// tables by it (the pods whose veth is there, the network's families).
+pub fn set_down(nl: &mut RouteSocket, state_dir: &str, down: &health::Down) -> Result<()> {
+    let _one_at_a_time = store::lock(state_dir)?;
+    health::save(state_dir, down)?;
+    let networks = network::recorded(state_dir)?;
+    for a in store::list(state_dir)? {
+        let Some((net, want)) = networks.iter().find(|(n, _)| *n == a.chain.spec.network) else { continue };
+        let pods = live_pods(nl, state_dir, net)?;
+        hops::install_routes(nl, &hops::routes(&a, &pods, &families(want), &health::of(down, a.chain.name())))?;
+    }
+    Ok(())
+}
+
+/// The address families a network has ranges of.
+fn families(want: &network::Wanted) -> Vec<bool> {
+    [true, false].into_iter().filter(|v4| want.gateways.iter().any(|g| g.addr().is_ipv4() == *v4)).collect()
+}
+
+/// Chooses the node's chain mark layout, while it has no chains.
+pub fn set_marks(state_dir: &str, m: crate::marks::ChainMarks) -> Result<()> {
+    let _one_at_a_time = store::lock(state_dir)?;
+    let applied = store::list(state_dir)?;
+    if !applied.is_empty() || !steering::installed_ids()?.is_empty() {
+        let names: Vec<&str> = applied.iter().map(|a| a.chain.name()).collect();
+        return Err(DatapathError::Invalid(format!(
+            "the node has chains ({}): delete them before choosing other mark bits",
+            names.join(", ")
+        )));
+    }
+    store::set_marks(state_dir, m)
 }
 
 /// Makes the node hold what the applied chains of `state_dir` need (repair,
@@ -78,7 +146,9 @@ fn live_pods(nl: &mut RouteSocket, state_dir: &str, network: &str) -> Result<Vec
 /// New rules and routes go in before old ones go; the sets of the chains
 /// numbered `gone` (deleted) are removed.
 pub(super) fn sync_locked(nl: &mut RouteSocket, state_dir: &str, gone: &[u16]) -> Result<()> {
-    let chains = store::list(state_dir)?;
+    let mut chains = store::list(state_dir)?;
+    // a chain being deleted is still stored until its state is off the node
+    chains.retain(|a| !gone.contains(&a.id));
     refuse_foreign(&chains, gone)?;
     let networks = network::recorded(state_dir)?;
     let (mut rules, mut routes) = (Vec::new(), Vec::new());
@@ -88,12 +158,8 @@ pub(super) fn sync_locked(nl: &mut RouteSocket, state_dir: &str, gone: &[u16]) -
         live.push((net.clone(), live_pods(nl, state_dir, net)?));
         let Some((_, pods)) = live.last() else { continue };
         for a in chains.iter().filter(|a| a.chain.spec.network == *net) {
-            let families: Vec<bool> = [true, false]
-                .into_iter()
-                .filter(|v4| want.gateways.iter().any(|g| g.addr().is_ipv4() == *v4))
-                .collect();
             rules.extend(hops::rules(a, &want.bridge));
-            routes.extend(hops::routes(a, pods, &families, &health::of(&down, a.chain.name())));
+            routes.extend(hops::routes(a, pods, &families(want), &health::of(&down, a.chain.name())));
         }
     }
     for a in chains.iter().filter(|a| networks.iter().all(|(n, _)| *n != a.chain.spec.network)) {

@@ -77,8 +77,7 @@ fn reroute(
 }
 
 /// Adds `pod` (whose attachment is not saved yet) to the chains of
-/// `network`; returns what it joined, for [`recheck`] and for [`leave`] on
-/// rollback. A pod that takes the name of a function's pod (re-created)
+/// `network`; returns what it joined, for [`recheck`]. A pod that takes the name of a function's pod (re-created)
 /// becomes the function; the other loses its hop.
 pub fn join(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPod) -> Result<Vec<Member>> {
     // no chain takes it: nothing to wait for (a chain applied from now on is
@@ -142,7 +141,10 @@ fn describe(pod: &ChainPod) -> String {
 /// [`join`] read them (an apply that listed the pods before this one had
 /// state). Cheap when nothing changed: one read of the chains.
 pub fn recheck(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPod, joined: &[Member]) -> Result<()> {
-    if !store::exists(state_dir) || memberships(&chains_of(state_dir, network), pod) == joined {
+    // a function's pod always goes again: a sync meanwhile took its hop
+    // (no state, no link yet) and routed its chain without it
+    let function = joined.iter().any(|m| m.hop.is_some());
+    if !store::exists(state_dir) || (!function && memberships(&chains_of(state_dir, network), pod) == joined) {
         return Ok(());
     }
     let _one_at_a_time = store::lock(state_dir)?;
@@ -157,19 +159,24 @@ pub fn recheck(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &Chain
 /// tables of chains it was a function of lose its route (its attachment
 /// may still be on disk: it is left out).
 pub fn leave(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPod) -> Result<Lingering> {
-    if !store::exists(state_dir) {
+    // by name what it is now (an apply removes what a changed spec took
+    // from it); without its name (its state lost) anything, in every chain
+    let members_of = |chains: &[Applied]| -> Vec<Member> {
+        match pod.name {
+            Some(_) => memberships(chains, pod),
+            None => chains
+                .iter()
+                .map(|a| Member { chain: a.id, from: true, to: true, hop: Some(1), marks: a.marks })
+                .collect(),
+        }
+    };
+    // a pod no chain takes leaves without the lock
+    if !store::exists(state_dir) || members_of(&chains_of(state_dir, network)).is_empty() {
         return Ok(Lingering::default());
     }
     let _one_at_a_time = store::lock(state_dir)?;
     let chains = chains_of(state_dir, network);
-    // by name what it is now (an apply removes what a changed spec took
-    // from it); without its name (its state lost) anything, in every chain
-    let members = match pod.name {
-        Some(_) => memberships(&chains, pod),
-        None => {
-            chains.iter().map(|a| Member { chain: a.id, from: true, to: true, hop: Some(1), marks: a.marks }).collect()
-        }
-    };
+    let members = members_of(&chains);
     if members.is_empty() {
         return Ok(Lingering::default());
     }

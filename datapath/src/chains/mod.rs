@@ -69,7 +69,7 @@ pub fn passes(a: &Applied, index: usize) -> [u32; 2] {
     let after = functions.iter().skip(index + 1).any(|f| f.mode == Mode::Route);
     let (m, before) = (a.marks, u8::try_from(before).unwrap_or(u8::MAX));
     let chain = m.chain(a.id);
-    [chain | m.hop(before), chain | m.reply() | m.hop(if after { before + 1 } else { 0 })]
+    [chain | m.hop(before), chain | m.reply() | m.hop(if after { before.saturating_add(1) } else { 0 })]
 }
 
 #[cfg(test)]

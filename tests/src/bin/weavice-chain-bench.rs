@@ -378,7 +378,9 @@ fn reaction_times(node: &Node, a: &Netns, b: &Netns, samples: usize) {
         .stderr(Stdio::null())
         .spawn()
         .expect("weavice-agent run");
+    let started = Instant::now();
     while !std::fs::read_to_string(&log).unwrap_or_default().contains("running") {
+        assert!(started.elapsed() < Duration::from_secs(30), "weavice-agent run did not start: {log}");
         std::thread::sleep(Duration::from_millis(50));
     }
     for _ in 0..samples {

@@ -33,10 +33,14 @@ impl QueueRule {
     }
 }
 
+/// Whether the tools queue functions need are installed.
+pub fn available() -> bool {
+    [Tool::V4, Tool::V6].iter().all(|t| tools::has(*t))
+}
+
 /// Makes `WEAVICE-QUEUE` hold exactly `rules` (one commit per family).
 pub fn sync(rules: &[QueueRule]) -> Result<()> {
-    let installed = [Tool::V4, Tool::V6].iter().all(|t| tools::has(*t));
-    if !installed {
+    if !available() {
         if rules.is_empty() {
             return Ok(());
         }
