@@ -1,8 +1,8 @@
 //! Conntrack entries over ctnetlink. Stale UDP flows to a newly mapped host
 //! port would keep bypassing the new DNAT (conntrack keeps the decision it
 //! made for the flow's first packet), so ADD deletes them, as the reference
-//! portmap does, without starting the `conntrack` tool; a deleted
-//! security-function chain's connections go the same way.
+//! portmap does, without starting the `conntrack` tool. A deleted
+//! security-function chain's connections lose its bits from their marks.
 
 use crate::netlink::{NetfilterSocket, Request};
 use crate::{DatapathError, Result};
@@ -36,40 +36,39 @@ fn is_udp_to(attrs: &[ConntrackAttribute], ports: &[u16]) -> bool {
     })
 }
 
-/// The delete for an entry `doomed` accepts: its original tuple and zone.
-fn delete_if(m: NetfilterMessage, doomed: &dyn Fn(&[ConntrackAttribute]) -> bool) -> Option<Request<NetfilterMessage>> {
-    let family = m.header.family;
-    let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = m.inner else { return None };
-    if !doomed(&attrs) {
-        return None;
-    }
-    let key: Vec<ConntrackAttribute> = attrs
-        .into_iter()
+/// An entry's key: its original tuple and zone.
+fn key_of(attrs: &[ConntrackAttribute]) -> Vec<ConntrackAttribute> {
+    attrs
+        .iter()
         .filter(|a| match a {
             ConntrackAttribute::CtaTupleOrig(_) => true,
             ConntrackAttribute::Other(zone) => zone.kind() == CTA_ZONE,
             _ => false,
         })
-        .collect();
-    // gone meanwhile (timed out, or another flush took it) is fine
-    key.iter()
-        .any(|a| matches!(a, ConntrackAttribute::CtaTupleOrig(_)))
-        .then(|| Request::new(message(family, ConntrackMessage::Delete(key)), 0).tolerating(libc::ENOENT))
+        .cloned()
+        .collect()
 }
 
-/// Deletes the entries (both families, every zone) `doomed` accepts;
-/// returns how many.
-fn flush(doomed: &dyn Fn(&[ConntrackAttribute]) -> bool) -> Result<usize> {
+/// Sends, for every entry (both families, every zone), the request `change`
+/// makes of it, if any; returns how many were sent. An entry gone meanwhile
+/// (timed out, or another change took it) is fine.
+fn change_each(change: &dyn Fn(&[ConntrackAttribute]) -> Option<ConntrackMessage>) -> Result<usize> {
     let mut nl = NetfilterSocket::open().map_err(DatapathError::netlink("open a ctnetlink socket"))?;
-    let mut deletes = Vec::new();
+    let mut requests = Vec::new();
     let every_flow = message(NetfilterProtoFamily::Unspec, ConntrackMessage::Get(Vec::new()));
-    nl.dump_each(every_flow, &mut |m| deletes.extend(delete_if(m, doomed)))
-        .map_err(DatapathError::netlink("list conntrack entries"))?;
-    let n = deletes.len();
-    let mut deletes = deletes.into_iter().peekable();
-    while deletes.peek().is_some() {
-        let chunk: Vec<_> = deletes.by_ref().take(DELETES_PER_DATAGRAM).collect();
-        nl.batch(chunk).map_err(|e| DatapathError::netlink("delete conntrack entries")(e.source))?;
+    nl.dump_each(every_flow, &mut |m| {
+        let family = m.header.family;
+        let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = m.inner else { return };
+        if let Some(c) = change(&attrs) {
+            requests.push(Request::new(message(family, c), 0).tolerating(libc::ENOENT));
+        }
+    })
+    .map_err(DatapathError::netlink("list conntrack entries"))?;
+    let n = requests.len();
+    let mut requests = requests.into_iter().peekable();
+    while requests.peek().is_some() {
+        let chunk: Vec<_> = requests.by_ref().take(DELETES_PER_DATAGRAM).collect();
+        nl.batch(chunk).map_err(|e| DatapathError::netlink("change conntrack entries")(e.source))?;
     }
     Ok(n)
 }
@@ -81,12 +80,25 @@ pub fn flush_udp(ports: &[u16]) -> Result<usize> {
     if ports.is_empty() {
         return Ok(0);
     }
-    flush(&|attrs| is_udp_to(attrs, ports))
+    change_each(&|attrs| {
+        let key = key_of(attrs);
+        (is_udp_to(attrs, ports) && !key.is_empty()).then(|| ConntrackMessage::Delete(key))
+    })
 }
 
-/// Deletes the entries whose mark under `mask` is `mark` (a deleted chain's
-/// connections: their next packet starts a fresh entry, which no chain that
-/// later gets the same number takes for its own).
-pub fn flush_mark(mark: u32, mask: u32) -> Result<usize> {
-    flush(&|attrs| attrs.iter().any(|a| matches!(a, ConntrackAttribute::CtaMark(m) if m & mask == mark)))
+/// Clears the `mask` bits of every entry whose mark under `mask` is `value`
+/// (a deleted chain's connections: a chain that later gets the same number
+/// does not take them). The entries stay: a DNATed connection keeps its NAT.
+pub fn clear_mark_where(mask: u32, value: u32) -> Result<usize> {
+    change_each(&|attrs| {
+        let mark = attrs.iter().find_map(|a| match a {
+            ConntrackAttribute::CtaMark(m) => Some(*m),
+            _ => None,
+        })?;
+        let mut key = key_of(attrs);
+        (mark & mask == value && value != 0 && !key.is_empty()).then(|| {
+            key.push(ConntrackAttribute::CtaMark(mark & !mask));
+            ConntrackMessage::New(key)
+        })
+    })
 }

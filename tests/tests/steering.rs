@@ -750,10 +750,13 @@ fn a_deleted_chain_leaves_no_exemption_and_no_mark_behind() {
         let listed = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(!listed.contains("elements"), "{set}: {listed}");
     }
-    // the chain's connections lost its mark: a chain that gets its number
-    // next does not take them
+    // the chain's connections lost its mark (a chain that gets its number
+    // next does not take them), and kept their entries (and any NAT)
     let marked = s.node.ns.exec("conntrack", &["-L", "-m", "32/0x3fe0"]);
     assert!(!String::from_utf8_lossy(&marked.stdout).contains("src="), "{}", text(&marked));
+    let a = s.ip("frontend-0", true);
+    let kept = s.node.ns.exec("conntrack", &["-L", "-p", "icmp", "-s", &a, "-d", &b]);
+    assert!(String::from_utf8_lossy(&kept.stdout).contains("mark=0"), "{}", text(&kept));
 }
 
 #[test]

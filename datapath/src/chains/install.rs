@@ -65,8 +65,8 @@ pub fn delete(nl: &mut RouteSocket, state_dir: &str, name: &str) -> Result<Optio
     let Some(gone) = store::load(state_dir, name)? else { return Ok(None) };
     sync_locked(nl, state_dir, &[gone.id])?;
     // a chain given the same number later must not take these connections
-    let flushed = conntrack::flush_mark(gone.marks.chain(gone.id), gone.marks.id_mask())?;
-    log::info!("chain {name}: {flushed} conntrack entries of its connections deleted");
+    let cleared = conntrack::clear_mark_where(gone.marks.id_mask(), gone.marks.chain(gone.id))?;
+    log::info!("chain {name}: {cleared} connections lost its mark");
     store::remove(state_dir, name)?;
     Ok(Some(gone))
 }
