@@ -82,7 +82,7 @@ pub fn flush_udp(ports: &[u16]) -> Result<usize> {
     }
     change_each(&|attrs| {
         let key = key_of(attrs);
-        (is_udp_to(attrs, ports) && !key.is_empty()).then(|| ConntrackMessage::Delete(key))
+        (is_udp_to(attrs, ports) && !key.is_empty()).then_some(ConntrackMessage::Delete(key))
     })
 }
 
