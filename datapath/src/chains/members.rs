@@ -77,8 +77,9 @@ fn reroute(
 }
 
 /// Adds `pod` (whose attachment is not saved yet) to the chains of
-/// `network`; returns what it joined, for [`recheck`]. A pod that takes the name of a function's pod (re-created)
-/// becomes the function; the other loses its hop.
+/// `network`; returns what it joined, for [`recheck`]. A pod that takes the
+/// name of a function's pod (re-created) becomes the function; the other
+/// loses its hop.
 pub fn join(nl: &mut RouteSocket, state_dir: &str, network: &str, pod: &ChainPod) -> Result<Vec<Member>> {
     // no chain takes it: nothing to wait for (a chain applied from now on is
     // found by recheck)

@@ -34,8 +34,8 @@ fn path(state_dir: &str, name: &str) -> PathBuf {
     dir(state_dir).join(format!("{name}.json"))
 }
 
-/// Whether any chain was ever applied in `state_dir` (pods' ADD and DEL
-/// have nothing to do with chains until then).
+/// Whether the chains directory is there (made by the first apply, repair
+/// or daemon start): without it pods' ADD and DEL skip the chains at once.
 pub fn exists(state_dir: &str) -> bool {
     dir(state_dir).exists()
 }
