@@ -7,13 +7,16 @@ mod cmd;
 mod error;
 mod ipam_client;
 mod logger;
+mod pod_records;
 mod port_mappings;
 mod retire;
 
 use cmd::Done;
 use conf::version::{LATEST, SUPPORTED};
 use conf::{CmdArgs, CniError, Command, ConfError, NetConf};
+use datapath::attachment::Attachment;
 use error::PluginError;
+use journal::PodEvent;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -80,7 +83,11 @@ fn run(command: Command, stdin: &[u8]) -> Result<Done, PluginError> {
     }
     let args = CmdArgs::from_env(command, |k| std::env::var(k))?;
     match command {
-        Command::Add => cmd::add::run(&net, &args).map(Done::answer),
+        Command::Add => cmd::add::run(&net, &args).map(|result| {
+            let saved = Attachment::load(&net.state_dir, &net.name, &args.container_id, &args.ifname).ok().flatten();
+            pod_records::write(&net, &args, PodEvent::Add, saved.as_ref());
+            Done::answer(result)
+        }),
         Command::Del => cmd::del::run(&net, &args),
         Command::Check => cmd::check::run(&net, &args).map(|()| Done::default()),
         Command::Gc => cmd::gc::run(&net, &args),

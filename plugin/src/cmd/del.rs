@@ -88,6 +88,7 @@ pub fn run(net: &NetConf, args: &CmdArgs) -> Result<Done, PluginError> {
     }
 
     if errors.is_empty() {
+        crate::pod_records::write(net, args, journal::PodEvent::Del, saved.as_ref());
         // kept while anything failed, so a retried DEL or GC still finds it
         if let Err(e) = Attachment::remove(&net.state_dir, &net.name, &args.container_id, &args.ifname) {
             errors.push(e.into());

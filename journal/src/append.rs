@@ -1,0 +1,70 @@
+//! Appending records: one `write(2)` of a whole line to a file opened with
+//! O_APPEND, which the kernel keeps whole against other appenders (the
+//! plugin's processes run many at once), root-only. A record that cannot be
+//! written is counted in `.lost` and reported by the next one that can.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The journal of one state dir: `<stateDir>/journal/`.
+pub struct Journal {
+    dir: PathBuf,
+}
+
+impl Journal {
+    pub fn new(state_dir: &str) -> Journal {
+        Journal { dir: Path::new(state_dir).join("journal") }
+    }
+
+    /// The file records go to.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("journal.jsonl")
+    }
+
+    fn lost_path(&self) -> PathBuf {
+        self.dir.join(".lost")
+    }
+
+    /// Records lost since the last one written.
+    pub fn lost(&self) -> u64 {
+        fs::read_to_string(self.lost_path()).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    }
+
+    /// Appends `line` (a record without its newline).
+    pub fn append_line(&self, line: &str) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let mut f = OpenOptions::new().create(true).append(true).mode(0o600).open(self.path())?;
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        // one write: appends of whole lines do not interleave
+        let n = f.write(&bytes)?;
+        if n != bytes.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("wrote {n} of {} bytes", bytes.len())));
+        }
+        Ok(())
+    }
+
+    /// Appends a record built by `record` from the count of records lost
+    /// before it; a failure is counted for the next one.
+    pub fn append<R: serde::Serialize>(&self, record: impl FnOnce(u64) -> R) -> io::Result<()> {
+        let lost = self.lost();
+        let line = serde_json::to_string(&record(lost)).map_err(io::Error::other)?;
+        match self.append_line(&line) {
+            Ok(()) => {
+                if lost > 0 {
+                    let _ = fs::remove_file(self.lost_path());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // best effort: a full disk may refuse this too
+                let _ =
+                    fs::create_dir_all(&self.dir).and_then(|()| fs::write(self.lost_path(), (lost + 1).to_string()));
+                Err(e)
+            }
+        }
+    }
+}
