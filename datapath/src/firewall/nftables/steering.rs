@@ -280,10 +280,10 @@ pub fn script(chains: &[Applied], gone: &[u16]) -> String {
             }
         }
         s += &format!(
-            "add rule {BRIDGE} {CHAIN} ether type ip iifname . ip saddr != @{OWN_V4} meta mark set iifname map @{HOPS}\n"
+            "add rule {BRIDGE} {CHAIN} ether type ip ip saddr != 0.0.0.0 iifname . ip saddr != @{OWN_V4} meta mark set iifname map @{HOPS}\n"
         );
         s += &format!(
-            "add rule {BRIDGE} {CHAIN} ether type ip6 ip6 saddr != fe80::/10 iifname . ip6 saddr != @{OWN_V6} meta mark set iifname map @{HOPS}\n"
+            "add rule {BRIDGE} {CHAIN} ether type ip6 ip6 saddr != {{ ::, fe80::/10 }} iifname . ip6 saddr != @{OWN_V6} meta mark set iifname map @{HOPS}\n"
         );
     }
     s
