@@ -89,12 +89,13 @@ impl Disk {
         run_plugin(cmd, env, stdin)
     }
 
-    /// Every file on the disk but the filler: path relative to it, size.
+    /// Every file on the disk but the filler and the journal (a record of
+    /// what happened, kept by design): path relative to it, size.
     fn files(&self) -> BTreeMap<String, u64> {
         self.out(&format!("find {} -type f -printf '%P\\t%s\\n'", self.dir))
             .lines()
             .filter_map(|l| l.split_once('\t'))
-            .filter(|(p, _)| *p != "filler")
+            .filter(|(p, _)| *p != "filler" && !p.starts_with("state/journal/"))
             .map(|(p, s)| (p.to_string(), s.parse().unwrap()))
             .collect()
     }
