@@ -10,7 +10,6 @@ use datapath::firewall::nftables::steering;
 use datapath::netlink::RouteSocket;
 use datapath::{marks, sysctl, DatapathError};
 use serde_json::{json, Value};
-use std::net::IpAddr;
 
 /// Why a chain command failed; each maps to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -24,13 +23,6 @@ pub enum ChainCmdError {
 }
 
 type Result<T> = std::result::Result<T, ChainCmdError>;
-
-fn describe(p: &ChainPod) -> String {
-    match &p.name {
-        Some(n) => n.to_string(),
-        None => p.ips.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(","),
-    }
-}
 
 /// A spec is a page of YAML: more is not one (`-f /dev/zero`).
 const MAX_SPEC: u64 = 1 << 20;
@@ -162,7 +154,7 @@ pub fn apply(file: &str, state_dir: &str) -> Result<String> {
         log::warn!(
             "chain {}: pod {} is on both sides; packets a function sends back towards it are taken for requests",
             chain.name(),
-            describe(both)
+            both
         );
     }
     let conflicts =
@@ -203,7 +195,7 @@ pub fn list(state_dir: &str) -> Result<Value> {
     for Applied { chain, .. } in chains::store::list(state_dir)? {
         let pods = chains::pods(state_dir, &chain.spec.network);
         let side = |sel: &conf::chain::Selector| -> Vec<String> {
-            pods.iter().filter(|p| sel.matches(p.name.as_ref(), &p.ips)).map(describe).collect()
+            pods.iter().filter(|p| sel.matches(p.name.as_ref(), &p.ips)).map(ChainPod::to_string).collect()
         };
         let mut functions = Vec::new();
         for f in &chain.spec.functions {

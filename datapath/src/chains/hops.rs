@@ -147,14 +147,9 @@ pub fn install_routes(nl: &mut RouteSocket, routes: &[Route]) -> Result<()> {
     routes.iter().try_for_each(|r| nl.route().replace(r))
 }
 
-/// Makes weavice's ip rules and tables hold exactly `rules` and `routes`:
-/// routes first (make before break), then missing rules added, then rules
-/// and routes no chain wants any more deleted.
-pub fn sync(nl: &mut RouteSocket, rules: &[Rule], routes: &[Route]) -> Result<()> {
-    install_routes(nl, routes)?;
-    for r in rules {
-        nl.rule().add(r)?;
-    }
+/// Deletes weavice's ip rules and routes that are not among `rules` and
+/// `routes` (installed first by the caller: make before break).
+pub fn prune(nl: &mut RouteSocket, rules: &[Rule], routes: &[Route]) -> Result<()> {
     for v4 in [true, false] {
         let held = nl.rule().list(v4)?;
         let stale = held.iter().filter(|r| r.priority == RULE_PRIORITY && is_ours(r.table) && !rules.contains(r));

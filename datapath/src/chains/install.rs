@@ -155,12 +155,12 @@ pub(super) fn sync_locked(nl: &mut RouteSocket, state_dir: &str, gone: &[u16]) -
     let down = health::load(state_dir);
     let mut live = Vec::new();
     for (net, want) in &networks {
-        live.push((net.clone(), live_pods(nl, state_dir, net)?));
-        let Some((_, pods)) = live.last() else { continue };
+        let pods = live_pods(nl, state_dir, net)?;
         for a in chains.iter().filter(|a| a.chain.spec.network == *net) {
             rules.extend(hops::rules(a, &want.bridge));
-            routes.extend(hops::routes(a, pods, &families(want), &health::of(&down, a.chain.name())));
+            routes.extend(hops::routes(a, &pods, &families(want), &health::of(&down, a.chain.name())));
         }
+        live.push((net.clone(), pods));
     }
     for a in chains.iter().filter(|a| networks.iter().all(|(n, _)| *n != a.chain.spec.network)) {
         log::warn!(
@@ -178,7 +178,7 @@ pub(super) fn sync_locked(nl: &mut RouteSocket, state_dir: &str, gone: &[u16]) -
     queue::sync(&queue_rules(&chains))?;
     let links: Vec<String> = nl.link().list()?.into_iter().map(|l| l.name).collect();
     sync_members(state_dir, &chains, &live, &networks, &links)?;
-    hops::sync(nl, &rules, &routes)
+    hops::prune(nl, &rules, &routes)
 }
 
 /// Every live pod's elements in the chains of its network; what a pod of

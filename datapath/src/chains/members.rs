@@ -119,23 +119,13 @@ fn add(
         let mut all = pods(state_dir, network);
         all.retain(|p| p.port != pod.port);
         for namesake in all.iter().filter(|p| p.name == pod.name) {
-            log::warn!(
-                "pod {} ({}) is re-created as {}: the chain follows the new one",
-                describe(pod),
-                namesake.port,
-                pod.port
-            );
-            let hop = Member { chain: 0, from: false, to: false, hop: Some(1), marks: Default::default() };
-            steering::remove_pod(&port(namesake), &[hop])?;
+            log::warn!("pod {pod} ({}) is re-created as {}: the chain follows the new one", namesake.port, pod.port);
+            steering::remove_hop(&port(namesake))?;
         }
         all.insert(0, pod.clone());
         reroute(nl, state_dir, chains, members, &all)?;
     }
     Ok(())
-}
-
-fn describe(pod: &ChainPod) -> String {
-    pod.name.as_ref().map_or_else(|| pod.port.clone(), |n| n.to_string())
 }
 
 /// After ADD saved the pod's attachment: joins the chains applied since

@@ -32,6 +32,19 @@ pub struct ChainPod {
     pub port: String,
 }
 
+/// As `chain list` names it: namespace/name, else its addresses.
+impl std::fmt::Display for ChainPod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{n}"),
+            None => {
+                let ips: Vec<String> = self.ips.iter().map(IpAddr::to_string).collect();
+                f.write_str(&ips.join(","))
+            }
+        }
+    }
+}
+
 impl ChainPod {
     pub fn new(pod: Option<&Pod>, ips: Vec<IpAddr>, port: String) -> Self {
         ChainPod { name: pod.map(|p| PodRef { namespace: p.namespace.clone(), name: p.name.clone() }), ips, port }

@@ -135,6 +135,12 @@ pub fn remove_pod(pod: &PodPort, members: &[Member]) -> Result<Lingering> {
     elements::remove(&keys)
 }
 
+/// Removes the hop of a function's pod (its map element, its exemption and
+/// its own addresses), whatever chain and position it had.
+pub fn remove_hop(pod: &PodPort) -> Result<Lingering> {
+    remove_pod(pod, &[Member { chain: 0, from: false, to: false, hop: Some(1), marks: ChainMarks::DEFAULT }])
+}
+
 /// What of them is missing, named (CHECK).
 pub fn missing_pod(pod: &PodPort, members: &[Member]) -> Result<Vec<String>> {
     let (inet, bridge) = (tool::list(INET)?, tool::list(BRIDGE)?);
