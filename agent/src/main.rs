@@ -6,7 +6,9 @@
 //! 1 failed on the node, 2 bad input.
 
 mod chain;
+mod flows;
 mod logging;
+mod notify;
 mod probe;
 mod repair;
 mod run;
@@ -35,9 +37,10 @@ enum Cmd {
         #[arg(long, global = true, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
         state_dir: PathBuf,
     },
-    /// The node daemon: installs the stored chains, then probes their route
-    /// functions and applies each chain's failure policy to one that stops
-    /// forwarding. Runs until SIGTERM or SIGINT.
+    /// The node daemon: records the pods' flows into the journal, installs
+    /// the stored chains, probes their route functions and applies each
+    /// chain's failure policy to one that stops forwarding. Runs until
+    /// SIGTERM or SIGINT.
     Run {
         /// The networks' `stateDir`.
         #[arg(long, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
@@ -48,6 +51,12 @@ enum Cmd {
         /// The daemon's own log (also written to stderr).
         #[arg(long, default_value = "/var/log/weavice-agent.log", value_parser = absolute)]
         log_file: PathBuf,
+        /// The journal file's size at which it is rotated.
+        #[arg(long, default_value_t = journal::rotate::DEFAULT_MAX_BYTES, value_parser = clap::value_parser!(u64).range(4096..))]
+        journal_max_bytes: u64,
+        /// Journal files kept, the one written included.
+        #[arg(long, default_value_t = journal::rotate::DEFAULT_MAX_FILES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10000))]
+        journal_max_files: usize,
     },
     /// Security-function chains: steer chosen pod-to-pod traffic through
     /// functions (docs/chains.md).
@@ -122,8 +131,9 @@ fn main() -> ExitCode {
     };
     logging::install(cli.verbose || log_file.is_some(), log_file.as_deref());
     match cli.command {
-        Cmd::Run { state_dir, interval_ms, .. } => {
-            match run::run(&state_dir.to_string_lossy(), std::time::Duration::from_millis(interval_ms)) {
+        Cmd::Run { state_dir, interval_ms, journal_max_bytes, journal_max_files, .. } => {
+            let limits = journal::rotate::Limits { max_bytes: journal_max_bytes, max_files: journal_max_files };
+            match run::run(&state_dir.to_string_lossy(), std::time::Duration::from_millis(interval_ms), limits) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("run: {e}");

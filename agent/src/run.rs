@@ -1,5 +1,8 @@
-//! `weavice-agent run`: the node daemon. At start it installs every stored
-//! chain again (after a reboot, a restart); then, each interval, it probes
+//! `weavice-agent run`: the node daemon. At start it sets up every recorded
+//! network that is not (after a reboot: its NAT rules are what make the
+//! namespace track connections) and installs every stored chain again; a
+//! second thread records flows into the journal (flows/); then, each
+//! interval, the main thread probes
 //! every route function of every chain through the function itself
 //! (probe.rs). A function that misses [`MISSES`] probes in a row, or whose
 //! link is down, is down: it goes into the health file and its chain's
@@ -9,6 +12,8 @@
 //! current round, with the health file cleared and the chains routed by
 //! their pods alone (without the daemon, nothing probes).
 
+use crate::flows;
+use crate::notify::notify;
 use crate::probe::{Prober, Target};
 use datapath::attachment::Attachment;
 use datapath::chains::{health, install, route_functions, store, ChainPod};
@@ -35,7 +40,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// (chain, function) → probes missed in a row.
 type Misses = BTreeMap<(String, String), u32>;
 
-pub fn run(state_dir: &str, interval: Duration) -> Result<()> {
+pub fn run(state_dir: &str, interval: Duration, limits: journal::rotate::Limits) -> Result<()> {
     let handler = on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t;
     // SAFETY: the handler only stores to an atomic.
     unsafe {
@@ -43,8 +48,25 @@ pub fn run(state_dir: &str, interval: Duration) -> Result<()> {
         libc::signal(libc::SIGINT, handler);
     }
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
+    for (name, want) in network::recorded(state_dir)? {
+        network::ensure(&mut nl, state_dir, &name, &want, false)?;
+    }
     install::sync(&mut nl, state_dir)?;
     log::info!("running: {} chain(s) installed from {state_dir}", store::list(state_dir)?.len());
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let opts = flows::Options { state_dir: state_dir.to_string(), limits };
+    let capture = std::thread::Builder::new()
+        .name("flows".into())
+        .spawn(move || flows::capture(&opts, &STOP, ready_tx))
+        .map_err(DatapathError::io("start the flow capture thread"))?;
+    match ready.recv() {
+        Ok(Ok(what)) => {
+            log::info!("ready: {what}");
+            notify("READY=1");
+        }
+        Ok(Err(e)) => return Err(DatapathError::io("record flows")(std::io::Error::other(e))),
+        Err(_) => return Err(DatapathError::io("record flows")(std::io::Error::other("the capture thread ended"))),
+    }
     let mut misses = Misses::new();
     let mut probers: BTreeMap<String, Prober> = BTreeMap::new();
     let mut seq = 0u64;
@@ -58,8 +80,14 @@ pub fn run(state_dir: &str, interval: Duration) -> Result<()> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    notify("STOPPING=1");
     log::info!("stopping: the chains are routed by their pods alone again");
     set_down(&mut nl, state_dir, health::Down::new())?;
+    match capture.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::error!("flows: {e}"),
+        Err(_) => log::error!("flows: the capture thread panicked"),
+    }
     log::info!("stopped");
     Ok(())
 }

@@ -98,6 +98,10 @@ struct RawNetConf {
     #[serde(default)]
     state_dir: Option<String>,
     #[serde(default)]
+    journal_max_bytes: Option<u64>,
+    #[serde(default)]
+    journal_max_files: Option<u64>,
+    #[serde(default)]
     runtime_config: RuntimeConfig,
     #[serde(default)]
     args: Args,
@@ -129,6 +133,9 @@ pub struct NetConf {
     pub log_file: Option<String>,
     pub log_level: log_level::Level,
     pub state_dir: String,
+    /// The journal's rotation size and files kept (its defaults when unset).
+    pub journal_max_bytes: Option<u64>,
+    pub journal_max_files: Option<usize>,
     pub runtime_config: RuntimeConfig,
     pub args: Args,
     pub prev_result: Option<Value>,
@@ -220,6 +227,12 @@ impl NetConf {
                 }
             }
         }
+        if c.journal_max_bytes.is_some_and(|b| b < 4096) {
+            return Err(ConfError::Invalid("journalMaxBytes must be at least 4096 (bytes)".into()));
+        }
+        if c.journal_max_files.is_some_and(|n| !(1..=10000).contains(&n)) {
+            return Err(ConfError::Invalid("journalMaxFiles must be between 1 and 10000 (files kept)".into()));
+        }
         let ipam_type = match &c.ipam {
             None => None,
             Some(v) => match v.get("type") {
@@ -247,6 +260,8 @@ impl NetConf {
             log_file: c.log_file,
             log_level,
             state_dir: c.state_dir.unwrap_or_else(|| DEFAULT_STATE_DIR.to_string()),
+            journal_max_bytes: c.journal_max_bytes,
+            journal_max_files: c.journal_max_files.map(|n| n as usize),
             runtime_config: c.runtime_config,
             args: c.args,
             prev_result: c.prev_result,
@@ -313,6 +328,12 @@ mod tests {
             ),
             (r#"{"cniVersion":"1.0.0","name":"../n","type":"weavice"}"#, ErrorCode::InvalidConfig),
             (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","stateDir":"tmp"}"#, ErrorCode::InvalidConfig),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","journalMaxBytes":100}"#, ErrorCode::InvalidConfig),
+            (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","journalMaxFiles":0}"#, ErrorCode::InvalidConfig),
+            (
+                r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","journalMaxFiles":"many"}"#,
+                ErrorCode::InvalidConfig,
+            ),
             (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","logLevel":"loud"}"#, ErrorCode::InvalidConfig),
             (r#"{"cniVersion":"1.0.0","name":"n","type":"weavice","ipam":{"type":"../x"}}"#, ErrorCode::InvalidConfig),
             (r#"{"name":"n","type":"weavice"}"#, ErrorCode::InvalidConfig),

@@ -1,26 +1,41 @@
-//! Appending records: one `write(2)` of a whole line to a file opened with
+//! Appending records: one `write(2)` of whole lines to a file opened with
 //! O_APPEND, which the kernel keeps whole against other appenders (the
-//! plugin's processes run many at once), root-only. A record that cannot be
-//! written is counted in `.lost` and reported by the next one that can.
+//! plugin's processes run many at once, and the daemon), root-only. A record
+//! that cannot be written is counted in `.lost` and reported by the next one
+//! that can. A file that reaches its size limit is rotated (rotate.rs).
 
+use crate::rotate::{self, Limits};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+/// The file records go to, in the journal directory.
+pub const ACTIVE: &str = "journal.jsonl";
+
 /// The journal of one state dir: `<stateDir>/journal/`.
 pub struct Journal {
     dir: PathBuf,
+    limits: Limits,
 }
 
 impl Journal {
     pub fn new(state_dir: &str) -> Journal {
-        Journal { dir: Path::new(state_dir).join("journal") }
+        Journal { dir: Path::new(state_dir).join("journal"), limits: Limits::default() }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Journal {
+        self.limits = limits;
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The file records go to.
     pub fn path(&self) -> PathBuf {
-        self.dir.join("journal.jsonl")
+        self.dir.join(ACTIVE)
     }
 
     fn lost_path(&self) -> PathBuf {
@@ -32,19 +47,34 @@ impl Journal {
         fs::read_to_string(self.lost_path()).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
     }
 
-    /// Appends `line` (a record without its newline).
-    pub fn append_line(&self, line: &str) -> io::Result<()> {
+    /// Appends `lines`, each a record ending in a newline, in one write.
+    pub fn append_lines(&self, lines: &[u8]) -> io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
         fs::create_dir_all(&self.dir)?;
         let mut f = OpenOptions::new().create(true).append(true).mode(0o600).open(self.path())?;
+        // one write: appends of whole lines do not interleave
+        let n = f.write(lines)?;
+        if n != lines.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("wrote {n} of {} bytes", lines.len())));
+        }
+        if f.metadata().is_ok_and(|m| m.len() >= self.limits.max_bytes) {
+            // the lines are written: a failed rotation loses nothing, the
+            // next append tries again
+            if let Err(e) = rotate::rotate(&self.dir, &self.limits) {
+                log::warn!("journal {}: rotation failed: {e}", self.dir.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `line` (a record without its newline).
+    pub fn append_line(&self, line: &str) -> io::Result<()> {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        // one write: appends of whole lines do not interleave
-        let n = f.write(&bytes)?;
-        if n != bytes.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("wrote {n} of {} bytes", bytes.len())));
-        }
-        Ok(())
+        self.append_lines(&bytes)
     }
 
     /// Appends a record built by `record` from the count of records lost

@@ -10,7 +10,13 @@
 pub mod append;
 pub mod read;
 pub mod record;
+pub mod rotate;
 pub mod time;
 
 pub use append::Journal;
-pub use record::{Endpoint, PodEvent, PodRecord, SCHEMA};
+pub use record::{Endpoint, FlowEvent, FlowRecord, LostRecord, PodEvent, PodRecord, SCHEMA};
+
+/// This node's name, as records give it.
+pub fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}

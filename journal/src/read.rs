@@ -2,8 +2,14 @@
 //! not (a torn last line after a crash, garbage): skipped and counted, never
 //! fatal.
 
+use crate::append::ACTIVE;
+use crate::rotate;
 use serde::de::DeserializeOwned;
-use std::io::BufRead;
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{BufRead, Read as _, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 /// What a read found.
 #[derive(Debug)]
@@ -13,37 +19,162 @@ pub struct Read<R> {
     pub skipped: usize,
 }
 
+/// What one line of a journal is, read as a record of kind `kind`.
+pub enum Line<R> {
+    Record(R),
+    /// A record of another kind.
+    Other,
+    /// Not a record of this kind or not JSON at all.
+    Skipped,
+}
+
+pub fn line<R: DeserializeOwned>(line: &[u8], kind: &str) -> Line<R> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Line::Other;
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else { return Line::Skipped };
+    if value["kind"] != kind {
+        return Line::Other;
+    }
+    match serde_json::from_value(value) {
+        Ok(r) => Line::Record(r),
+        Err(_) => Line::Skipped,
+    }
+}
+
 /// The records of kind `kind` in `input`; lines of other kinds are not
 /// counted as skipped.
 pub fn records<R: DeserializeOwned>(input: impl BufRead, kind: &str) -> Read<R> {
     let mut out = Read { records: Vec::new(), skipped: 0 };
-    for line in input.split(b'\n') {
-        let Ok(line) = line else {
+    for l in input.split(b'\n') {
+        let Ok(l) = l else {
             out.skipped += 1;
             break;
         };
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&line) else {
-            out.skipped += 1;
-            continue;
-        };
-        if value["kind"] != kind {
-            continue;
-        }
-        match serde_json::from_value(value) {
-            Ok(r) => out.records.push(r),
-            Err(_) => out.skipped += 1,
+        match line(&l, kind) {
+            Line::Record(r) => out.records.push(r),
+            Line::Other => {}
+            Line::Skipped => out.skipped += 1,
         }
     }
     out
+}
+
+/// Reads a journal's lines in order across files and rotations: what is
+/// there, then, at each [`poll`](Self::poll), what was written since.
+pub struct Follower {
+    dir: PathBuf,
+    /// The file being read and its inode.
+    file: Option<(File, u64)>,
+    /// Files to read after it, oldest first.
+    queued: VecDeque<PathBuf>,
+    /// The start of a line not yet whole.
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    /// From the first line of the oldest file.
+    pub fn from_start(dir: &Path) -> Follower {
+        Follower { dir: dir.to_path_buf(), file: None, queued: rotate::files(dir).into(), partial: Vec::new() }
+    }
+
+    /// From the end of the active file: only lines written from now on.
+    pub fn from_end(dir: &Path) -> Follower {
+        let mut f = Follower { dir: dir.to_path_buf(), file: None, queued: VecDeque::new(), partial: Vec::new() };
+        if let Ok(mut file) = File::open(dir.join(ACTIVE)) {
+            if let (Ok(m), Ok(_)) = (file.metadata(), file.seek(SeekFrom::End(0))) {
+                f.file = Some((file, m.ino()));
+            }
+        }
+        f
+    }
+
+    /// Calls `each` with every whole line (without its newline) written
+    /// since the last call.
+    pub fn poll(&mut self, each: &mut dyn FnMut(&[u8])) {
+        let mut buf = Vec::new();
+        loop {
+            if self.file.is_none() {
+                let next = self.queued.pop_front().unwrap_or_else(|| self.dir.join(ACTIVE));
+                match File::open(&next).and_then(|f| Ok((f.metadata()?.ino(), f))) {
+                    Ok((ino, f)) => self.file = Some((f, ino)),
+                    Err(_) if !self.queued.is_empty() => continue,
+                    Err(_) => return,
+                }
+            }
+            let Some((file, ino)) = &mut self.file else { return };
+            buf.clear();
+            if file.read_to_end(&mut buf).is_err() {
+                self.file = None;
+                return;
+            }
+            self.partial.extend_from_slice(&buf);
+            if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
+                for l in self.partial[..end].split(|b| *b == b'\n') {
+                    each(l);
+                }
+                self.partial.drain(..=end);
+            }
+            if !self.queued.is_empty() {
+                self.finish_file(each);
+                continue;
+            }
+            // the active file renamed away: it is whole; its successors follow
+            let ours = *ino;
+            if fs::metadata(self.dir.join(ACTIVE)).is_ok_and(|m| m.ino() == ours) {
+                return;
+            }
+            let files = rotate::files(&self.dir);
+            let at = files.iter().position(|p| fs::metadata(p).is_ok_and(|m| m.ino() == ours));
+            // gone already (retention): every file there is comes after it
+            self.queued = files.into_iter().skip(at.map_or(0, |i| i + 1)).collect();
+            if self.queued.is_empty() {
+                return;
+            }
+            self.finish_file(each);
+        }
+    }
+
+    /// Ends the current file: a last line without its newline is handed
+    /// over (a torn record is the reader's to skip).
+    fn finish_file(&mut self, each: &mut dyn FnMut(&[u8])) {
+        if !self.partial.is_empty() {
+            each(&self.partial);
+            self.partial.clear();
+        }
+        self.file = None;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::PodRecord;
+
+    #[test]
+    fn a_follower_reads_every_line_once_across_rotations() {
+        use crate::append::Journal;
+        use crate::rotate::Limits;
+        let state = std::env::temp_dir().join(format!("wv-follow-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&state);
+        let j = Journal::new(&state.to_string_lossy()).with_limits(Limits { max_bytes: 64, max_files: 100 });
+        let mut f = Follower::from_start(j.dir());
+        let mut seen = Vec::new();
+        for i in 0..50 {
+            j.append_line(&format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(20))).unwrap();
+            // polled after every few appends: rotations happen in between
+            if i % 7 == 0 {
+                f.poll(&mut |l| seen.push(String::from_utf8_lossy(l).into_owned()));
+            }
+        }
+        f.poll(&mut |l| seen.push(String::from_utf8_lossy(l).into_owned()));
+        let numbers: Vec<u32> = seen
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["n"].as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(numbers, (0..50).collect::<Vec<_>>());
+        fs::remove_dir_all(&state).unwrap();
+    }
 
     #[test]
     fn torn_and_garbage_lines_are_skipped_and_counted() {

@@ -53,6 +53,137 @@ pub struct PodRecord {
     pub lost_before: u64,
 }
 
+/// What a flow record says of its connection. A connection's records share
+/// `conntrack_id` and `first_seen`; a later one supersedes an earlier one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowEvent {
+    /// Just made (conntrack's NEW): no counters yet.
+    New,
+    /// Still open when the daemon listed the table (at start, after lost
+    /// events, at stop): counters so far.
+    Open,
+    /// Ended (conntrack's DESTROY): final counters.
+    End,
+}
+
+/// Hubble's `IP`: the addresses the connection is between.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ip {
+    pub source: String,
+    pub destination: String,
+    #[serde(rename = "ipVersion")]
+    pub ip_version: String,
+}
+
+/// Hubble's `l4`: `{"TCP": {"source_port": …, "destination_port": …}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum L4 {
+    TCP(Ports),
+    UDP(Ports),
+    SCTP(Ports),
+    ICMPv4(Icmp),
+    ICMPv6(Icmp),
+    /// Any other protocol, by number.
+    Other {
+        protocol: u8,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    pub source_port: u16,
+    pub destination_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Icmp {
+    #[serde(rename = "type")]
+    pub kind: u8,
+    pub code: u8,
+}
+
+/// One direction of a connection as conntrack keys it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tuple {
+    pub source: String,
+    pub destination: String,
+    #[serde(default, skip_serializing_if = "is_zero_u16")]
+    pub source_port: u16,
+    #[serde(default, skip_serializing_if = "is_zero_u16")]
+    pub destination_port: u16,
+}
+
+/// The address and port a connection was made to when conntrack translated
+/// it (a Service's): `IP` and `l4` hold the endpoint it reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Via {
+    pub ip: String,
+    #[serde(default, skip_serializing_if = "is_zero_u16")]
+    pub port: u16,
+}
+
+/// A connection that touches a pod range, seen by the node daemon. `IP` and
+/// `l4` are the connection as it really ran: from its initiator before any
+/// source NAT to the endpoint after destination NAT; `original` and `reply`
+/// are conntrack's tuples unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    pub v: u32,
+    pub time: String,
+    /// Always "flow".
+    pub kind: String,
+    pub event: FlowEvent,
+    pub node: String,
+    pub conntrack_id: u32,
+    #[serde(rename = "IP")]
+    pub ip: Ip,
+    pub l4: L4,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Via>,
+    /// Always false: a record describes its connection from the initiator.
+    pub is_reply: bool,
+    pub original: Tuple,
+    pub reply: Tuple,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    /// Initiator to endpoint, then back; present with `nf_conntrack_acct`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packets: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_packets: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_state: Option<String>,
+}
+
+/// Hubble's LostEvent: events that never became records, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostRecord {
+    pub v: u32,
+    pub time: String,
+    /// Always "lost".
+    pub kind: String,
+    pub node: String,
+    /// `CONNTRACK_EVENTS` (the kernel dropped announcements for the daemon's
+    /// socket) or `JOURNAL_WRITE` (records the daemon could not write).
+    pub source: String,
+    pub num_events_lost: u64,
+}
+
+fn is_zero_u16(n: &u16) -> bool {
+    *n == 0
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }

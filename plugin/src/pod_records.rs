@@ -6,11 +6,6 @@ use conf::{CmdArgs, NetConf};
 use datapath::attachment::Attachment;
 use journal::{Endpoint, Journal, PodEvent, PodRecord, SCHEMA};
 
-/// This node's name, as the journal gives it.
-fn node() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-}
-
 /// Appends the record of `event` for the attachment (its saved state when
 /// there is one, else what the runtime passed).
 pub fn write(net: &NetConf, args: &CmdArgs, event: PodEvent, saved: Option<&Attachment>) {
@@ -21,7 +16,7 @@ pub fn write(net: &NetConf, args: &CmdArgs, event: PodEvent, saved: Option<&Atta
             time: journal::time::now(),
             kind: "pod".into(),
             event,
-            node: node(),
+            node: journal::node_name(),
             network: net.name.clone(),
             container_id: args.container_id.clone(),
             ifname: args.ifname.clone(),
@@ -36,7 +31,12 @@ pub fn write(net: &NetConf, args: &CmdArgs, event: PodEvent, saved: Option<&Atta
             lost_before,
         }
     };
-    let journal = Journal::new(&net.state_dir);
+    let defaults = journal::rotate::Limits::default();
+    let limits = journal::rotate::Limits {
+        max_bytes: net.journal_max_bytes.unwrap_or(defaults.max_bytes),
+        max_files: net.journal_max_files.unwrap_or(defaults.max_files),
+    };
+    let journal = Journal::new(&net.state_dir).with_limits(limits);
     if let Err(e) = journal.append(record) {
         log::warn!(
             "{:?} record of {}/{} not written to {}: {e}",

@@ -401,3 +401,56 @@ fn dump(ns: &Netns, nft_args: &[&str]) -> String {
     }
     out
 }
+
+/// `weavice-agent run` in a node's namespace, on its state dir, logging to
+/// `agent.log` in its directory.
+pub struct Daemon {
+    child: std::process::Child,
+    pub log: String,
+}
+
+impl Daemon {
+    /// Starts it with `extra` arguments and waits for its `ready` line.
+    pub fn start(node: &Node, extra: &[&str]) -> Daemon {
+        let (state, log) = (node.dir.path("state"), node.dir.path("agent.log"));
+        let before = fs::read_to_string(&log).map(|l| l.matches("ready").count()).unwrap_or(0);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &node.ns.name, &bin("weavice-agent"), "run", "--state-dir", &state])
+            .args(["--log-file", &log])
+            .args(extra)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start weavice-agent run");
+        let d = Daemon { child, log };
+        let ready = || fs::read_to_string(&d.log).unwrap_or_default().matches("ready").count() > before;
+        assert!(eventually(ready), "the daemon is not ready:\n{}", fs::read_to_string(&d.log).unwrap_or_default());
+        d
+    }
+
+    /// SIGTERM; its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid (`ip netns exec` execs the agent).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().expect("wait for the daemon")
+    }
+}
+
+impl Drop for Daemon {
+    /// Also `kill -9` for a test that wants one.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `f` holds within 10 seconds (polled every 200 ms).
+pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}

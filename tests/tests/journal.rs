@@ -1,17 +1,56 @@
-//! The node journal's pod records (issue 10, first slice): the plugin
-//! appends one at every ADD and DEL, with the pod's names and addresses;
-//! parallel plugins write whole lines; a journal that cannot be written
-//! never fails the ADD and is counted in the next record.
+//! The node journal (issue 10). Pod records: the plugin appends one at
+//! every ADD and DEL, with the pod's names and addresses; parallel plugins
+//! write whole lines; a journal that cannot be written never fails the ADD
+//! and is counted in the next record. Flow records: `weavice-agent run`
+//! records pods' connections from conntrack events, with both tuples, both
+//! pods and counters; SIGTERM writes the open ones; kill -9 and a restart
+//! lose nothing written; rotation keeps every record once.
 
 use serde_json::{json, Value};
 use std::io::BufReader;
 use weavice_tests::*;
 
 fn records(node: &Node) -> (Vec<Value>, usize) {
-    let path = node.dir.path("state/journal/journal.jsonl");
-    let file = std::fs::File::open(&path).expect("the journal");
-    let read: journal::read::Read<Value> = journal::read::records(BufReader::new(file), "pod");
-    (read.records, read.skipped)
+    records_of(node, "pod")
+}
+
+/// The records of `kind` across the journal's files, and the lines skipped.
+fn records_of(node: &Node, kind: &str) -> (Vec<Value>, usize) {
+    let (mut all, mut skipped) = (Vec::new(), 0);
+    for path in journal::rotate::files(std::path::Path::new(&node.dir.path("state/journal"))) {
+        let file = std::fs::File::open(&path).expect("a journal file");
+        let read: journal::read::Read<Value> = journal::read::records(BufReader::new(file), kind);
+        all.extend(read.records);
+        skipped += read.skipped;
+    }
+    (all, skipped)
+}
+
+/// ADDs a pod named shop/`name` and returns its IPv4 address.
+fn add_pod(node: &Node, conf: &Value, pod: &Netns, name: &str) -> String {
+    let r = node.cni_with_args(
+        "ADD",
+        conf,
+        name,
+        &pod.path(),
+        "eth0",
+        &format!("K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}"),
+    );
+    assert!(r.ok, "{}", r.stdout);
+    let result: Value = serde_json::from_str(&r.stdout).unwrap();
+    let v4 = result["ips"].as_array().unwrap().iter().map(|i| i["address"].as_str().unwrap()).find(|a| a.contains('.'));
+    v4.unwrap().split('/').next().unwrap().to_string()
+}
+
+/// The flow records of connections to `ip` port `port` (after any DNAT).
+fn flows_to<'a>(flows: &'a [Value], ip: &str, port: u16) -> Vec<&'a Value> {
+    flows
+        .iter()
+        .filter(|f| {
+            f["IP"]["destination"] == json!(ip)
+                && f["l4"].as_object().unwrap().values().any(|l| l["destination_port"] == json!(port))
+        })
+        .collect()
 }
 
 #[test]
@@ -98,4 +137,97 @@ fn a_journal_that_cannot_be_written_never_fails_the_add_and_is_counted() {
     let (recs, _) = records(&node);
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0]["lost_before"], json!(1), "the lost record is counted: {}", recs[0]);
+}
+
+#[test]
+fn the_daemon_records_flows_between_pods_to_a_service_and_outside() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("jfl");
+    let conf = node.conf("1.0.0", "podnet", json!({}));
+    let (a, b, outside) = (Netns::new("jfla"), Netns::new("jflb"), Netns::new("jflo"));
+    let a_ip = add_pod(&node, &conf, &a, "frontend-1");
+    let b_ip = add_pod(&node, &conf, &b, "api-2");
+    attach_outside(&node.ns, &outside);
+    // a Service address DNATed to api-2, as kube-proxy's nftables mode does
+    let svc = format!(
+        "table ip svc {{\n chain pre {{\n type nat hook prerouting priority dstnat;\n ip daddr 10.96.0.10 tcp dport 80 dnat to {b_ip}:8080\n }}\n}}\n"
+    );
+    std::fs::write(node.dir.path("svc.nft"), svc).unwrap();
+    let out = node.ns.exec("nft", &["-f", &node.dir.path("svc.nft")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let daemon = Daemon::start(&node, &[]);
+    serve_tcp(&b, "0.0.0.0:8080", "api");
+    serve_tcp(&outside, "0.0.0.0:443", "out");
+    assert_eq!(tcp_fetch(&a, &format!("{b_ip}:8080")), "api");
+    assert_eq!(tcp_fetch(&a, "10.96.0.10:80"), "api", "through the Service");
+    assert_eq!(tcp_fetch(&a, "203.0.113.2:443"), "out");
+    let to: std::net::SocketAddr = format!("{b_ip}:5353").parse().unwrap();
+    assert!(udp_source_seen(&a, &b, to).is_some());
+    // a connection still open when the daemon stops, with data both ways
+    let listener = b.run(|| std::net::TcpListener::bind("0.0.0.0:9000").unwrap());
+    let mut held = a.run({
+        let to = format!("{b_ip}:9000");
+        move || std::net::TcpStream::connect(to).unwrap()
+    });
+    let accepted = listener.accept().unwrap();
+    std::io::Write::write_all(&mut held, b"hello").unwrap();
+    // closed TCP connections end at their close, not two minutes later
+    let ends = || records_of(&node, "flow").0.iter().filter(|f| f["event"] == json!("end")).count();
+    assert!(eventually(|| ends() >= 3), "the closed connections end: {:#?}", records_of(&node, "flow").0);
+    assert!(daemon.stop().success(), "a clean exit on SIGTERM");
+    drop((held, accepted));
+
+    let log = std::fs::read_to_string(node.dir.path("agent.log")).unwrap();
+    assert!(log.contains("ready: subscribed to conntrack events"), "{log}");
+    let (flows, skipped) = records_of(&node, "flow");
+    assert_eq!(skipped, 0);
+    let frontend = json!({"namespace": "shop", "pod_name": "frontend-1"});
+    let api = json!({"namespace": "shop", "pod_name": "api-2"});
+
+    // pod to pod: made, then ended with counters both ways and its TCP state
+    let direct: Vec<_> = flows_to(&flows, &b_ip, 8080).into_iter().filter(|f| f.get("via").is_none()).collect();
+    let ended = direct.iter().find(|f| f["event"] == json!("end")).expect("an end record");
+    assert!(
+        direct.iter().any(|f| f["event"] == json!("new") && f["conntrack_id"] == ended["conntrack_id"]),
+        "{direct:#?}"
+    );
+    assert_eq!((&ended["source"], &ended["destination"]), (&frontend, &api), "{ended}");
+    assert_eq!(ended["IP"], json!({"source": a_ip, "destination": b_ip, "ipVersion": "IPv4"}));
+    assert_eq!(ended["original"]["destination"], json!(b_ip));
+    assert_eq!(ended["reply"]["source"], json!(b_ip));
+    assert!(ended["packets"].as_u64().unwrap() >= 3 && ended["reply_packets"].as_u64().unwrap() >= 3, "{ended}");
+    assert!(ended["bytes"].as_u64().unwrap() > 0 && ended["reply_bytes"].as_u64().unwrap() >= 3 + 60);
+    assert!(ended["tcp_state"].is_string() && ended["first_seen"].as_str() <= ended["last_seen"].as_str(), "{ended}");
+
+    // through the Service: the endpoint and target port, and what it was made to
+    let service = flows_to(&flows, &b_ip, 8080).into_iter().find(|f| f.get("via").is_some()).expect("the Service flow");
+    assert_eq!(service["via"], json!({"ip": "10.96.0.10", "port": 80}), "{service}");
+    assert_eq!(service["original"]["destination"], json!("10.96.0.10"));
+    assert_eq!(service["original"]["destination_port"], json!(80));
+    assert_eq!(service["reply"]["source_port"], json!(8080));
+    assert_eq!((&service["source"], &service["destination"]), (&frontend, &api));
+
+    // outside: no pod there; the reply goes to the node's masquerading address
+    let out = flows_to(&flows, "203.0.113.2", 443);
+    let out = out.iter().find(|f| f["event"] == json!("end")).expect("the outside flow ended");
+    assert_eq!(out["source"], frontend);
+    assert!(out.get("destination").is_none(), "{out}");
+    assert_eq!(out["reply"]["destination"], json!("203.0.113.1"), "masqueraded: {out}");
+
+    // UDP, open when the daemon stopped: written with its counters so far
+    let udp = flows_to(&flows, &b_ip, 5353);
+    assert!(
+        udp.iter().any(|f| f["l4"]["UDP"]["destination_port"] == json!(5353) && f["event"] == json!("new")),
+        "{udp:#?}"
+    );
+    let open_udp = udp.iter().find(|f| f["event"] == json!("open")).expect("written at the stop");
+    assert_eq!(open_udp["packets"], json!(1));
+
+    // the connection held open over the stop: an open record, counters so far
+    let held = flows_to(&flows, &b_ip, 9000);
+    let held = held.iter().find(|f| f["event"] == json!("open")).expect("the held connection written at the stop");
+    assert_eq!(held["tcp_state"], json!("ESTABLISHED"));
+    assert!(held["packets"].as_u64().unwrap() >= 3 && held["bytes"].as_u64().unwrap() >= 3 * 52 + 5, "{held}");
 }

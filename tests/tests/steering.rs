@@ -455,50 +455,6 @@ fn default_route(s: &Steer, table: u32) -> String {
     routes.lines().find(|l| !l.contains("metric 4000")).unwrap_or_default().trim().to_string()
 }
 
-/// The daemon, run in the node: `weavice-agent run`, its log in the node's dir.
-struct Daemon(std::process::Child);
-
-impl Daemon {
-    fn start(s: &Steer) -> Daemon {
-        let (state, log) = (s.node.dir.path("state"), s.node.dir.path("agent.log"));
-        let child = std::process::Command::new("ip")
-            .args(["netns", "exec", &s.node.ns.name, &bin("weavice-agent"), "run", "--state-dir", &state])
-            .args(["--log-file", &log])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start weavice-agent run");
-        let d = Daemon(child);
-        assert!(eventually(|| std::fs::read_to_string(&log).unwrap_or_default().contains("running")), "started");
-        d
-    }
-
-    /// SIGTERM; its exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child's pid (`ip netns exec` execs the agent).
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        self.0.wait().expect("wait for the daemon")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Whether `f` holds within 10 seconds (polled every 200 ms).
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
-}
-
 fn forwarding(pod: &Netns, on: bool) {
     let knob = format!("net.ipv4.ip_forward={}", u8::from(on));
     assert!(pod.exec("sysctl", &["-qw", &knob]).status.success());
@@ -511,7 +467,7 @@ fn the_daemon_applies_the_failure_policy_to_a_function_that_stops_forwarding() {
     }
     let s = Steer::new("std");
     s.apply(&chain("guard", &FUNCTIONS, "Open", ""));
-    let daemon = Daemon::start(&s);
+    let daemon = Daemon::start(&s.node, &[]);
     let b = s.ip("payments-0", true);
     let ttl = || ping(s.pod("frontend-0"), &b);
     assert_eq!(ttl(), Some(59));

@@ -4,6 +4,8 @@
 //! portmap does, without starting the `conntrack` tool. A deleted
 //! security-function chain's connections lose its bits from their marks.
 
+pub mod events;
+
 use crate::netlink::{NetfilterSocket, Request};
 use crate::{DatapathError, Result};
 use netlink_packet_core::Nla;

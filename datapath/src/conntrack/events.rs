@@ -1,0 +1,410 @@
+//! Conntrack's announcements over ctnetlink: a connection made (NEW), its
+//! state changed (UPDATE) or ended (DESTROY), and a listing of the table,
+//! decoded into [`Flow`]s. netlink-packet-netfilter decodes the tuples,
+//! status and TCP state; the counters, CTA_ID and timestamps it leaves raw
+//! are decoded here. The socket's own drop counter (`/proc/net/netlink`)
+//! says exactly how many announcements the kernel could not deliver.
+
+use crate::netlink::{NetfilterSocket, NlError};
+use crate::{sysctl, DatapathError, Result};
+use netlink_packet_core::{Nla, NlasIterator, NLM_F_CREATE};
+use netlink_packet_netfilter::conntrack::{
+    ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple, Tuple,
+};
+use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+const NFNLGRP_CONNTRACK_NEW: u32 = 1;
+const NFNLGRP_CONNTRACK_UPDATE: u32 = 2;
+const NFNLGRP_CONNTRACK_DESTROY: u32 = 3;
+
+const CTA_COUNTERS_ORIG: u16 = 9;
+const CTA_COUNTERS_REPLY: u16 = 10;
+const CTA_ID: u16 = 12;
+const CTA_TIMESTAMP: u16 = 20;
+const CTA_COUNTERS_PACKETS: u16 = 1;
+const CTA_COUNTERS_BYTES: u16 = 2;
+const CTA_TIMESTAMP_START: u16 = 1;
+const CTA_TIMESTAMP_STOP: u16 = 2;
+const CTA_PROTO_ICMP_TYPE: u16 = 5;
+const CTA_PROTO_ICMP_CODE: u16 = 6;
+const CTA_PROTO_ICMPV6_TYPE: u16 = 8;
+const CTA_PROTO_ICMPV6_CODE: u16 = 9;
+/// Attribute kinds carry the nested and byte-order flags in their top bits.
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// One direction of a connection as conntrack keys it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tuple5 {
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub protocol: u8,
+    /// Ports for TCP, UDP, SCTP; 0 otherwise.
+    pub sport: u16,
+    pub dport: u16,
+    /// Type and code for ICMP and ICMPv6.
+    pub icmp: Option<(u8, u8)>,
+}
+
+/// Packets and bytes one way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A connection as one announcement or listing entry describes it; what it
+/// leaves out is `None` (counters and times come with `nf_conntrack_acct`
+/// and `nf_conntrack_timestamp` on, at DESTROY and in listings).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Flow {
+    /// Conntrack's id of the entry: with `start`, the connection's identity.
+    pub id: u32,
+    pub original: Tuple5,
+    pub reply: Tuple5,
+    pub tcp_state: Option<u8>,
+    pub counters: Option<(Counters, Counters)>,
+    /// Nanoseconds since the epoch.
+    pub start: Option<u64>,
+    pub stop: Option<u64>,
+    pub mark: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    New,
+    Update,
+    Destroy,
+}
+
+/// What one wait for announcements ended with.
+pub enum Received {
+    /// The flows of one datagram.
+    Flows(Vec<(Event, Flow)>),
+    /// Nothing came within the wait.
+    Idle,
+    /// The kernel dropped announcements (ENOBUFS): the drop counter says how
+    /// many; a listing finds what is still open.
+    Overrun,
+}
+
+/// A subscription to every conntrack announcement of the calling thread's
+/// namespace.
+pub struct Events {
+    sock: NetfilterSocket,
+    inode: u64,
+    /// For questions about one entry (its counters at a TCP close).
+    query: NetfilterSocket,
+}
+
+impl Events {
+    /// Subscribes with a receive buffer of `rcvbuf` bytes (forced past
+    /// rmem_max: bursts of DESTROYs outrun any reader with the default), and
+    /// waits of at most `wait` in [`recv`](Self::recv).
+    pub fn subscribe(rcvbuf: usize, wait: Duration) -> Result<Events> {
+        let fail = DatapathError::netlink("subscribe to conntrack events");
+        let mut sock = NetfilterSocket::open().map_err(fail)?;
+        let fd = sock.as_raw_fd();
+        let size = libc::c_int::try_from(rcvbuf).unwrap_or(libc::c_int::MAX);
+        let tv = libc::timeval { tv_sec: wait.as_secs() as libc::time_t, tv_usec: wait.subsec_micros() as _ };
+        // SAFETY: plain setsockopt calls with values owned by this frame.
+        unsafe {
+            setsockopt(fd, libc::SO_RCVBUFFORCE, &size)?;
+            setsockopt(fd, libc::SO_RCVTIMEO, &tv)?;
+        }
+        for group in [NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, NFNLGRP_CONNTRACK_DESTROY] {
+            sock.subscribe(group).map_err(DatapathError::netlink("subscribe to conntrack events"))?;
+        }
+        // SAFETY: fstat into a zeroed stat owned by this frame.
+        let inode = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::fstat(fd, &mut st) != 0 {
+                return Err(DatapathError::netlink("subscribe to conntrack events")(io::Error::last_os_error().into()));
+            }
+            st.st_ino
+        };
+        let query = NetfilterSocket::open().map_err(DatapathError::netlink("open a ctnetlink socket"))?;
+        Ok(Events { sock, inode, query })
+    }
+
+    pub fn recv(&mut self) -> Result<Received> {
+        match self.sock.recv_flagged() {
+            Ok(messages) => Ok(Received::Flows(
+                messages
+                    .into_iter()
+                    .filter_map(|(flags, m)| {
+                        let NetfilterMessageInner::Conntrack(m) = m.inner else { return None };
+                        match m {
+                            ConntrackMessage::New(attrs) if flags & NLM_F_CREATE != 0 => Some((Event::New, attrs)),
+                            ConntrackMessage::New(attrs) => Some((Event::Update, attrs)),
+                            ConntrackMessage::Delete(attrs) => Some((Event::Destroy, attrs)),
+                            _ => None,
+                        }
+                    })
+                    .map(|(e, attrs)| (e, decode(&attrs)))
+                    .collect(),
+            )),
+            Err(NlError::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                Ok(Received::Idle)
+            }
+            Err(NlError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(Received::Overrun),
+            // one undecodable datagram is not the end of the subscription
+            Err(NlError::Decode(e)) => {
+                log::warn!("conntrack event not decoded: {e}");
+                Ok(Received::Flows(Vec::new()))
+            }
+            Err(e) => Err(DatapathError::netlink("receive conntrack events")(e)),
+        }
+    }
+
+    /// The entry of `flow` as the table holds it now (with its counters),
+    /// found by its original tuple; `None` once it is gone.
+    pub fn get(&mut self, flow: &Flow) -> Option<Flow> {
+        let o = &flow.original;
+        let (src, dst) = (o.src?, o.dst?);
+        let family = if src.is_ipv4() { NetfilterProtoFamily::IPv4 } else { NetfilterProtoFamily::IPv6 };
+        let key = ConntrackAttribute::CtaTupleOrig(vec![
+            Tuple::Ip(vec![IPTuple::SourceAddress(src), IPTuple::DestinationAddress(dst)]),
+            Tuple::Proto(vec![
+                ProtoTuple::Protocol(o.protocol.into()),
+                ProtoTuple::SourcePort(o.sport),
+                ProtoTuple::DestinationPort(o.dport),
+            ]),
+        ]);
+        let m = NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), ConntrackMessage::Get(vec![key]));
+        self.query.get(m).ok()?.into_iter().find_map(|m| match m.inner {
+            NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) => Some(decode(&attrs)),
+            _ => None,
+        })
+    }
+
+    /// Announcements the kernel dropped for this socket so far (its Drops
+    /// column in `/proc/net/netlink`).
+    pub fn drops(&self) -> Option<u64> {
+        let table = std::fs::read_to_string("/proc/net/netlink").ok()?;
+        drops_of(&table, self.inode)
+    }
+}
+
+/// # Safety
+/// `fd` must be a socket.
+unsafe fn setsockopt<T>(fd: i32, option: libc::c_int, value: &T) -> Result<()> {
+    let len = std::mem::size_of::<T>() as libc::socklen_t;
+    if libc::setsockopt(fd, libc::SOL_SOCKET, option, (value as *const T).cast(), len) != 0 {
+        return Err(DatapathError::netlink("set up the conntrack event socket")(io::Error::last_os_error().into()));
+    }
+    Ok(())
+}
+
+/// The Drops column of the socket with inode `inode` in a
+/// `/proc/net/netlink` table.
+fn drops_of(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.get(9)?.parse::<u64>().ok()? == inode).then(|| cols.get(8)?.parse().ok())?
+    })
+}
+
+/// Every entry of the table (both families), to `each`.
+pub fn list(each: &mut dyn FnMut(Flow)) -> Result<()> {
+    let mut nl = NetfilterSocket::open().map_err(DatapathError::netlink("open a ctnetlink socket"))?;
+    let all = NetfilterMessage::new(
+        NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, 0),
+        ConntrackMessage::Get(Vec::new()),
+    );
+    nl.dump_each(all, &mut |m| {
+        if let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = m.inner {
+            each(decode(&attrs));
+        }
+    })
+    .map_err(DatapathError::netlink("list conntrack entries"))
+}
+
+/// Turns on per-connection counters and start/stop times in the calling
+/// thread's namespace (both off by default); they apply to connections
+/// made from then on.
+pub fn enable_accounting() -> Result<()> {
+    sysctl::set("net.netfilter.nf_conntrack_acct", "1")?;
+    sysctl::set("net.netfilter.nf_conntrack_timestamp", "1")
+}
+
+fn raw(nla: &impl Nla) -> Vec<u8> {
+    let mut v = vec![0; nla.value_len()];
+    nla.emit_value(&mut v);
+    v
+}
+
+fn be_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+/// (kind, value) of each attribute nested in `value`.
+fn nested(value: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    NlasIterator::new(value).flatten().filter_map(|n| {
+        let (kind, len) = (n.kind() & NLA_TYPE_MASK, usize::from(n.length()));
+        Some((kind, n.into_inner().get(4..len)?))
+    })
+}
+
+fn tuple(parts: &[Tuple]) -> Tuple5 {
+    let mut t = Tuple5::default();
+    for part in parts {
+        match part {
+            Tuple::Ip(ips) => {
+                for ip in ips {
+                    match ip {
+                        IPTuple::SourceAddress(a) => t.src = Some(*a),
+                        IPTuple::DestinationAddress(a) => t.dst = Some(*a),
+                        _ => {}
+                    }
+                }
+            }
+            Tuple::Proto(protos) => {
+                let mut icmp = (None, None);
+                for p in protos {
+                    match p {
+                        ProtoTuple::Protocol(p) => t.protocol = u8::from(*p),
+                        ProtoTuple::SourcePort(port) => t.sport = *port,
+                        ProtoTuple::DestinationPort(port) => t.dport = *port,
+                        ProtoTuple::Other(nla) => {
+                            let v = raw(nla).first().copied();
+                            match nla.kind() & NLA_TYPE_MASK {
+                                CTA_PROTO_ICMP_TYPE | CTA_PROTO_ICMPV6_TYPE => icmp.0 = v,
+                                CTA_PROTO_ICMP_CODE | CTA_PROTO_ICMPV6_CODE => icmp.1 = v,
+                                _ => {}
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if let (Some(ty), code) = icmp {
+                    t.icmp = Some((ty, code.unwrap_or(0)));
+                }
+            }
+            _ => {}
+        }
+    }
+    t
+}
+
+fn counters(value: &[u8]) -> Counters {
+    let mut c = Counters::default();
+    for (kind, v) in nested(value) {
+        match kind {
+            CTA_COUNTERS_PACKETS => c.packets = be_u64(v).unwrap_or(0),
+            CTA_COUNTERS_BYTES => c.bytes = be_u64(v).unwrap_or(0),
+            _ => {}
+        }
+    }
+    c
+}
+
+/// A flow from an entry's attributes.
+pub fn decode(attrs: &[ConntrackAttribute]) -> Flow {
+    let mut f = Flow::default();
+    let (mut orig_counters, mut reply_counters) = (None, None);
+    for a in attrs {
+        match a {
+            ConntrackAttribute::CtaTupleOrig(t) => f.original = tuple(t),
+            ConntrackAttribute::CtaTupleReply(t) => f.reply = tuple(t),
+            ConntrackAttribute::CtaMark(m) => f.mark = *m,
+            ConntrackAttribute::CtaProtoInfo(infos) => {
+                for info in infos {
+                    if let ProtoInfo::TCP(tcp) = info {
+                        f.tcp_state = tcp.iter().find_map(|t| match t {
+                            ProtoInfoTCP::State(s) => Some(*s),
+                            _ => None,
+                        });
+                    }
+                }
+            }
+            ConntrackAttribute::Other(nla) => {
+                let value = raw(nla);
+                match nla.kind() & NLA_TYPE_MASK {
+                    CTA_ID => f.id = value.get(..4).map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+                    CTA_COUNTERS_ORIG => orig_counters = Some(counters(&value)),
+                    CTA_COUNTERS_REPLY => reply_counters = Some(counters(&value)),
+                    CTA_TIMESTAMP => {
+                        for (kind, v) in nested(&value) {
+                            match kind {
+                                CTA_TIMESTAMP_START => f.start = be_u64(v),
+                                CTA_TIMESTAMP_STOP => f.stop = be_u64(v),
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    if orig_counters.is_some() || reply_counters.is_some() {
+        f.counters = Some((orig_counters.unwrap_or_default(), reply_counters.unwrap_or_default()));
+    }
+    f
+}
+
+/// TCP states in which conntrack holds a connection that has ended
+/// (TIME_WAIT, CLOSE): its entry stays for minutes more.
+pub fn tcp_closed(state: u8) -> bool {
+    matches!(state, 7 | 8)
+}
+
+/// Conntrack's name of a TCP state (`conntrack -L` prints these).
+pub fn tcp_state_name(state: u8) -> &'static str {
+    match state {
+        1 => "SYN_SENT",
+        2 => "SYN_RECV",
+        3 => "ESTABLISHED",
+        4 => "FIN_WAIT",
+        5 => "CLOSE_WAIT",
+        6 => "LAST_ACK",
+        7 => "TIME_WAIT",
+        8 => "CLOSE",
+        9 => "SYN_SENT2",
+        _ => "NONE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_read_from_the_sockets_line() {
+        let table = "sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode\n\
+            00000000c0ffee00 0   4195       00000000 0        0        0     2        0        12345\n\
+            00000000c0ffee01 12  4196       00000007 0        0        0     2        5319     67890\n";
+        assert_eq!(drops_of(table, 67890), Some(5319));
+        assert_eq!(drops_of(table, 12345), Some(0));
+        assert_eq!(drops_of(table, 1), None);
+    }
+
+    #[test]
+    fn counters_ids_and_times_are_decoded_from_raw_attributes() {
+        use netlink_packet_core::DefaultNla;
+        let nest = |items: &[(u16, u64)]| -> Vec<u8> {
+            let mut out = Vec::new();
+            for (kind, v) in items {
+                out.extend_from_slice(&12u16.to_ne_bytes());
+                out.extend_from_slice(&kind.to_ne_bytes());
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            out
+        };
+        let attrs = vec![
+            ConntrackAttribute::Other(DefaultNla::new(CTA_ID, 0xdead_beefu32.to_be_bytes().to_vec())),
+            ConntrackAttribute::Other(DefaultNla::new(CTA_COUNTERS_ORIG | 0x8000, nest(&[(1, 14), (2, 1200)]))),
+            ConntrackAttribute::Other(DefaultNla::new(CTA_COUNTERS_REPLY | 0x8000, nest(&[(1, 12), (2, 3400)]))),
+            ConntrackAttribute::Other(DefaultNla::new(CTA_TIMESTAMP | 0x8000, nest(&[(1, 100), (2, 250)]))),
+        ];
+        let f = decode(&attrs);
+        assert_eq!(f.id, 0xdead_beef);
+        assert_eq!(f.counters, Some((Counters { packets: 14, bytes: 1200 }, Counters { packets: 12, bytes: 3400 })));
+        assert_eq!((f.start, f.stop), (Some(100), Some(250)));
+    }
+}
