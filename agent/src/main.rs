@@ -7,6 +7,7 @@
 
 mod chain;
 mod flows;
+mod journal_tail;
 mod logging;
 mod notify;
 mod probe;
@@ -58,6 +59,14 @@ enum Cmd {
         #[arg(long, default_value_t = journal::rotate::DEFAULT_MAX_FILES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10000))]
         journal_max_files: usize,
     },
+    /// The node journal: pods and flows (docs/journal.md).
+    Journal {
+        #[command(subcommand)]
+        action: JournalAction,
+        /// The networks' `stateDir`.
+        #[arg(long, global = true, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
+        state_dir: PathBuf,
+    },
     /// Security-function chains: steer chosen pod-to-pod traffic through
     /// functions (docs/chains.md).
     Chain {
@@ -66,6 +75,19 @@ enum Cmd {
         /// The networks' `stateDir`.
         #[arg(long, global = true, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
         state_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalAction {
+    /// The journal's records, oldest first, across its files.
+    Tail {
+        /// Then print records as they are appended, until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// `text`: one line for a person; `json`: the records themselves.
+        #[arg(long, short, value_enum, default_value = "text")]
+        output: Output,
     },
 }
 
@@ -163,6 +185,15 @@ fn main() -> ExitCode {
                         chain::ChainCmdError::Input(_) => 2,
                         chain::ChainCmdError::Node(_) => 1,
                     })
+                }
+            }
+        }
+        Cmd::Journal { action: JournalAction::Tail { follow, output }, state_dir } => {
+            match journal_tail::tail(&state_dir.to_string_lossy(), follow, matches!(output, Output::Json)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("journal tail: {e}");
+                    ExitCode::FAILURE
                 }
             }
         }

@@ -7,7 +7,7 @@
 use crate::rotate::{self, Limits};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The file records go to, in the journal directory.
@@ -53,18 +53,44 @@ impl Journal {
             return Ok(());
         }
         fs::create_dir_all(&self.dir)?;
-        let mut f = OpenOptions::new().create(true).append(true).mode(0o600).open(self.path())?;
-        // one write: appends of whole lines do not interleave
-        let n = f.write(lines)?;
-        if n != lines.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, format!("wrote {n} of {} bytes", lines.len())));
-        }
-        if f.metadata().is_ok_and(|m| m.len() >= self.limits.max_bytes) {
+        let len = {
+            // shared against a rotation: the file is renamed only once no
+            // append into it is under way, so a follower that saw the
+            // rename has every line of it
+            let _lock = rotate::lock(&self.dir, libc::LOCK_SH)?;
+            let mut f = OpenOptions::new().create(true).append(true).mode(0o600).open(self.path())?;
+            // one write: appends of whole lines do not interleave
+            let n = f.write(lines)?;
+            if n != lines.len() {
+                // end the torn line, so that the next record is not glued to it
+                let _ = f.write(b"\n");
+                return Err(io::Error::new(io::ErrorKind::WriteZero, format!("wrote {n} of {} bytes", lines.len())));
+            }
+            f.metadata().map(|m| m.len()).unwrap_or(0)
+        };
+        if len >= self.limits.max_bytes {
             // the lines are written: a failed rotation loses nothing, the
             // next append tries again
             if let Err(e) = rotate::rotate(&self.dir, &self.limits) {
                 log::warn!("journal {}: rotation failed: {e}", self.dir.display());
             }
+        }
+        Ok(())
+    }
+
+    /// Ends the active file's last line if a crash left it torn, so that the
+    /// next record starts a line of its own (the torn one stays, skipped by
+    /// readers).
+    pub fn end_torn_line(&self) -> io::Result<()> {
+        let mut f = match OpenOptions::new().read(true).append(true).open(self.path()) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let len = f.metadata()?.len();
+        let mut last = [0u8; 1];
+        if len > 0 && f.read_at(&mut last, len - 1)? == 1 && last[0] != b'\n' {
+            f.write_all(b"\n")?;
         }
         Ok(())
     }

@@ -131,7 +131,7 @@ impl Follower {
             if self.queued.is_empty() {
                 return;
             }
-            self.finish_file(each);
+            // read once more: lines written between the read and the rename
         }
     }
 

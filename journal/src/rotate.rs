@@ -2,11 +2,12 @@
 //! active file past its limit renames it to `journal-<time>.jsonl` (names
 //! sort by time) and removes the oldest beyond the file limit, under an
 //! flock, so that of many appenders reaching the limit at once only one
-//! rotates. An appender that opened the file before the rename writes into
-//! the renamed file: its record is still there exactly once.
+//! rotates. Appenders hold the same lock shared while they write, so no
+//! line goes into a file after its rename: a follower that saw the rename
+//! and read the file to its end has all of it.
 
 use crate::append::ACTIVE;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -33,14 +34,21 @@ impl Default for Limits {
 const PREFIX: &str = "journal-";
 const SUFFIX: &str = ".jsonl";
 
-/// Rotates the active file of `dir` if it is (still) at its limit.
-pub fn rotate(dir: &Path, limits: &Limits) -> io::Result<()> {
+/// The rotation lock of `dir`, taken `how` (LOCK_SH to append, LOCK_EX to
+/// rotate); released when the file is dropped.
+pub fn lock(dir: &Path, how: libc::c_int) -> io::Result<File> {
     let lock =
         OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(dir.join(".rotate.lock"))?;
-    // SAFETY: flock on a descriptor this frame owns; released when it closes.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(lock.as_raw_fd(), how) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(lock)
+}
+
+/// Rotates the active file of `dir` if it is (still) at its limit.
+pub fn rotate(dir: &Path, limits: &Limits) -> io::Result<()> {
+    let _lock = lock(dir, libc::LOCK_EX)?;
     let active = dir.join(ACTIVE);
     match fs::metadata(&active) {
         Ok(m) if m.len() >= limits.max_bytes => {}

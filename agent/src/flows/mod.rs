@@ -34,8 +34,6 @@ const RCVBUF: usize = 8 << 20;
 const WAIT: Duration = Duration::from_millis(100);
 /// How often ranges, pods and the drop counter are looked at again.
 const TICK: Duration = Duration::from_secs(1);
-/// The shortest interval between two journal reads for an unknown pod address.
-const POD_LOOKUP_EVERY: Duration = Duration::from_millis(20);
 /// How long the stop drains announcements already queued.
 const DRAIN: Duration = Duration::from_millis(500);
 
@@ -47,7 +45,6 @@ pub struct Options {
 struct Capture {
     scope: Scope,
     pods: Pods,
-    pods_read: Instant,
     writer: Writer,
     node: String,
     /// Open connections in scope → TCP state.
@@ -71,13 +68,15 @@ pub fn capture(
         }
     };
     let journal = Journal::new(&opts.state_dir).with_limits(opts.limits);
+    if let Err(e) = journal.end_torn_line() {
+        log::warn!("journal {}: {e}", journal.path().display());
+    }
     let path = journal.path();
     let node = journal::node_name();
     let mut c = Capture {
         scope: Scope::load(&opts.state_dir),
         pods: Pods::load(&opts.state_dir, journal.dir()),
-        pods_read: Instant::now(),
-        writer: Writer::new(journal, node.clone()),
+        writer: Writer::new(journal, opts.limits.max_bytes, node.clone()),
         node,
         open: HashMap::new(),
         closed: HashSet::new(),
@@ -105,7 +104,7 @@ pub fn capture(
         if ticked.elapsed() >= TICK {
             ticked = Instant::now();
             c.scope = Scope::load(&opts.state_dir);
-            c.read_pods();
+            c.pods.refresh();
             c.count_drops(&events, &mut dropped);
         }
         if c.writer.due() {
@@ -184,18 +183,11 @@ impl Capture {
         // a pod made since the last read: its ADD record is in the journal
         let unnamed =
             |ip: &str, e: &Option<journal::Endpoint>| e.is_none() && ip.parse().is_ok_and(|ip| self.scope.holds(ip));
-        if (unnamed(&r.ip.source, &r.source) || unnamed(&r.ip.destination, &r.destination))
-            && self.pods_read.elapsed() >= POD_LOOKUP_EVERY
-        {
-            self.read_pods();
+        if unnamed(&r.ip.source, &r.source) || unnamed(&r.ip.destination, &r.destination) {
+            self.pods.refresh();
             r = record::of(event, flow, &self.node, &self.pods, &now).unwrap_or(r);
         }
         self.writer.push(&r);
-    }
-
-    fn read_pods(&mut self) {
-        self.pods.refresh();
-        self.pods_read = Instant::now();
     }
 
     /// An `open` record for every connection in scope the table holds

@@ -9,13 +9,15 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
-/// Flushed sooner past this many bytes.
+/// Flushed sooner past this many bytes, or a quarter of the journal's file
+/// size limit: a file ends at most that far past its limit.
 const FLUSH_BYTES: usize = 256 << 10;
 
 pub struct Writer {
     journal: Journal,
     node: String,
     buf: Vec<u8>,
+    flush_bytes: usize,
     lines: u64,
     /// Records not written, not yet reported.
     unwritten: u64,
@@ -24,11 +26,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn new(journal: Journal, node: String) -> Writer {
+    pub fn new(journal: Journal, max_bytes: u64, node: String) -> Writer {
+        let flush_bytes = FLUSH_BYTES.min(usize::try_from(max_bytes / 4).unwrap_or(FLUSH_BYTES));
         Writer {
             journal,
             node,
-            buf: Vec::with_capacity(FLUSH_BYTES * 2),
+            buf: Vec::with_capacity(flush_bytes * 2),
+            flush_bytes,
             lines: 0,
             unwritten: 0,
             flushed: Instant::now(),
@@ -41,7 +45,7 @@ impl Writer {
             self.buf.push(b'\n');
             self.lines += 1;
         }
-        if self.buf.len() >= FLUSH_BYTES {
+        if self.buf.len() >= self.flush_bytes {
             self.flush();
         }
     }
