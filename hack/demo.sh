@@ -2,7 +2,8 @@
 # weavice demo (root, Debian 12): builds weavice, installs what it needs,
 # creates a test node and three pods in network namespaces through cnitool
 # (a real libcni client), and shows connectivity, anti-spoofing, NAT, a
-# security-function chain steering traffic through a firewall pod, and CHECK/DEL.
+# security-function chain steering traffic through a firewall pod, the node
+# journal of pods and flows recorded by the node daemon, and CHECK/DEL.
 # Everything happens inside namespaces it creates and removes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,9 @@ hack/build-cnitool.sh target/cnitool >/dev/null
 tag="wvdemo$$"
 node="$tag-node"; outside="$tag-out"; pods=("$tag-a" "$tag-b" "$tag-c")
 work=$(mktemp -d)
+daemon=""; server=""
 cleanup() {
+    for pid in $daemon $server; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
     for p in "${pods[@]}"; do ip netns del "$p" 2>/dev/null || true; done
     ip netns del "$outside" 2>/dev/null || true
     ip netns del "$node" 2>/dev/null || true
@@ -59,6 +62,13 @@ for i in 0 1 2; do
         cni add podnet "/run/netns/${pods[$i]}" | tr -d '\n '; echo
 done
 ip4() { ip -n "$1" -o -4 addr show eth0 | awk '{print $4}' | cut -d/ -f1; }
+agent() { ip netns exec "$node" "$bin/weavice-agent" "$@" --state-dir "$work/state"; }
+
+echo "== the node daemon: weavice-agent run records the pods' flows into the node journal"
+ip netns exec "$node" "$bin/weavice-agent" run --state-dir "$work/state" --log-file "$work/agent.log" 2>/dev/null &
+daemon=$!
+for _ in $(seq 50); do grep -q ready "$work/agent.log" 2>/dev/null && break; sleep 0.1; done
+grep ready "$work/agent.log"
 ip6() { ip -n "$1" -o -6 addr show eth0 scope global | awk '{print $4}' | cut -d/ -f1; }
 
 echo "== pod a: addresses and routes (a /32 and /128, everything through the gateway)"
@@ -109,7 +119,6 @@ spec:
     - {name: fw, mode: route, pod: {namespace: shop, name: fw-0}}
 YAML
 cat "$work/chain.yaml"
-agent() { ip netns exec "$node" "$bin/weavice-agent" "$@" --state-dir "$work/state"; }
 run agent chain apply -f "$work/chain.yaml"
 run agent chain list
 echo "with the chain: a to b through the firewall (ttl 61: two passes through the node), both ways"
@@ -128,6 +137,20 @@ sed 's/mode: route/mode: bounce/' "$work/chain.yaml" > "$work/bad.yaml"
 echo "a bad spec is refused (exit 2) and changes nothing:"
 agent chain apply -f "$work/bad.yaml" 2>&1 | head -3 || true
 
+echo "== the node journal: pod b serves on 8080, also behind a Service address 10.96.0.10:80 (DNAT, as kube-proxy does)"
+printf 'table ip svc {\n chain pre {\n type nat hook prerouting priority dstnat;\n ip daddr 10.96.0.10 tcp dport 80 dnat to %s:8080\n }\n}\n' "$b4" > "$work/svc.nft"
+ip netns exec "$node" nft -f "$work/svc.nft"
+ip netns exec "${pods[1]}" socat TCP-LISTEN:8080,fork,reuseaddr EXEC:"echo hello from payments-0" &
+server=$!
+sleep 0.3
+run ip netns exec "${pods[0]}" socat - "TCP:$b4:8080"
+run ip netns exec "${pods[0]}" socat - TCP:10.96.0.10:80
+sleep 0.3
+echo "every pod and flow, one line each (pods by name; a Service by what it was made to):"
+run agent journal tail
+echo "the Service flow as a record (JSON Lines, Hubble's field names):"
+agent journal tail --output json | awk '/"via"/ && /"event":"end"/ { print; exit }'
+
 echo "== cnitool check, then a route goes missing and CHECK says so"
 run cni check podnet "/run/netns/${pods[0]}" && echo "check: ok"
 ip -n "${pods[0]}" route del default
@@ -137,6 +160,9 @@ echo "== cnitool del for every pod; the node keeps only lo, uplink and the bridg
 for p in "${pods[@]}"; do cni del podnet "/run/netns/$p"; done
 sleep 0.2
 ip -n "$node" -br link
+echo "== the daemon stops on SIGTERM: the journal ends with the pods' DEL records and the flows still open"
+kill "$daemon"; wait "$daemon" || true; daemon=""
+agent journal tail | tail -n 6
 echo "== log ($work/weavice.log)"; tail -n 5 "$work/weavice.log"
 echo "== policy generation: not built yet (see the open issues)"
 echo "demo: done"
