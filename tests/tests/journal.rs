@@ -28,18 +28,20 @@ fn records_of(node: &Node, kind: &str) -> (Vec<Value>, usize) {
     (all, skipped)
 }
 
-/// ADDs a pod named shop/`name` and returns its IPv4 address.
-fn add_pod(node: &Node, conf: &Value, pod: &Netns, name: &str) -> String {
-    let r = node.cni_with_args(
-        "ADD",
-        conf,
-        name,
-        &pod.path(),
-        "eth0",
-        &format!("K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}"),
-    );
-    assert!(r.ok, "{}", r.stdout);
-    let result: Value = serde_json::from_str(&r.stdout).unwrap();
+/// A node with the conflist `podnet`: weavice with `extra` config.
+fn node_with_podnet(tag: &str, extra: Value) -> Node {
+    let node = Node::new(tag);
+    node.write_conflist("podnet", "1.0.0", vec![node.conf("1.0.0", "podnet", extra)]);
+    node
+}
+
+/// `cnitool add podnet` for a pod named shop/`name`, as a kubelet names it;
+/// returns its IPv4 address.
+fn add_pod(node: &Node, pod: &Netns, name: &str) -> String {
+    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}");
+    let out = node.cnitool("add", "podnet", pod, &[("CNI_ARGS", &args)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     let v4 = result["ips"].as_array().unwrap().iter().map(|i| i["address"].as_str().unwrap()).find(|a| a.contains('.'));
     v4.unwrap().split('/').next().unwrap().to_string()
 }
@@ -146,11 +148,10 @@ fn the_daemon_records_flows_between_pods_to_a_service_and_outside() {
     if !require_root() {
         return;
     }
-    let node = Node::new("jfl");
-    let conf = node.conf("1.0.0", "podnet", json!({}));
+    let node = node_with_podnet("jfl", json!({}));
     let (a, b, outside) = (Netns::new("jfla"), Netns::new("jflb"), Netns::new("jflo"));
-    let a_ip = add_pod(&node, &conf, &a, "frontend-1");
-    let b_ip = add_pod(&node, &conf, &b, "api-2");
+    let a_ip = add_pod(&node, &a, "frontend-1");
+    let b_ip = add_pod(&node, &b, "api-2");
     attach_outside(&node.ns, &outside);
     // a Service address DNATed to api-2, as kube-proxy's nftables mode does
     let svc = format!(
@@ -252,11 +253,10 @@ fn kill_9_and_a_restart_lose_nothing_written_and_a_torn_line_is_skipped() {
     if !require_root() {
         return;
     }
-    let node = Node::new("jfk");
-    let conf = node.conf("1.0.0", "podnet", json!({}));
+    let node = node_with_podnet("jfk", json!({}));
     let (a, b) = (Netns::new("jfka"), Netns::new("jfkb"));
-    add_pod(&node, &conf, &a, "frontend-1");
-    let b_ip = add_pod(&node, &conf, &b, "api-2");
+    add_pod(&node, &a, "frontend-1");
+    let b_ip = add_pod(&node, &b, "api-2");
     serve_tcp(&b, "0.0.0.0:8080", "api");
     let daemon = Daemon::start(&node, &[]);
     connect_and_close(&a, format!("{b_ip}:8080"));
@@ -299,20 +299,18 @@ fn rotation_under_a_small_limit_keeps_every_record_once() {
     if !require_root() {
         return;
     }
-    let node = Node::new("jfr");
-    let limits = json!({"journalMaxBytes": 4096, "journalMaxFiles": 1000});
-    let conf = node.conf("1.0.0", "podnet", limits);
+    let node = node_with_podnet("jfr", json!({"journalMaxBytes": 4096, "journalMaxFiles": 1000}));
     let b = Netns::new("jfrb");
-    let b_ip = add_pod(&node, &conf, &b, "api-2");
+    let b_ip = add_pod(&node, &b, "api-2");
     serve_tcp(&b, "0.0.0.0:8080", "api");
     let daemon = Daemon::start(&node, &["--journal-max-bytes", "4096", "--journal-max-files", "1000"]);
     let clients: Vec<Netns> = (0..20).map(|_| Netns::new("jfrc")).collect();
     // the plugin's and the daemon's appends and rotations, at once
     std::thread::scope(|scope| {
         for (i, pod) in clients.iter().enumerate() {
-            let (node, conf, b_ip) = (&node, &conf, &b_ip);
+            let (node, b_ip) = (&node, &b_ip);
             scope.spawn(move || {
-                add_pod(node, conf, pod, &format!("client-{i}"));
+                add_pod(node, pod, &format!("client-{i}"));
                 for _ in 0..5 {
                     connect_and_close(pod, format!("{b_ip}:8080"));
                 }
@@ -351,11 +349,10 @@ fn journal_tail_prints_one_line_per_record_and_counts_what_it_skips() {
     if !require_root() {
         return;
     }
-    let node = Node::new("jft");
-    let conf = node.conf("1.0.0", "podnet", json!({}));
+    let node = node_with_podnet("jft", json!({}));
     let (a, b) = (Netns::new("jfta"), Netns::new("jftb"));
-    add_pod(&node, &conf, &a, "frontend-1");
-    let b_ip = add_pod(&node, &conf, &b, "api-2");
+    add_pod(&node, &a, "frontend-1");
+    let b_ip = add_pod(&node, &b, "api-2");
     let svc = format!(
         "table ip svc {{\n chain pre {{\n type nat hook prerouting priority dstnat;\n ip daddr 10.96.0.10 tcp dport 80 dnat to {b_ip}:8080\n }}\n}}\n"
     );
