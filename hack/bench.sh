@@ -2,6 +2,7 @@
 # Benchmark weavice against the reference plugins (root). Prints markdown tables.
 # Usage: hack/bench.sh [--samples N] [--pods 1,100,250] [--hostport] [--backend B]
 #        hack/bench.sh --chains [--samples N] [--seconds S]   (security-function chains, iperf3)
+#        hack/bench.sh --flows [--seconds S]   (flow records: weavice-agent run under new connections, conntrack -E)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hack/deps.sh
@@ -14,6 +15,10 @@ if [ "${1:-}" = "--chains" ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iperf3 >/dev/null
     fi
     exec "$bin/weavice-chain-bench" "$@"
+fi
+if [ "${1:-}" = "--flows" ]; then
+    shift
+    exec "$bin/weavice-flow-bench" "$@"
 fi
 hack/build-cnitool.sh target/cnitool >/dev/null
 exec "$bin/weavice-bench" "$@"
