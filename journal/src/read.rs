@@ -60,6 +60,9 @@ pub fn records<R: DeserializeOwned>(input: impl BufRead, kind: &str) -> Read<R> 
     out
 }
 
+/// How much a follower reads at a time.
+const CHUNK: usize = 256 << 10;
+
 /// Reads a journal's lines in order across files and rotations: what is
 /// there, then, at each [`poll`](Self::poll), what was written since.
 pub struct Follower {
@@ -103,17 +106,26 @@ impl Follower {
                 }
             }
             let Some((file, ino)) = &mut self.file else { return };
-            buf.clear();
-            if file.read_to_end(&mut buf).is_err() {
-                self.file = None;
-                return;
-            }
-            self.partial.extend_from_slice(&buf);
-            if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
-                for l in self.partial[..end].split(|b| *b == b'\n') {
-                    each(l);
+            // in bounded pieces: memory stays the same however much came
+            loop {
+                buf.resize(CHUNK, 0);
+                let n = match file.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(_) => {
+                        self.file = None;
+                        return;
+                    }
+                };
+                if n == 0 {
+                    break;
                 }
-                self.partial.drain(..=end);
+                self.partial.extend_from_slice(&buf[..n]);
+                if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
+                    for l in self.partial[..end].split(|b| *b == b'\n') {
+                        each(l);
+                    }
+                    self.partial.drain(..=end);
+                }
             }
             if !self.queued.is_empty() {
                 self.finish_file(each);

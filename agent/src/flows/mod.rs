@@ -3,12 +3,12 @@
 //! a pod range becomes journal records: `new` when it is made, `end` with its
 //! counters when it is gone, `open` with its counters so far when the
 //! daemon lists the table (at start, after lost announcements, at stop).
-//! UPDATEs keep each open connection's TCP state; a TCP connection that
-//! closes ends then, with its counters asked for (conntrack keeps its entry
-//! in TIME_WAIT two minutes more, and its DESTROY is not recorded again). Announcements the kernel dropped are counted from the
-//! socket's drop counter into `lost` records; after a drop a listing finds
-//! what is still open. Memory: one entry per open connection, at most the
-//! conntrack table's size.
+//! A TCP connection ends when an UPDATE says it closed, with its counters
+//! asked for then (conntrack keeps its entry in TIME_WAIT two minutes more;
+//! its DESTROY is not recorded again). Announcements the kernel dropped are
+//! counted from the socket's drop counter into `lost` records; after a drop
+//! a listing finds what is still open. Memory: one id per open connection,
+//! at most the conntrack table's size.
 
 mod pods;
 mod record;
@@ -21,7 +21,7 @@ use journal::rotate::Limits;
 use journal::{FlowEvent, Journal};
 use pods::Pods;
 use scope::Scope;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -47,8 +47,8 @@ struct Capture {
     pods: Pods,
     writer: Writer,
     node: String,
-    /// Open connections in scope → TCP state.
-    open: HashMap<u32, u8>,
+    /// Open connections in scope.
+    open: HashSet<u32>,
     /// TCP connections recorded as ended at their close, until their DESTROY.
     closed: HashSet<u32>,
     capacity: usize,
@@ -78,7 +78,7 @@ pub fn capture(
         pods: Pods::load(&opts.state_dir, journal.dir()),
         writer: Writer::new(journal, opts.limits.max_bytes, node.clone()),
         node,
-        open: HashMap::new(),
+        open: HashSet::new(),
         closed: HashSet::new(),
         capacity: table_size(),
     };
@@ -136,16 +136,16 @@ fn table_size() -> usize {
 }
 
 impl Capture {
-    fn on_event(&mut self, events: &mut Events, event: Event, mut flow: Flow) {
+    fn on_event(&mut self, events: &mut Events, event: Event, flow: Flow) {
         if !self.scope.keeps(&flow) {
             return;
         }
         match event {
             Event::New => {
-                self.track(&flow);
+                self.track(flow.id);
                 self.write(FlowEvent::New, &flow);
             }
-            Event::Update if flow.tcp_state.is_some_and(tcp_closed) && !self.closed.contains(&flow.id) => {
+            Event::Closed if !self.closed.contains(&flow.id) => {
                 self.open.remove(&flow.id);
                 if self.closed.len() < self.capacity {
                     self.closed.insert(flow.id);
@@ -154,26 +154,20 @@ impl Capture {
                 now.tcp_state = flow.tcp_state;
                 self.write(FlowEvent::End, &now);
             }
-            Event::Update => {
-                if !self.closed.contains(&flow.id) {
-                    self.track(&flow);
-                }
-            }
+            // a second close (TIME_WAIT, then CLOSE): recorded at the first
+            Event::Closed => {}
             Event::Destroy => {
-                if self.closed.remove(&flow.id) {
-                    return;
+                self.open.remove(&flow.id);
+                if !self.closed.remove(&flow.id) {
+                    self.write(FlowEvent::End, &flow);
                 }
-                let state = self.open.remove(&flow.id);
-                flow.tcp_state = flow.tcp_state.or(state);
-                self.write(FlowEvent::End, &flow);
             }
         }
     }
 
-    fn track(&mut self, flow: &Flow) {
-        if self.open.len() < self.capacity || self.open.contains_key(&flow.id) {
-            let known = self.open.get(&flow.id).copied().unwrap_or(0);
-            self.open.insert(flow.id, flow.tcp_state.unwrap_or(known));
+    fn track(&mut self, id: u32) {
+        if self.open.len() < self.capacity {
+            self.open.insert(id);
         }
     }
 
@@ -181,8 +175,9 @@ impl Capture {
         let now = journal::time::now();
         let Some(mut r) = record::of(event, flow, &self.node, &self.pods, &now) else { return };
         // a pod made since the last read: its ADD record is in the journal
-        let unnamed =
-            |ip: &str, e: &Option<journal::Endpoint>| e.is_none() && ip.parse().is_ok_and(|ip| self.scope.holds(ip));
+        let unnamed = |ip: &str, e: &Option<journal::Endpoint>| {
+            e.is_none() && ip.parse().is_ok_and(|ip| self.scope.is_pod_address(ip))
+        };
         if unnamed(&r.ip.source, &r.source) || unnamed(&r.ip.destination, &r.destination) {
             self.pods.refresh();
             r = record::of(event, flow, &self.node, &self.pods, &now).unwrap_or(r);
@@ -201,13 +196,13 @@ impl Capture {
         events::list(&mut |flow| {
             if self.scope.keeps(&flow) {
                 listed.insert(flow.id);
-                let skip = self.closed.contains(&flow.id) || (unknown_only && self.open.contains_key(&flow.id));
+                let skip = self.closed.contains(&flow.id) || (unknown_only && self.open.contains(&flow.id));
                 if !skip {
                     found.push(flow);
                 }
             }
         })?;
-        self.open.retain(|id, _| listed.contains(id));
+        self.open.retain(|id| listed.contains(id));
         self.closed.retain(|id| listed.contains(id));
         for flow in found {
             if flow.tcp_state.is_some_and(tcp_closed) {
@@ -215,7 +210,7 @@ impl Capture {
                 self.closed.insert(flow.id);
                 self.write(FlowEvent::End, &flow);
             } else {
-                self.track(&flow);
+                self.track(flow.id);
                 self.write(FlowEvent::Open, &flow);
             }
         }

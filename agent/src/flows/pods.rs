@@ -60,7 +60,7 @@ impl Pods {
         let mut records = Vec::new();
         self.follower.poll(&mut |line| {
             // most lines are flows: only pod records are parsed
-            if line.windows(13).any(|w| w == br#""kind":"pod","#) {
+            if is_pod_line(line) {
                 if let read::Line::Record(r) = read::line::<PodRecord>(line, "pod") {
                     records.push(r);
                 }
@@ -111,6 +111,17 @@ impl Pods {
     }
 }
 
+/// Whether a journal line may be a pod record. Records written by weavice
+/// start `{"v":1,"time":"<30 characters>","kind":"`, so the kind is at a
+/// fixed place; any other line is searched.
+fn is_pod_line(line: &[u8]) -> bool {
+    const KIND_AT: usize = r#"{"v":1,"time":""#.len() + 30 + r#"","kind":""#.len();
+    if line.starts_with(br#"{"v":1,"time":""#) && line.get(KIND_AT - 10..KIND_AT) == Some(br#"","kind":""#) {
+        return line.get(KIND_AT..KIND_AT + 4) == Some(b"pod\"");
+    }
+    line.windows(12).any(|w| w == br#""kind":"pod""#)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +144,16 @@ mod tests {
             port_mappings: vec![],
             lost_before: 0,
         }
+    }
+
+    #[test]
+    fn pod_lines_are_found_by_their_kind() {
+        let pod =
+            serde_json::to_string(&record(PodEvent::Add, "2026-11-28T10:00:00.000000000Z", "a", "api-1")).unwrap();
+        assert!(is_pod_line(pod.as_bytes()));
+        let flow = r#"{"v":1,"time":"2026-11-28T10:00:00.000000000Z","kind":"flow","node":"pod"}"#;
+        assert!(!is_pod_line(flow.as_bytes()));
+        assert!(is_pod_line(br#"{"kind":"pod","v":1}"#), "another writer's order");
     }
 
     #[test]

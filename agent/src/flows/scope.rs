@@ -11,31 +11,35 @@ use std::net::IpAddr;
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Scope {
     ranges: Vec<IpNet>,
+    /// The node's own addresses in the ranges.
+    gateways: Vec<IpAddr>,
 }
 
 impl Scope {
     /// The ranges of every recorded network: its gateways' and, for
     /// networks whose addresses another IPAM hands out, its pods'.
     pub fn load(state_dir: &str) -> Scope {
-        let mut ranges = Vec::new();
+        let (mut ranges, mut gateways) = (Vec::new(), Vec::new());
         for (name, want) in network::recorded(state_dir).unwrap_or_default() {
             ranges.extend(want.gateways.iter().map(IpNet::trunc));
+            gateways.extend(want.gateways.iter().map(IpNet::addr));
             for a in Attachment::list(state_dir, &name).into_iter().flatten() {
                 ranges.extend(a.ranges.iter().map(IpNet::trunc));
             }
         }
         ranges.sort();
         ranges.dedup();
-        Scope { ranges }
+        Scope { ranges, gateways }
     }
 
-    /// Whether `ip` is in a pod range.
-    pub fn holds(&self, ip: IpAddr) -> bool {
-        self.ranges.iter().any(|r| r.contains(&ip))
+    /// Whether `ip` is a pod's address: in a range, and neither the node's
+    /// (node-to-pod traffic, kubelet's probes) nor a range's network address.
+    pub fn is_pod_address(&self, ip: IpAddr) -> bool {
+        !self.gateways.contains(&ip) && self.ranges.iter().any(|r| r.contains(&ip) && r.network() != ip)
     }
 
     fn in_range(&self, ip: Option<IpAddr>) -> bool {
-        ip.is_some_and(|ip| self.holds(ip))
+        ip.is_some_and(|ip| self.ranges.iter().any(|r| r.contains(&ip)))
     }
 
     pub fn keeps(&self, f: &Flow) -> bool {
@@ -60,11 +64,16 @@ mod tests {
 
     #[test]
     fn flows_touching_a_range_are_kept_probes_are_not() {
-        let scope = Scope { ranges: vec!["10.22.0.0/24".parse().unwrap()] };
+        let scope =
+            Scope { ranges: vec!["10.22.0.0/24".parse().unwrap()], gateways: vec!["10.22.0.1".parse().unwrap()] };
         assert!(scope.keeps(&flow("10.22.0.2", "10.22.0.3", "10.22.0.3")));
         // to a Service address DNATed to a pod: the pod is in the reply
         assert!(scope.keeps(&flow("192.168.1.5", "10.96.0.10", "10.22.0.3")));
         assert!(!scope.keeps(&flow("192.168.1.5", "192.168.1.6", "192.168.1.6")));
         assert!(!scope.keeps(&flow("10.22.0.0", "10.22.0.1", "10.22.0.1")), "a health probe");
+        assert!(scope.keeps(&flow("10.22.0.1", "10.22.0.5", "10.22.0.5")), "the node to a pod");
+        let ip = |s: &str| s.parse().unwrap();
+        assert!(scope.is_pod_address(ip("10.22.0.5")));
+        assert!(!scope.is_pod_address(ip("10.22.0.1")) && !scope.is_pod_address(ip("10.22.0.0")));
     }
 }

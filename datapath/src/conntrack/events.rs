@@ -5,9 +5,9 @@
 //! are decoded here. The socket's own drop counter (`/proc/net/netlink`)
 //! says exactly how many announcements the kernel could not deliver.
 
-use crate::netlink::{NetfilterSocket, NlError};
+use crate::netlink::NetfilterSocket;
 use crate::{sysctl, DatapathError, Result};
-use netlink_packet_core::{Nla, NlasIterator, NLM_F_CREATE};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, Nla, NlasIterator, NLM_F_CREATE};
 use netlink_packet_netfilter::conntrack::{
     ConntrackAttribute, ConntrackMessage, IPTuple, ProtoInfo, ProtoInfoTCP, ProtoTuple, Tuple,
 };
@@ -73,12 +73,29 @@ pub struct Flow {
     pub mark: u32,
 }
 
+/// The announcements a record needs. Of conntrack's UPDATEs only a TCP
+/// connection reaching TIME_WAIT or CLOSE is passed on (its entry stays two
+/// minutes more): the others are told apart from the raw message, without
+/// decoding it, and dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     New,
-    Update,
+    Closed,
     Destroy,
 }
+
+/// Datagrams taken per system call, and the room for each (an announcement
+/// is a few hundred bytes).
+const BATCH: usize = 64;
+const SLOT: usize = 4096;
+/// ctnetlink message types (subsystem 1 in the high byte).
+const CT_NEW: u16 = 1 << 8;
+const CT_DELETE: u16 = (1 << 8) | 2;
+const CTA_PROTOINFO: u16 = 4;
+const CTA_PROTOINFO_TCP: u16 = 1;
+const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+/// nlmsghdr and nfgenmsg, before the attributes.
+const HEADERS: usize = 16 + 4;
 
 /// What one wait for announcements ended with.
 pub enum Received {
@@ -96,6 +113,8 @@ pub enum Received {
 pub struct Events {
     sock: NetfilterSocket,
     inode: u64,
+    /// [`BATCH`] slots of [`SLOT`] bytes.
+    buf: Vec<u8>,
     /// For questions about one entry (its counters at a TCP close).
     query: NetfilterSocket,
 }
@@ -127,37 +146,70 @@ impl Events {
             st.st_ino
         };
         let query = NetfilterSocket::open().map_err(DatapathError::netlink("open a ctnetlink socket"))?;
-        Ok(Events { sock, inode, query })
+        Ok(Events { sock, inode, buf: vec![0; BATCH * SLOT], query })
     }
 
+    /// The announcements that came, up to [`BATCH`] datagrams per system
+    /// call (a busy node sends tens of thousands a second).
     pub fn recv(&mut self) -> Result<Received> {
-        match self.sock.recv_flagged() {
-            Ok(messages) => Ok(Received::Flows(
-                messages
-                    .into_iter()
-                    .filter_map(|(flags, m)| {
-                        let NetfilterMessageInner::Conntrack(m) = m.inner else { return None };
-                        match m {
-                            ConntrackMessage::New(attrs) if flags & NLM_F_CREATE != 0 => Some((Event::New, attrs)),
-                            ConntrackMessage::New(attrs) => Some((Event::Update, attrs)),
-                            ConntrackMessage::Delete(attrs) => Some((Event::Destroy, attrs)),
-                            _ => None,
-                        }
-                    })
-                    .map(|(e, attrs)| (e, decode(&attrs)))
-                    .collect(),
-            )),
-            Err(NlError::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
-                Ok(Received::Idle)
-            }
-            Err(NlError::Io(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => Ok(Received::Overrun),
-            // one undecodable datagram is not the end of the subscription
-            Err(NlError::Decode(e)) => {
-                log::warn!("conntrack event not decoded: {e}");
-                Ok(Received::Flows(Vec::new()))
-            }
-            Err(e) => Err(DatapathError::netlink("receive conntrack events")(e)),
+        let fd = self.sock.as_raw_fd();
+        let base = self.buf.as_mut_ptr();
+        let mut iovecs: Vec<libc::iovec> = (0..BATCH)
+            // SAFETY: each slot lies within `buf`, which outlives the call.
+            .map(|i| libc::iovec { iov_base: unsafe { base.add(i * SLOT) }.cast(), iov_len: SLOT })
+            .collect();
+        // SAFETY: zeroed mmsghdr is valid (null name, no control data).
+        let mut headers: Vec<libc::mmsghdr> = iovecs
+            .iter_mut()
+            .map(|iov| {
+                let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                h.msg_hdr.msg_iov = iov;
+                h.msg_hdr.msg_iovlen = 1;
+                h
+            })
+            .collect();
+        // SAFETY: BATCH headers, each with one iovec into `buf`; the first
+        // datagram waits (SO_RCVTIMEO), the rest are taken if already there.
+        let n = unsafe {
+            libc::recvmmsg(fd, headers.as_mut_ptr(), BATCH as u32, libc::MSG_WAITFORONE, std::ptr::null_mut())
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EINTR) => Ok(Received::Idle),
+                Some(libc::ENOBUFS) => Ok(Received::Overrun),
+                _ => Err(DatapathError::netlink("receive conntrack events")(e.into())),
+            };
         }
+        let mut flows = Vec::new();
+        for (i, h) in headers.iter().take(n as usize).enumerate() {
+            let len = (h.msg_len as usize).min(SLOT);
+            for (ty, flags, message) in messages(&self.buf[i * SLOT..i * SLOT + len]) {
+                let event = match (ty, flags & NLM_F_CREATE != 0) {
+                    (CT_NEW, true) => Event::New,
+                    (CT_NEW, false) if peek_tcp_state(message).is_some_and(tcp_closed) => Event::Closed,
+                    // every other change: nothing a record needs
+                    (CT_NEW, false) => continue,
+                    (CT_DELETE, _) => Event::Destroy,
+                    _ => continue,
+                };
+                match NetlinkMessage::<NetfilterMessage>::deserialize(message) {
+                    Ok(m) => {
+                        if let NetlinkPayload::InnerMessage(NetfilterMessage {
+                            inner:
+                                NetfilterMessageInner::Conntrack(ConntrackMessage::New(a) | ConntrackMessage::Delete(a)),
+                            ..
+                        }) = m.payload
+                        {
+                            flows.push((event, decode(&a)));
+                        }
+                    }
+                    // one undecodable announcement is not the end of the subscription
+                    Err(e) => log::warn!("conntrack event not decoded: {e}"),
+                }
+            }
+        }
+        Ok(Received::Flows(flows))
     }
 
     /// The entry of `flow` as the table holds it now (with its counters),
@@ -229,6 +281,39 @@ pub fn list(each: &mut dyn FnMut(Flow)) -> Result<()> {
 pub fn enable_accounting() -> Result<()> {
     sysctl::set("net.netfilter.nf_conntrack_acct", "1")?;
     sysctl::set("net.netfilter.nf_conntrack_timestamp", "1")
+}
+
+/// The netlink messages of a datagram: (type, flags, the whole message).
+fn messages(mut datagram: &[u8]) -> impl Iterator<Item = (u16, u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let len = u32::from_ne_bytes(datagram.get(..4)?.try_into().ok()?) as usize;
+        let message = datagram.get(..len).filter(|_| len >= 16)?;
+        datagram = datagram.get(len.div_ceil(4) * 4..).unwrap_or_default();
+        let ty = u16::from_ne_bytes([message[4], message[5]]);
+        let flags = u16::from_ne_bytes([message[6], message[7]]);
+        Some((ty, flags, message))
+    })
+}
+
+/// The attribute `kind` among the attributes in `attrs`.
+fn attribute(mut attrs: &[u8], kind: u16) -> Option<&[u8]> {
+    while attrs.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+        let this = u16::from_ne_bytes([attrs[2], attrs[3]]) & NLA_TYPE_MASK;
+        let value = attrs.get(4..len.max(4))?;
+        if this == kind {
+            return Some(value);
+        }
+        attrs = attrs.get(len.div_ceil(4) * 4..)?;
+    }
+    None
+}
+
+/// The TCP state an announcement carries, read from the raw message.
+fn peek_tcp_state(message: &[u8]) -> Option<u8> {
+    let info = attribute(message.get(HEADERS..)?, CTA_PROTOINFO)?;
+    let tcp = attribute(info, CTA_PROTOINFO_TCP)?;
+    attribute(tcp, CTA_PROTOINFO_TCP_STATE)?.first().copied()
 }
 
 fn raw(nla: &impl Nla) -> Vec<u8> {
@@ -373,6 +458,20 @@ pub fn tcp_state_name(state: u8) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tcp_state_is_read_from_the_raw_message() {
+        // nlmsghdr, nfgenmsg, then CTA_ID and CTA_PROTOINFO { TCP { STATE 7 } }
+        let mut m = vec![0u8; HEADERS];
+        m.extend_from_slice(&[8, 0, 12, 0, 0, 0, 0, 1]);
+        m.extend_from_slice(&[16, 0, 4, 0x80, 12, 0, 1, 0x80, 5, 0, 1, 0, 7, 0, 0, 0]);
+        let len = m.len() as u32;
+        m[..4].copy_from_slice(&len.to_ne_bytes());
+        assert_eq!(peek_tcp_state(&m), Some(7));
+        let got: Vec<_> = messages(&m).map(|(_, _, msg)| msg.len()).collect();
+        assert_eq!(got, vec![m.len()]);
+        assert_eq!(peek_tcp_state(&m[..HEADERS + 8]), None, "no protoinfo");
+    }
 
     #[test]
     fn drops_are_read_from_the_sockets_line() {

@@ -193,17 +193,11 @@ impl<F: Family> Socket<F> {
 
     /// The messages of the next datagram; those the crates cannot decode are skipped.
     pub fn recv_messages(&mut self) -> Result<Vec<F::Message>, NlError> {
-        Ok(self.recv_flagged()?.into_iter().map(|(_, m)| m).collect())
-    }
-
-    /// As [`recv_messages`](Self::recv_messages), each with its header's
-    /// flags (an announcement of something new carries NLM_F_CREATE).
-    pub fn recv_flagged(&mut self) -> Result<Vec<(u16, F::Message)>, NlError> {
         let len = self.recv()?;
         Ok(parse::<F::Message>(&self.buf[..len])?
             .into_iter()
             .filter_map(|f| match f.payload {
-                Ok(NetlinkPayload::InnerMessage(m)) => Some((f.flags, m)),
+                Ok(NetlinkPayload::InnerMessage(m)) => Some(m),
                 _ => None,
             })
             .collect())
@@ -287,7 +281,6 @@ impl<F: Family> AsRawFd for Socket<F> {
 /// not hide the acknowledgements around it).
 struct Frame<M> {
     seq: u32,
-    flags: u16,
     payload: Result<NetlinkPayload<M>, NlError>,
 }
 
@@ -305,8 +298,7 @@ fn parse<M: NetlinkDeserializable>(buf: &[u8]) -> Result<Vec<Frame<M>>, NlError>
         let payload = NetlinkMessage::<M>::deserialize(&rest[..len])
             .map(|m| m.payload)
             .map_err(|e| NlError::Decode(e.to_string()));
-        let flags = rest.get(6..8).map_or(0, |b| u16::from_ne_bytes([b[0], b[1]]));
-        frames.push(Frame { seq: word(8).unwrap_or(0), flags, payload });
+        frames.push(Frame { seq: word(8).unwrap_or(0), payload });
         offset += len.div_ceil(4) * 4;
     }
     Ok(frames)
