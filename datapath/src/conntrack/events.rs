@@ -88,6 +88,9 @@ pub enum Event {
 /// is a few hundred bytes).
 const BATCH: usize = 64;
 const SLOT: usize = 4096;
+/// Entry requests per datagram: their answers must fit the default receive
+/// buffer (about 1 KiB each of its 208 KiB).
+const GETS_PER_DATAGRAM: usize = 64;
 /// ctnetlink message types (subsystem 1 in the high byte).
 const CT_NEW: u16 = 1 << 8;
 const CT_DELETE: u16 = (1 << 8) | 2;
@@ -99,8 +102,9 @@ const HEADERS: usize = 16 + 4;
 
 /// What one wait for announcements ended with.
 pub enum Received {
-    /// The flows of one datagram.
-    Flows(Vec<(Event, Flow)>),
+    /// The flows of the datagrams that were there; `more` when they filled
+    /// a whole batch (more are likely waiting).
+    Flows { flows: Vec<(Event, Flow)>, more: bool },
     /// Nothing came within the wait.
     Idle,
     /// The kernel dropped announcements (ENOBUFS): the drop counter says how
@@ -146,6 +150,9 @@ impl Events {
             st.st_ino
         };
         let query = NetfilterSocket::open().map_err(DatapathError::netlink("open a ctnetlink socket"))?;
+        let answer_within = libc::timeval { tv_sec: 1, tv_usec: 0 };
+        // SAFETY: as above; an answer that never comes is an error, not a hang
+        unsafe { setsockopt(query.as_raw_fd(), libc::SO_RCVTIMEO, &answer_within)? };
         Ok(Events { sock, inode, buf: vec![0; BATCH * SLOT], query })
     }
 
@@ -209,28 +216,29 @@ impl Events {
                 }
             }
         }
-        Ok(Received::Flows(flows))
+        Ok(Received::Flows { flows, more: n as usize == BATCH })
     }
 
-    /// The entry of `flow` as the table holds it now (with its counters),
-    /// found by its original tuple; `None` once it is gone.
-    pub fn get(&mut self, flow: &Flow) -> Option<Flow> {
-        let o = &flow.original;
-        let (src, dst) = (o.src?, o.dst?);
-        let family = if src.is_ipv4() { NetfilterProtoFamily::IPv4 } else { NetfilterProtoFamily::IPv6 };
-        let key = ConntrackAttribute::CtaTupleOrig(vec![
-            Tuple::Ip(vec![IPTuple::SourceAddress(src), IPTuple::DestinationAddress(dst)]),
-            Tuple::Proto(vec![
-                ProtoTuple::Protocol(o.protocol.into()),
-                ProtoTuple::SourcePort(o.sport),
-                ProtoTuple::DestinationPort(o.dport),
-            ]),
-        ]);
-        let m = NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), ConntrackMessage::Get(vec![key]));
-        self.query.get(m).ok()?.into_iter().find_map(|m| match m.inner {
-            NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) => Some(decode(&attrs)),
-            _ => None,
-        })
+    /// The entries of `flows` as the table holds them now (with their
+    /// counters), found by their original tuples; `None` for one gone.
+    pub fn get(&mut self, flows: &[Flow]) -> Vec<Option<Flow>> {
+        let mut found = Vec::with_capacity(flows.len());
+        for chunk in flows.chunks(GETS_PER_DATAGRAM) {
+            let requests: Vec<NetfilterMessage> = chunk.iter().map(get_request).collect();
+            match self.query.get_each(requests) {
+                Ok(answers) => found.extend(answers.into_iter().map(|a| {
+                    a.and_then(|m| match m.inner {
+                        NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) => Some(decode(&attrs)),
+                        _ => None,
+                    })
+                })),
+                Err(e) => {
+                    log::warn!("conntrack entries not read: {e}");
+                    found.extend(chunk.iter().map(|_| None));
+                }
+            }
+        }
+        found
     }
 
     /// Announcements the kernel dropped for this socket so far (its Drops
@@ -239,6 +247,25 @@ impl Events {
         let table = std::fs::read_to_string("/proc/net/netlink").ok()?;
         drops_of(&table, self.inode)
     }
+}
+
+/// A request for the entry with `flow`'s original tuple.
+fn get_request(flow: &Flow) -> NetfilterMessage {
+    let o = &flow.original;
+    let mut ips = Vec::new();
+    ips.extend(o.src.map(IPTuple::SourceAddress));
+    ips.extend(o.dst.map(IPTuple::DestinationAddress));
+    let family =
+        if o.src.is_some_and(|a| a.is_ipv6()) { NetfilterProtoFamily::IPv6 } else { NetfilterProtoFamily::IPv4 };
+    let key = ConntrackAttribute::CtaTupleOrig(vec![
+        Tuple::Ip(ips),
+        Tuple::Proto(vec![
+            ProtoTuple::Protocol(o.protocol.into()),
+            ProtoTuple::SourcePort(o.sport),
+            ProtoTuple::DestinationPort(o.dport),
+        ]),
+    ]);
+    NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), ConntrackMessage::Get(vec![key]))
 }
 
 /// # Safety

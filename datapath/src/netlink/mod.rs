@@ -186,6 +186,36 @@ impl<F: Family> Socket<F> {
         Ok(())
     }
 
+    /// Several get requests in one datagram; each one's answer by position,
+    /// `None` where the kernel has no such object (or refused). Kept to
+    /// what the receive buffer holds at once: a few dozen.
+    pub fn get_each(&mut self, msgs: Vec<F::Message>) -> Result<Vec<Option<F::Message>>, NlError> {
+        let first = self.seq.wrapping_add(1);
+        let n = msgs.len();
+        let mut out = Vec::new();
+        for m in msgs {
+            self.seq = self.seq.wrapping_add(1);
+            // no ack: a found object is answered by itself, a missing one by an error
+            self.serialize_into(&mut out, m, NLM_F_REQUEST);
+        }
+        self.sock.send(&out, 0)?;
+        let mut answers: Vec<Option<F::Message>> = (0..n).map(|_| None).collect();
+        let mut pending = n;
+        while pending > 0 {
+            let len = self.recv()?;
+            for frame in parse::<F::Message>(&self.buf[..len])? {
+                let i = frame.seq.wrapping_sub(first) as usize;
+                match frame.payload {
+                    Ok(NetlinkPayload::InnerMessage(m)) if i < n => answers[i] = Some(m),
+                    Ok(NetlinkPayload::Error(_)) if i < n => {}
+                    _ => continue,
+                }
+                pending -= 1;
+            }
+        }
+        Ok(answers)
+    }
+
     /// Joins a multicast group, to receive what the kernel announces there.
     pub fn subscribe(&mut self, group: u32) -> Result<(), NlError> {
         Ok(self.sock.add_membership(group)?)
