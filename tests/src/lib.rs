@@ -427,6 +427,12 @@ impl Daemon {
         d
     }
 
+    /// Sends it `signal`.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid (`ip netns exec` execs the agent).
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
     /// SIGTERM; its exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         // SAFETY: kill(2) on our own child's pid (`ip netns exec` execs the agent).

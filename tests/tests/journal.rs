@@ -389,3 +389,47 @@ fn journal_tail_prints_one_line_per_record_and_counts_what_it_skips() {
         serde_json::from_str::<Value>(l).expect("each a JSON record");
     }
 }
+
+#[test]
+fn events_the_kernel_drops_are_counted_and_open_connections_found_again() {
+    if !require_root() {
+        return;
+    }
+    let node = node_with_podnet("jfd", json!({}));
+    let (a, b) = (Netns::new("jfda"), Netns::new("jfdb"));
+    add_pod(&node, &a, "frontend-1");
+    let b_ip = add_pod(&node, &b, "api-2");
+    serve_tcp(&b, "0.0.0.0:8080", "api");
+    let listener = b.run(|| std::net::TcpListener::bind("0.0.0.0:9000").unwrap());
+    let daemon = Daemon::start(&node, &[]);
+    // the daemon stops reading; the kernel fills its 8 MiB and drops the rest
+    daemon.signal(libc::SIGSTOP);
+    const MADE: usize = 5000;
+    let to = format!("{b_ip}:8080");
+    a.run(move || {
+        for _ in 0..MADE {
+            let mut s = std::net::TcpStream::connect(&to).unwrap();
+            std::io::Read::read_to_end(&mut s, &mut Vec::new()).unwrap();
+        }
+    });
+    // made and still open while its announcement may have been dropped
+    let held = a.run({
+        let to = format!("{b_ip}:9000");
+        move || std::net::TcpStream::connect(to).unwrap()
+    });
+    let accepted = listener.accept().unwrap();
+    daemon.signal(libc::SIGCONT);
+    let lost = || records_of(&node, "lost").0.iter().map(|r| r["num_events_lost"].as_u64().unwrap()).sum::<u64>();
+    assert!(eventually(|| lost() > 0), "the drops are recorded as lost");
+    assert!(daemon.stop().success());
+    drop((held, accepted));
+    let (flows, skipped) = records_of(&node, "flow");
+    assert_eq!(skipped, 0);
+    let (lost_records, _) = records_of(&node, "lost");
+    assert!(lost_records.iter().all(|r| r["source"] == json!("CONNTRACK_EVENTS")), "{lost_records:#?}");
+    let recorded = flows_to(&flows, &b_ip, 8080).iter().filter(|f| f["event"] == json!("new")).count();
+    assert!(recorded < MADE, "some announcements were dropped ({recorded} of {MADE} recorded)");
+    assert!((MADE - recorded) as u64 <= lost(), "every miss counted: {recorded} recorded, {} lost", lost());
+    let held = flows_to(&flows, &b_ip, 9000);
+    assert!(!held.is_empty(), "the connection open across the drop is found by the listing that follows");
+}
