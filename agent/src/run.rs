@@ -57,7 +57,15 @@ pub fn run(state_dir: &str, interval: Duration, limits: journal::rotate::Limits)
     let opts = flows::Options { state_dir: state_dir.to_string(), limits };
     let capture = std::thread::Builder::new()
         .name("flows".into())
-        .spawn(move || flows::capture(&opts, &STOP, ready_tx))
+        .spawn(move || {
+            let captured = flows::capture(&opts, &STOP, ready_tx);
+            if let Err(e) = &captured {
+                // no flows recorded is no daemon: stop, for the supervisor to restart it
+                log::error!("flows: {e}; stopping");
+                STOP.store(true, Ordering::Relaxed);
+            }
+            captured
+        })
         .map_err(DatapathError::io("start the flow capture thread"))?;
     match ready.recv() {
         Ok(Ok(what)) => {
@@ -83,13 +91,12 @@ pub fn run(state_dir: &str, interval: Duration, limits: journal::rotate::Limits)
     notify("STOPPING=1");
     log::info!("stopping: the chains are routed by their pods alone again");
     set_down(&mut nl, state_dir, health::Down::new())?;
-    match capture.join() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log::error!("flows: {e}"),
-        Err(_) => log::error!("flows: the capture thread panicked"),
-    }
+    let captured = match capture.join() {
+        Ok(captured) => captured,
+        Err(_) => Err(DatapathError::io("record flows")(std::io::Error::other("the capture thread panicked"))),
+    };
     log::info!("stopped");
-    Ok(())
+    captured
 }
 
 /// The address of `net` the node holds on its bridge and the range's

@@ -90,7 +90,7 @@ pub fn capture(
         capacity: table_size(),
     };
     // what is open already (made while no daemon ran)
-    c.listing(false)?;
+    c.listing(false);
     c.writer.flush();
     let _ = ready.send(Ok(format!("subscribed to conntrack events, writing {}", path.display())));
     let mut dropped = events.drops().unwrap_or(0);
@@ -108,7 +108,7 @@ pub fn capture(
             Received::Idle => {}
             Received::Overrun => {
                 c.count_drops(&events, &mut dropped);
-                c.listing(true)?;
+                c.listing(true);
             }
         }
         if ticked.elapsed() >= TICK {
@@ -131,7 +131,7 @@ pub fn capture(
         }
     }
     c.count_drops(&events, &mut dropped);
-    c.listing(false)?;
+    c.listing(false);
     c.writer.flush();
     log::info!("flows: {} record(s) written since start", c.writer.written);
     Ok(())
@@ -211,11 +211,11 @@ impl Capture {
     /// (with `unknown_only`, those this capture did not know of: their NEW
     /// was dropped), an `end` record for a TCP connection found closed; the
     /// ones it knew and the table no longer has ended with their DESTROY
-    /// dropped (counted).
-    fn listing(&mut self, unknown_only: bool) -> Result<()> {
+    /// dropped (counted). A listing that fails is logged: the events go on.
+    fn listing(&mut self, unknown_only: bool) {
         let mut listed = HashSet::new();
         let mut found = Vec::new();
-        events::list(&mut |flow| {
+        let listing = events::list(&mut |flow| {
             if self.scope.keeps(&flow) {
                 listed.insert(flow.id);
                 let skip = self.closed.contains(&flow.id) || (unknown_only && self.open.contains(&flow.id));
@@ -223,7 +223,11 @@ impl Capture {
                     found.push(flow);
                 }
             }
-        })?;
+        });
+        if let Err(e) = listing {
+            log::error!("flows: {e}; open connections not written");
+            return;
+        }
         self.open.retain(|id| listed.contains(id));
         self.closed.retain(|id| listed.contains(id));
         for flow in found {
@@ -236,7 +240,6 @@ impl Capture {
                 self.write(FlowEvent::Open, &flow);
             }
         }
-        Ok(())
     }
 
     fn count_drops(&mut self, events: &Events, counted: &mut u64) {
