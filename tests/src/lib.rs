@@ -412,12 +412,18 @@ pub struct Daemon {
 impl Daemon {
     /// Starts it with `extra` arguments and waits for its `ready` line.
     pub fn start(node: &Node, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(node, extra, &[])
+    }
+
+    /// As [`start`](Self::start), with `env` set for it.
+    pub fn start_with_env(node: &Node, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let (state, log) = (node.dir.path("state"), node.dir.path("agent.log"));
         let before = fs::read_to_string(&log).map(|l| l.matches("ready").count()).unwrap_or(0);
         let child = Command::new("ip")
             .args(["netns", "exec", &node.ns.name, &bin("weavice-agent"), "run", "--state-dir", &state])
             .args(["--log-file", &log])
             .args(extra)
+            .envs(env.iter().copied())
             .stderr(Stdio::null())
             .spawn()
             .expect("start weavice-agent run");

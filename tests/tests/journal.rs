@@ -433,3 +433,22 @@ fn events_the_kernel_drops_are_counted_and_open_connections_found_again() {
     let held = flows_to(&flows, &b_ip, 9000);
     assert!(!held.is_empty(), "the connection open across the drop is found by the listing that follows");
 }
+
+#[test]
+fn the_daemon_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    if !require_root() {
+        return;
+    }
+    let node = node_with_podnet("jfn", json!({}));
+    add_pod(&node, &Netns::new("jfna"), "frontend-1");
+    let path = node.dir.path("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    systemd.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let daemon = Daemon::start_with_env(&node, &[], &[("NOTIFY_SOCKET", &path)]);
+    let mut buf = [0u8; 64];
+    let n = systemd.recv(&mut buf).expect("READY=1");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(daemon.stop().success());
+    let n = systemd.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
