@@ -8,6 +8,7 @@
 //! line is skipped and counted, never fatal).
 
 pub mod append;
+pub mod holdings;
 pub mod read;
 pub mod record;
 pub mod rotate;
