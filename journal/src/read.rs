@@ -7,7 +7,7 @@ use crate::rotate;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::fs::{self, File};
-use std::io::{BufRead, Read as _, Seek, SeekFrom};
+use std::io::{BufRead, Read as _};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -62,6 +62,8 @@ pub fn records<R: DeserializeOwned>(input: impl BufRead, kind: &str) -> Read<R> 
 
 /// How much a follower reads at a time.
 const CHUNK: usize = 256 << 10;
+/// The longest line taken for a record (records are about 1 KB).
+const MAX_LINE: usize = 1 << 20;
 
 /// Reads a journal's lines in order across files and rotations: what is
 /// there, then, at each [`poll`](Self::poll), what was written since.
@@ -73,23 +75,15 @@ pub struct Follower {
     queued: VecDeque<PathBuf>,
     /// The start of a line not yet whole.
     partial: Vec<u8>,
+    /// In a line longer than [`MAX_LINE`]: its rest is dropped.
+    overlong: bool,
 }
 
 impl Follower {
     /// From the first line of the oldest file.
     pub fn from_start(dir: &Path) -> Follower {
-        Follower { dir: dir.to_path_buf(), file: None, queued: rotate::files(dir).into(), partial: Vec::new() }
-    }
-
-    /// From the end of the active file: only lines written from now on.
-    pub fn from_end(dir: &Path) -> Follower {
-        let mut f = Follower { dir: dir.to_path_buf(), file: None, queued: VecDeque::new(), partial: Vec::new() };
-        if let Ok(mut file) = File::open(dir.join(ACTIVE)) {
-            if let (Ok(m), Ok(_)) = (file.metadata(), file.seek(SeekFrom::End(0))) {
-                f.file = Some((file, m.ino()));
-            }
-        }
-        f
+        let queued = rotate::files(dir).into();
+        Follower { dir: dir.to_path_buf(), file: None, queued, partial: Vec::new(), overlong: false }
     }
 
     /// Calls `each` with every whole line (without its newline) written
@@ -105,34 +99,23 @@ impl Follower {
                     Err(_) => return,
                 }
             }
-            let Some((file, ino)) = &mut self.file else { return };
+            let Some((mut file, ino)) = self.file.take() else { return };
             // in bounded pieces: memory stays the same however much came
             loop {
                 buf.resize(CHUNK, 0);
-                let n = match file.read(&mut buf) {
-                    Ok(n) => n,
-                    Err(_) => {
-                        self.file = None;
-                        return;
-                    }
-                };
-                if n == 0 {
-                    break;
-                }
-                self.partial.extend_from_slice(&buf[..n]);
-                if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
-                    for l in self.partial[..end].split(|b| *b == b'\n') {
-                        each(l);
-                    }
-                    self.partial.drain(..=end);
+                match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => self.take(&buf[..n], each),
+                    Err(_) => return,
                 }
             }
+            self.file = Some((file, ino));
             if !self.queued.is_empty() {
                 self.finish_file(each);
                 continue;
             }
             // the active file renamed away: it is whole; its successors follow
-            let ours = *ino;
+            let ours = ino;
             if fs::metadata(self.dir.join(ACTIVE)).is_ok_and(|m| m.ino() == ours) {
                 return;
             }
@@ -147,6 +130,29 @@ impl Follower {
         }
     }
 
+    /// Hands over the whole lines `bytes` completes. A line past
+    /// [`MAX_LINE`] is no record: its first part is handed over (to be
+    /// skipped as such) and the rest dropped, so memory stays bounded.
+    fn take(&mut self, mut bytes: &[u8], each: &mut dyn FnMut(&[u8])) {
+        if self.overlong {
+            let Some(end) = bytes.iter().position(|b| *b == b'\n') else { return };
+            self.overlong = false;
+            bytes = &bytes[end + 1..];
+        }
+        self.partial.extend_from_slice(bytes);
+        if let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') {
+            for l in self.partial[..end].split(|b| *b == b'\n') {
+                each(l);
+            }
+            self.partial.drain(..=end);
+        }
+        if self.partial.len() > MAX_LINE {
+            each(&self.partial[..MAX_LINE]);
+            self.partial.clear();
+            self.overlong = true;
+        }
+    }
+
     /// Ends the current file: a last line without its newline is handed
     /// over (a torn record is the reader's to skip).
     fn finish_file(&mut self, each: &mut dyn FnMut(&[u8])) {
@@ -154,6 +160,7 @@ impl Follower {
             each(&self.partial);
             self.partial.clear();
         }
+        self.overlong = false;
         self.file = None;
     }
 }
@@ -185,6 +192,20 @@ mod tests {
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["n"].as_u64().unwrap() as u32)
             .collect();
         assert_eq!(numbers, (0..50).collect::<Vec<_>>());
+        fs::remove_dir_all(&state).unwrap();
+    }
+
+    #[test]
+    fn an_endless_line_is_skipped_in_bounded_memory() {
+        let state = std::env::temp_dir().join(format!("wv-long-{}", std::process::id()));
+        let dir = state.join("journal");
+        fs::create_dir_all(&dir).unwrap();
+        let mut bytes = vec![b'x'; 5 * MAX_LINE];
+        bytes.extend_from_slice(b"\n{\"kind\":\"pod\"}\n");
+        fs::write(dir.join(ACTIVE), &bytes).unwrap();
+        let mut lines = Vec::new();
+        Follower::from_start(&dir).poll(&mut |l| lines.push(l.len()));
+        assert_eq!(lines, vec![MAX_LINE, 14], "the long line's first part, then the record");
         fs::remove_dir_all(&state).unwrap();
     }
 
