@@ -15,6 +15,13 @@ const POLL: Duration = Duration::from_millis(200);
 /// (or stdout is closed), or never with `follow`.
 pub fn tail(state_dir: &str, follow: bool, json: bool) -> std::io::Result<()> {
     let dir = journal::Journal::new(state_dir).dir().to_path_buf();
+    if journal::rotate::files(&dir).is_empty() {
+        let what = format!("no journal in {} (is --state-dir the networks' stateDir?)", dir.display());
+        if !follow {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, what));
+        }
+        log::warn!("{what}; waiting for one");
+    }
     let mut follower = Follower::from_start(&dir);
     let mut out = std::io::stdout().lock();
     let mut skipped = 0usize;
@@ -97,9 +104,11 @@ pub fn text(r: &Value) -> String {
             let mut line =
                 format!("{time} {} {} -> {} {what}", s(&r["event"]), side(r, "source"), side(r, "destination"));
             if let Some(via) = r.get("via") {
+                let ip = s(&via["ip"]);
                 match via["port"].as_u64() {
-                    Some(port) => line += &format!(" (via {}:{port})", s(&via["ip"])),
-                    None => line += &format!(" (via {})", s(&via["ip"])),
+                    Some(port) if ip.contains(':') => line += &format!(" (via [{ip}]:{port})"),
+                    Some(port) => line += &format!(" (via {ip}:{port})"),
+                    None => line += &format!(" (via {ip})"),
                 }
             }
             if let (Some(p), Some(rp)) = (r["packets"].as_u64(), r["reply_packets"].as_u64()) {

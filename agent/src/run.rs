@@ -47,6 +47,7 @@ pub fn run(state_dir: &str, interval: Duration, limits: journal::rotate::Limits)
         libc::signal(libc::SIGTERM, handler);
         libc::signal(libc::SIGINT, handler);
     }
+    let _one = one_daemon(state_dir)?;
     let mut nl = RouteSocket::open().map_err(DatapathError::netlink("open netlink socket"))?;
     for (name, want) in network::recorded(state_dir)? {
         network::ensure(&mut nl, state_dir, &name, &want, false)?;
@@ -97,6 +98,29 @@ pub fn run(state_dir: &str, interval: Duration, limits: journal::rotate::Limits)
     };
     log::info!("stopped");
     captured
+}
+
+/// Holds `<stateDir>/agent.lock` while the daemon runs: a second daemon on
+/// the same state dir would write every flow twice.
+fn one_daemon(state_dir: &str) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let path = std::path::Path::new(state_dir).join("agent.lock");
+    let fail = DatapathError::io("lock the state dir");
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(fail)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(DatapathError::io("lock the state dir"))?;
+    // SAFETY: flock on a descriptor this function owns; held until it closes
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let why = std::io::Error::other(format!("another weavice-agent run holds {}", path.display()));
+        return Err(DatapathError::io("start")(why));
+    }
+    Ok(lock)
 }
 
 /// The address of `net` the node holds on its bridge and the range's

@@ -73,6 +73,8 @@ pub struct Follower {
     file: Option<(File, u64)>,
     /// Files to read after it, oldest first.
     queued: VecDeque<PathBuf>,
+    /// The newest rotated file read to its end: the ones after it are new.
+    done: Option<PathBuf>,
     /// The start of a line not yet whole.
     partial: Vec<u8>,
     /// In a line longer than [`MAX_LINE`]: its rest is dropped.
@@ -82,8 +84,14 @@ pub struct Follower {
 impl Follower {
     /// From the first line of the oldest file.
     pub fn from_start(dir: &Path) -> Follower {
-        let queued = rotate::files(dir).into();
-        Follower { dir: dir.to_path_buf(), file: None, queued, partial: Vec::new(), overlong: false }
+        Follower {
+            dir: dir.to_path_buf(),
+            file: None,
+            queued: VecDeque::new(),
+            done: None,
+            partial: Vec::new(),
+            overlong: false,
+        }
     }
 
     /// Calls `each` with every whole line (without its newline) written
@@ -92,11 +100,26 @@ impl Follower {
         let mut buf = Vec::new();
         loop {
             if self.file.is_none() {
-                let next = self.queued.pop_front().unwrap_or_else(|| self.dir.join(ACTIVE));
+                if self.queued.is_empty() {
+                    self.queued = self.unread();
+                }
+                let Some(next) = self.queued.pop_front() else { return };
                 match File::open(&next).and_then(|f| Ok((f.metadata()?.ino(), f))) {
-                    Ok((ino, f)) => self.file = Some((f, ino)),
-                    Err(_) if !self.queued.is_empty() => continue,
-                    Err(_) => return,
+                    Ok((ino, f)) => {
+                        if next.file_name() != Some(ACTIVE.as_ref()) {
+                            self.done = Some(next);
+                        }
+                        self.file = Some((f, ino));
+                    }
+                    // removed by retention meanwhile
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        log::warn!("journal file {}: {e}; skipped", next.display());
+                        if next.file_name() == Some(ACTIVE.as_ref()) {
+                            return;
+                        }
+                        continue;
+                    }
                 }
             }
             let Some((mut file, ino)) = self.file.take() else { return };
@@ -106,7 +129,10 @@ impl Follower {
                 match file.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => self.take(&buf[..n], each),
-                    Err(_) => return,
+                    Err(e) => {
+                        log::warn!("journal {}: {e}", self.dir.display());
+                        return;
+                    }
                 }
             }
             self.file = Some((file, ino));
@@ -121,6 +147,9 @@ impl Follower {
             }
             let files = rotate::files(&self.dir);
             let at = files.iter().position(|p| fs::metadata(p).is_ok_and(|m| m.ino() == ours));
+            if let Some(at) = at {
+                self.done = Some(files[at].clone());
+            }
             // gone already (retention): every file there is comes after it
             self.queued = files.into_iter().skip(at.map_or(0, |i| i + 1)).collect();
             if self.queued.is_empty() {
@@ -128,6 +157,15 @@ impl Follower {
             }
             // read once more: lines written between the read and the rename
         }
+    }
+
+    /// The files not read yet: the rotated ones after the last read to its
+    /// end (all of them at first), then the active one.
+    fn unread(&self) -> VecDeque<PathBuf> {
+        rotate::files(&self.dir)
+            .into_iter()
+            .filter(|p| p.file_name() == Some(ACTIVE.as_ref()) || self.done.as_ref().is_none_or(|d| p > d))
+            .collect()
     }
 
     /// Hands over the whole lines `bytes` completes. A line past
@@ -192,6 +230,24 @@ mod tests {
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["n"].as_u64().unwrap() as u32)
             .collect();
         assert_eq!(numbers, (0..50).collect::<Vec<_>>());
+        fs::remove_dir_all(&state).unwrap();
+    }
+
+    #[test]
+    fn a_follower_made_before_the_journal_reads_the_files_rotated_before_its_first_poll() {
+        use crate::append::Journal;
+        use crate::rotate::Limits;
+        let state = std::env::temp_dir().join(format!("wv-follow-late-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&state);
+        let j = Journal::new(&state.to_string_lossy()).with_limits(Limits { max_bytes: 64, max_files: 100 });
+        let mut f = Follower::from_start(j.dir());
+        let mut seen = 0;
+        f.poll(&mut |_| seen += 1);
+        for i in 0..50 {
+            j.append_line(&format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(20))).unwrap();
+        }
+        f.poll(&mut |_| seen += 1);
+        assert_eq!(seen, 50);
         fs::remove_dir_all(&state).unwrap();
     }
 

@@ -65,12 +65,13 @@ pub fn rotate(dir: &Path, limits: &Limits) -> io::Result<()> {
     Ok(())
 }
 
-/// The rotated files of `dir`, oldest first.
+/// The rotated files of `dir`, oldest first (regular files only).
 fn rotated(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
         .filter(|p| {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(PREFIX) && n.ends_with(SUFFIX))
@@ -84,7 +85,7 @@ fn rotated(dir: &Path) -> Vec<PathBuf> {
 pub fn files(dir: &Path) -> Vec<PathBuf> {
     let mut files = rotated(dir);
     let active = dir.join(ACTIVE);
-    if active.exists() {
+    if active.is_file() {
         files.push(active);
     }
     files

@@ -40,7 +40,7 @@ fn node_with_podnet(tag: &str, extra: Value) -> Node {
 fn add_pod(node: &Node, pod: &Netns, name: &str) -> String {
     let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}");
     let out = node.cnitool("add", "podnet", pod, &[("CNI_ARGS", &args)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     let v4 = result["ips"].as_array().unwrap().iter().map(|i| i["address"].as_str().unwrap()).find(|a| a.contains('.'));
     v4.unwrap().split('/').next().unwrap().to_string()
@@ -451,4 +451,68 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_when_it_stops() {
     assert!(daemon.stop().success());
     let n = systemd.recv(&mut buf).expect("STOPPING=1");
     assert_eq!(&buf[..n], b"STOPPING=1");
+}
+
+#[test]
+fn an_address_reused_at_once_is_joined_to_the_pod_holding_it_then() {
+    if !require_root() {
+        return;
+    }
+    // a /29: after the server and three fillers, every client gets the one address left
+    let node = Node::new("jfu");
+    let ipam = json!({"ipam": {"type": "weavice-ipam", "dataDir": node.dir.path("ipam"),
+        "ranges": [[{"subnet": "10.66.0.0/29"}]]}});
+    node.write_conflist("podnet", "1.0.0", vec![node.conf("1.0.0", "podnet", ipam)]);
+    let srv = Netns::new("jfus");
+    let srv_ip = add_pod(&node, &srv, "srv");
+    let fillers: Vec<Netns> = (0..3).map(|_| Netns::new("jfuf")).collect();
+    for (i, f) in fillers.iter().enumerate() {
+        add_pod(&node, f, &format!("filler-{i}"));
+    }
+    serve_tcp(&srv, "0.0.0.0:8080", "srv");
+    let daemon = Daemon::start(&node, &[]);
+    let mut reused = Vec::new();
+    for i in 0..4 {
+        let c = Netns::new("jfuc");
+        let name = format!("client-{i}");
+        reused.push(add_pod(&node, &c, &name));
+        connect_and_close(&c, format!("{srv_ip}:8080"));
+        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}");
+        assert!(node.cnitool("del", "podnet", &c, &[("CNI_ARGS", &args)]).status.success());
+    }
+    reused.dedup();
+    assert_eq!(reused.len(), 1, "one address, reused by every client");
+    let ended = || {
+        flows_to(&records_of(&node, "flow").0, &srv_ip, 8080).iter().filter(|f| f["event"] == json!("end")).count() >= 4
+    };
+    assert!(eventually(ended));
+    assert!(daemon.stop().success());
+    let (flows, _) = records_of(&node, "flow");
+    for event in ["new", "end"] {
+        let names: Vec<&str> = flows_to(&flows, &srv_ip, 8080)
+            .iter()
+            .filter(|f| f["event"] == json!(event))
+            .map(|f| f["source"]["pod_name"].as_str().unwrap_or("?"))
+            .collect();
+        assert_eq!(names, ["client-0", "client-1", "client-2", "client-3"], "{event} records");
+    }
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    if !require_root() {
+        return;
+    }
+    let node = node_with_podnet("jf2", json!({}));
+    add_pod(&node, &Netns::new("jf2a"), "frontend-1");
+    let daemon = Daemon::start(&node, &[]);
+    let second = Command::new("ip")
+        .args(["netns", "exec", &node.ns.name, &bin("weavice-agent"), "run", "--state-dir", &node.dir.path("state")])
+        .args(["--log-file", &node.dir.path("agent2.log")])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("another weavice-agent run holds"), "{stderr}");
+    assert!(daemon.stop().success(), "the first one runs on");
 }

@@ -74,9 +74,6 @@ pub fn capture(
         }
     };
     let journal = Journal::new(&opts.state_dir).with_limits(opts.limits);
-    if let Err(e) = journal.end_torn_line() {
-        log::warn!("journal {}: {e}", journal.path().display());
-    }
     let path = journal.path();
     let node = journal::node_name();
     let mut c = Capture {
@@ -95,9 +92,14 @@ pub fn capture(
     let _ = ready.send(Ok(format!("subscribed to conntrack events, writing {}", path.display())));
     let mut dropped = events.drops().unwrap_or(0);
     let mut ticked = Instant::now();
+    let mut scope_stamp = scope::Stamp::new(&opts.state_dir);
     while !stop.load(Ordering::Relaxed) {
         match events.recv()? {
             Received::Flows { flows, more } => {
+                // a network's first pod: its ranges count from its first flow
+                if scope_stamp.changed() {
+                    c.scope = Scope::load(&opts.state_dir);
+                }
                 c.on_events(&mut events, flows);
                 // let announcements gather: a wakeup per few of them cost a
                 // fifth of the thread's time at 10k connections a second
@@ -149,6 +151,12 @@ impl Capture {
     /// Handles a batch of announcements: closed TCP connections are ended
     /// together, their counters asked for in one request.
     fn on_events(&mut self, events: &mut Events, flows: Vec<(Event, Flow)>) {
+        if flows.is_empty() {
+            return;
+        }
+        // a pod's ADD (and its predecessor's DEL, when it reuses an
+        // address) is in the journal before its first packet
+        self.pods.refresh();
         for (event, flow) in flows {
             self.on_event(event, flow);
         }
@@ -196,7 +204,7 @@ impl Capture {
     fn write(&mut self, event: FlowEvent, flow: &Flow) {
         let now = journal::time::now();
         let Some(mut r) = record::of(event, flow, &self.node, &self.pods, &now) else { return };
-        // a pod made since the last read: its ADD record is in the journal
+        // a pod made since the batch began: its ADD record is in the journal
         let unnamed = |ip: &str, e: &Option<journal::Endpoint>| {
             e.is_none() && ip.parse().is_ok_and(|ip| self.scope.is_pod_address(ip))
         };

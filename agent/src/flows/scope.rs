@@ -48,6 +48,26 @@ impl Scope {
     }
 }
 
+/// When the state dir's networks last changed (a network's marker is
+/// written at its first ADD): one stat tells whether to load them again.
+pub struct Stamp {
+    dir: std::path::PathBuf,
+    seen: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    pub fn new(state_dir: &str) -> Stamp {
+        let mut s = Stamp { dir: std::path::Path::new(state_dir).join("networks"), seen: None };
+        s.changed();
+        s
+    }
+
+    pub fn changed(&mut self) -> bool {
+        let now = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
+        std::mem::replace(&mut self.seen, now) != now
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
