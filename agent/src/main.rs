@@ -2,7 +2,8 @@
 //! `repair` restores what weavice installed on the node from weavice's own
 //! state after someone flushed the tables (`nft flush ruleset`) or deleted a
 //! bridge; `chain` keeps security-function chains; `run` is the node daemon
-//! (chains installed at start, route functions probed). Exit codes: 0 done,
+//! (flows recorded into the journal, chains installed at start, route
+//! functions probed); `journal tail` prints the journal. Exit codes: 0 done,
 //! 1 failed on the node, 2 bad input.
 
 mod chain;
