@@ -162,7 +162,7 @@ sleep 0.2
 ip -n "$node" -br link
 echo "== the daemon stops on SIGTERM: the journal ends with the pods' DEL records and the flows still open"
 kill "$daemon"; wait "$daemon" || true; daemon=""
-agent journal tail | tail -n 6
+agent journal tail | tail -n 9
 echo "== log ($work/weavice.log)"; tail -n 5 "$work/weavice.log"
 echo "== policy generation: not built yet (see the open issues)"
 echo "demo: done"
