@@ -143,5 +143,8 @@ mod tests {
         let out = json!({"time":"t","kind":"flow","event":"new","IP":{"source":"10.88.0.2","destination":"203.0.113.2"},
             "l4":{"ICMPv4":{"type":8,"code":0}},"source":{"namespace":"shop","pod_name":"frontend-1"}});
         assert_eq!(text(&out), "t new shop/frontend-1 -> 203.0.113.2 ICMPv4 type 8");
+        let v6 = json!({"time":"t","kind":"flow","event":"new","IP":{"source":"fd22::2","destination":"fd22::3"},
+            "l4":{"TCP":{"source_port":40000,"destination_port":8080}},"via":{"ip":"fd96::10","port":80}});
+        assert_eq!(text(&v6), "t new fd22::2 -> fd22::3 TCP 8080 (via [fd96::10]:80)");
     }
 }
