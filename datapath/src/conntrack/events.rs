@@ -149,7 +149,7 @@ impl Events {
             }
             st.st_ino
         };
-        let query = NetfilterSocket::open().map_err(DatapathError::netlink("open a ctnetlink socket"))?;
+        let query = super::open()?;
         let answer_within = libc::timeval { tv_sec: 1, tv_usec: 0 };
         // SAFETY: as above; an answer that never comes is an error, not a hang
         unsafe { setsockopt(query.as_raw_fd(), libc::SO_RCVTIMEO, &answer_within)? };
@@ -289,17 +289,7 @@ fn drops_of(table: &str, inode: u64) -> Option<u64> {
 
 /// Every entry of the table (both families), to `each`.
 pub fn list(each: &mut dyn FnMut(Flow)) -> Result<()> {
-    let mut nl = NetfilterSocket::open().map_err(DatapathError::netlink("open a ctnetlink socket"))?;
-    let all = NetfilterMessage::new(
-        NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, 0),
-        ConntrackMessage::Get(Vec::new()),
-    );
-    nl.dump_each(all, &mut |m| {
-        if let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = m.inner {
-            each(decode(&attrs));
-        }
-    })
-    .map_err(DatapathError::netlink("list conntrack entries"))
+    super::each_entry(&mut super::open()?, &mut |_, attrs| each(decode(&attrs)))
 }
 
 /// Turns on per-connection counters and start/stop times in the calling
@@ -310,16 +300,12 @@ pub fn enable_accounting() -> Result<()> {
     sysctl::set("net.netfilter.nf_conntrack_timestamp", "1")
 }
 
-/// The netlink messages of a datagram: (type, flags, the whole message).
-fn messages(mut datagram: &[u8]) -> impl Iterator<Item = (u16, u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = u32::from_ne_bytes(datagram.get(..4)?.try_into().ok()?) as usize;
-        let message = datagram.get(..len).filter(|_| len >= 16)?;
-        datagram = datagram.get(len.div_ceil(4) * 4..).unwrap_or_default();
-        let ty = u16::from_ne_bytes([message[4], message[5]]);
-        let flags = u16::from_ne_bytes([message[6], message[7]]);
-        Some((ty, flags, message))
-    })
+/// The netlink messages of a datagram: (type, flags, the whole message);
+/// a broken one ends the datagram.
+fn messages(datagram: &[u8]) -> impl Iterator<Item = (u16, u16, &[u8])> {
+    crate::netlink::messages(datagram)
+        .map_while(Result::ok)
+        .map(|m| (u16::from_ne_bytes([m[4], m[5]]), u16::from_ne_bytes([m[6], m[7]]), m))
 }
 
 /// The attribute `kind` among the attributes in `attrs`.

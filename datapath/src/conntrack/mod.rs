@@ -23,6 +23,25 @@ fn message(family: NetfilterProtoFamily, m: ConntrackMessage) -> NetfilterMessag
     NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), m)
 }
 
+fn open() -> Result<NetfilterSocket> {
+    NetfilterSocket::open().map_err(DatapathError::netlink("open a ctnetlink socket"))
+}
+
+/// Every entry of the table (both families, every zone): its family and
+/// attributes, to `each` as the dump arrives.
+fn each_entry(
+    nl: &mut NetfilterSocket,
+    each: &mut dyn FnMut(NetfilterProtoFamily, Vec<ConntrackAttribute>),
+) -> Result<()> {
+    let every_flow = message(NetfilterProtoFamily::Unspec, ConntrackMessage::Get(Vec::new()));
+    nl.dump_each(every_flow, &mut |m| {
+        if let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = m.inner {
+            each(m.header.family, attrs);
+        }
+    })
+    .map_err(DatapathError::netlink("list conntrack entries"))
+}
+
 /// Whether an entry's original tuple is UDP to one of `ports`.
 fn is_udp_to(attrs: &[ConntrackAttribute], ports: &[u16]) -> bool {
     attrs.iter().any(|a| {
@@ -55,17 +74,13 @@ fn key_of(attrs: &[ConntrackAttribute]) -> Vec<ConntrackAttribute> {
 /// makes of it, if any; returns how many were sent. An entry gone meanwhile
 /// (timed out, or another change took it) is fine.
 fn change_each(change: &dyn Fn(&[ConntrackAttribute]) -> Option<ConntrackMessage>) -> Result<usize> {
-    let mut nl = NetfilterSocket::open().map_err(DatapathError::netlink("open a ctnetlink socket"))?;
+    let mut nl = open()?;
     let mut requests = Vec::new();
-    let every_flow = message(NetfilterProtoFamily::Unspec, ConntrackMessage::Get(Vec::new()));
-    nl.dump_each(every_flow, &mut |m| {
-        let family = m.header.family;
-        let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)) = m.inner else { return };
+    each_entry(&mut nl, &mut |family, attrs| {
         if let Some(c) = change(&attrs) {
             requests.push(Request::new(message(family, c), 0).tolerating(libc::ENOENT));
         }
-    })
-    .map_err(DatapathError::netlink("list conntrack entries"))?;
+    })?;
     let n = requests.len();
     let mut requests = requests.into_iter().peekable();
     while requests.peek().is_some() {

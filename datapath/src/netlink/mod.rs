@@ -314,22 +314,34 @@ struct Frame<M> {
     payload: Result<NetlinkPayload<M>, NlError>,
 }
 
+/// The messages of a datagram, each whole with its header; a broken length
+/// ends it with an error.
+pub(crate) fn messages(mut buf: &[u8]) -> impl Iterator<Item = Result<&[u8], NlError>> {
+    std::iter::from_fn(move || {
+        if buf.is_empty() {
+            return None;
+        }
+        let len = buf.get(..4).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]])) as usize;
+        if len < 16 || len > buf.len() {
+            let e = NlError::Decode(format!("a message of {len} bytes in {} received", buf.len()));
+            buf = &[];
+            return Some(Err(e));
+        }
+        let message = &buf[..len];
+        buf = buf.get(len.div_ceil(4) * 4..).unwrap_or_default();
+        Some(Ok(message))
+    })
+}
+
 /// Splits a datagram into its messages; a broken length fails the whole.
 fn parse<M: NetlinkDeserializable>(buf: &[u8]) -> Result<Vec<Frame<M>>, NlError> {
-    let mut frames = Vec::new();
-    let mut offset = 0;
-    while offset < buf.len() {
-        let rest = &buf[offset..];
-        let word = |at: usize| rest.get(at..at + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-        let len = word(0).unwrap_or(0) as usize;
-        if len < 16 || len > rest.len() {
-            return Err(NlError::Decode(format!("a message of {len} bytes in {} received", rest.len())));
-        }
-        let payload = NetlinkMessage::<M>::deserialize(&rest[..len])
-            .map(|m| m.payload)
-            .map_err(|e| NlError::Decode(e.to_string()));
-        frames.push(Frame { seq: word(8).unwrap_or(0), payload });
-        offset += len.div_ceil(4) * 4;
-    }
-    Ok(frames)
+    messages(buf)
+        .map(|message| {
+            let message = message?;
+            let payload = NetlinkMessage::<M>::deserialize(message)
+                .map(|m| m.payload)
+                .map_err(|e| NlError::Decode(e.to_string()));
+            Ok(Frame { seq: u32::from_ne_bytes([message[8], message[9], message[10], message[11]]), payload })
+        })
+        .collect()
 }
