@@ -21,6 +21,7 @@ use datapath::link;
 use datapath::netlink::RouteSocket;
 use datapath::network;
 use datapath::{DatapathError, Result};
+use ipam::filelock::{FileLock, LockError};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -102,25 +103,15 @@ pub fn run(state_dir: &str, interval: Duration, limits: journal::rotate::Limits)
 
 /// Holds `<stateDir>/agent.lock` while the daemon runs: a second daemon on
 /// the same state dir would write every flow twice.
-fn one_daemon(state_dir: &str) -> Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+fn one_daemon(state_dir: &str) -> Result<FileLock> {
     let path = std::path::Path::new(state_dir).join("agent.lock");
-    let fail = DatapathError::io("lock the state dir");
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(fail)?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(DatapathError::io("lock the state dir"))?;
-    // SAFETY: flock on a descriptor this function owns; held until it closes
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let why = std::io::Error::other(format!("another weavice-agent run holds {}", path.display()));
-        return Err(DatapathError::io("start")(why));
-    }
-    Ok(lock)
+    FileLock::acquire(&path, Duration::ZERO).map_err(|e| match e {
+        LockError::Timeout { .. } => {
+            let why = std::io::Error::other(format!("another weavice-agent run holds {}", path.display()));
+            DatapathError::io("start")(why)
+        }
+        e => e.into(),
+    })
 }
 
 /// The address of `net` the node holds on its bridge and the range's
