@@ -346,6 +346,17 @@ pub fn attach_outside(node: &Netns, outside: &Netns) {
     outside.ip(&["link", "set", o, "up"]);
 }
 
+/// A Service as kube-proxy's nftables mode makes one: `node` DNATs
+/// 10.96.0.10:80 to `endpoint`:8080.
+pub fn service_dnat(node: &Node, endpoint: &str) {
+    let script = format!(
+        "table ip svc {{\n chain pre {{\n type nat hook prerouting priority dstnat;\n ip daddr 10.96.0.10 tcp dport 80 dnat to {endpoint}:8080\n }}\n}}\n"
+    );
+    fs::write(node.dir.path("svc.nft"), script).unwrap();
+    let out = node.ns.exec("nft", &["-f", &node.dir.path("svc.nft")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A TCP server in `ns` on `addr` answering every connection with `tag`.
 pub fn serve_tcp(ns: &Netns, addr: &str, tag: &'static str) {
     let addr: SocketAddr = addr.parse().unwrap();

@@ -154,12 +154,7 @@ fn the_daemon_records_flows_between_pods_to_a_service_and_outside() {
     let b_ip = add_pod(&node, &b, "api-2");
     attach_outside(&node.ns, &outside);
     // a Service address DNATed to api-2, as kube-proxy's nftables mode does
-    let svc = format!(
-        "table ip svc {{\n chain pre {{\n type nat hook prerouting priority dstnat;\n ip daddr 10.96.0.10 tcp dport 80 dnat to {b_ip}:8080\n }}\n}}\n"
-    );
-    std::fs::write(node.dir.path("svc.nft"), svc).unwrap();
-    let out = node.ns.exec("nft", &["-f", &node.dir.path("svc.nft")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    service_dnat(&node, &b_ip);
     let daemon = Daemon::start(&node, &[]);
     serve_tcp(&b, "0.0.0.0:8080", "api");
     serve_tcp(&outside, "0.0.0.0:443", "out");
@@ -353,11 +348,7 @@ fn journal_tail_prints_one_line_per_record_and_counts_what_it_skips() {
     let (a, b) = (Netns::new("jfta"), Netns::new("jftb"));
     add_pod(&node, &a, "frontend-1");
     let b_ip = add_pod(&node, &b, "api-2");
-    let svc = format!(
-        "table ip svc {{\n chain pre {{\n type nat hook prerouting priority dstnat;\n ip daddr 10.96.0.10 tcp dport 80 dnat to {b_ip}:8080\n }}\n}}\n"
-    );
-    std::fs::write(node.dir.path("svc.nft"), svc).unwrap();
-    assert!(node.ns.exec("nft", &["-f", &node.dir.path("svc.nft")]).status.success());
+    service_dnat(&node, &b_ip);
     serve_tcp(&b, "0.0.0.0:8080", "api");
     let daemon = Daemon::start(&node, &[]);
     connect_and_close(&a, "10.96.0.10:80".into());

@@ -307,12 +307,7 @@ fn only_the_chains_ports_are_steered_and_service_traffic_is_steered_to_its_endpo
     assert!(seen.len() == 1 && seen.get(&63).is_some_and(|n| *n >= 6), "both ways: {seen:?}");
 
     // a Service: the node DNATs 10.96.0.10:80 to the pod; classified after DNAT
-    let script = format!(
-        "table ip svc {{\n chain pre {{\n type nat hook prerouting priority dstnat;\n ip daddr 10.96.0.10 tcp dport 80 dnat to {b}:8080\n }}\n}}\n"
-    );
-    std::fs::write(s.node.dir.path("svc.nft"), script).unwrap();
-    let out = s.node.ns.exec("nft", &["-f", &s.node.dir.path("svc.nft")]);
-    assert!(out.status.success(), "{}", text(&out));
+    service_dnat(&s.node, &b);
     s.reset_seen();
     assert_eq!(tcp_fetch(s.pod("frontend-0"), "10.96.0.10:80"), "steered");
     assert!(s.seen("fw-1").get(&63).is_some_and(|n| *n >= 3), "{:?}", s.seen("fw-1"));
