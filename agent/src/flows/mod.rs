@@ -50,7 +50,6 @@ struct Capture {
     scope: Scope,
     pods: Pods,
     writer: Writer,
-    node: String,
     /// Open connections in scope.
     open: HashSet<u32>,
     /// TCP connections recorded as ended at their close, until their DESTROY.
@@ -75,12 +74,10 @@ pub fn capture(
     };
     let journal = Journal::new(&opts.state_dir).with_limits(opts.limits);
     let path = journal.path();
-    let node = journal::node_name();
     let mut c = Capture {
         scope: Scope::load(&opts.state_dir),
         pods: Pods::load(&opts.state_dir, journal.dir()),
-        writer: Writer::new(journal, opts.limits.max_bytes, node.clone()),
-        node,
+        writer: Writer::new(journal, opts.limits.max_bytes, journal::node_name()),
         open: HashSet::new(),
         closed: HashSet::new(),
         closing: Vec::new(),
@@ -203,14 +200,14 @@ impl Capture {
 
     fn write(&mut self, event: FlowEvent, flow: &Flow) {
         let now = journal::time::now();
-        let Some(mut r) = record::of(event, flow, &self.node, &self.pods, &now) else { return };
+        let Some(mut r) = record::of(event, flow, self.writer.node(), &self.pods, &now) else { return };
         // a pod made since the batch began: its ADD record is in the journal
         let unnamed = |ip: &str, e: &Option<journal::Endpoint>| {
             e.is_none() && ip.parse().is_ok_and(|ip| self.scope.is_pod_address(ip))
         };
         if unnamed(&r.ip.source, &r.source) || unnamed(&r.ip.destination, &r.destination) {
             self.pods.refresh();
-            r = record::of(event, flow, &self.node, &self.pods, &now).unwrap_or(r);
+            r = record::of(event, flow, self.writer.node(), &self.pods, &now).unwrap_or(r);
         }
         self.writer.push(&r);
     }

@@ -40,6 +40,11 @@ impl Writer {
         }
     }
 
+    /// The node the records are of.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
     pub fn push(&mut self, record: &impl Serialize) {
         if serde_json::to_writer(&mut self.buf, record).is_ok() {
             self.buf.push(b'\n');
