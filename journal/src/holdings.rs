@@ -1,8 +1,8 @@
 //! Which pod held an address when: holdings built from pod records. An
 //! address is reused by later pods, so a flow is joined by its start time.
-//! Bounded: per address, the open holding and the last few ended ones.
-//! Shared by the node daemon (while it records) and the policy tool (which
-//! merges the journals of many nodes).
+//! The daemon's are bounded (per address, the open holding and the last few
+//! ended ones); the policy tool, which joins a whole journal's flows after
+//! reading its pod records, keeps every holding.
 
 use crate::record::{Endpoint, PodEvent, PodRecord};
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use std::net::IpAddr;
 const ENDED_KEPT: usize = 4;
 
 struct Holding {
+    node: String,
     /// Record times (RFC 3339, nine digits: they compare as text); "" for
     /// a pod held since before anything recorded.
     from: String,
@@ -20,12 +21,29 @@ struct Holding {
     pod: Option<Endpoint>,
 }
 
-#[derive(Default)]
 pub struct Holdings {
     by_ip: HashMap<IpAddr, Vec<Holding>>,
+    ended_kept: usize,
+}
+
+impl Default for Holdings {
+    fn default() -> Self {
+        Holdings { by_ip: HashMap::new(), ended_kept: ENDED_KEPT }
+    }
+}
+
+/// Who held an address: the pod (when the runtime named it) on its node.
+pub struct Holder<'a> {
+    pub node: &'a str,
+    pub pod: Option<&'a Endpoint>,
 }
 
 impl Holdings {
+    /// Holdings that keep every ended one.
+    pub fn keeping_all() -> Holdings {
+        Holdings { by_ip: HashMap::new(), ended_kept: usize::MAX }
+    }
+
     /// Takes in a pod record (in time order).
     pub fn apply(&mut self, r: &PodRecord) {
         for ip in r.ips.iter().filter_map(|s| s.parse::<IpAddr>().ok()) {
@@ -38,6 +56,7 @@ impl Holdings {
             }
             if r.event == PodEvent::Add {
                 holdings.push(Holding {
+                    node: r.node.clone(),
                     from: r.time.clone(),
                     until: None,
                     container_id: r.container_id.clone(),
@@ -45,8 +64,8 @@ impl Holdings {
                 });
             }
             let ended = holdings.iter().filter(|h| h.until.is_some()).count();
-            if ended > ENDED_KEPT {
-                let mut drop = ended - ENDED_KEPT;
+            if ended > self.ended_kept {
+                let mut drop = ended - self.ended_kept;
                 holdings.retain(|h| {
                     let old = h.until.is_some() && drop > 0;
                     drop -= usize::from(old);
@@ -59,23 +78,34 @@ impl Holdings {
     /// A pod that holds `ip` now, known otherwise than by a record (its ADD
     /// record gone with a rotated file): held since the last holding of the
     /// address ended. Nothing changes if its holding is known.
-    pub fn seed(&mut self, ip: IpAddr, container_id: &str, pod: Option<Endpoint>) {
+    pub fn seed(&mut self, ip: IpAddr, node: &str, container_id: &str, pod: Option<Endpoint>) {
         let holdings = self.by_ip.entry(ip).or_default();
         if holdings.iter().any(|h| h.until.is_none() && h.container_id == container_id) {
             return;
         }
         let from = holdings.iter().filter_map(|h| h.until.clone()).max().unwrap_or_default();
-        holdings.push(Holding { from, until: None, container_id: container_id.to_string(), pod });
+        holdings.push(Holding {
+            node: node.to_string(),
+            from,
+            until: None,
+            container_id: container_id.to_string(),
+            pod,
+        });
     }
 
     /// The pod that held `ip` at `time` (a record time).
     pub fn at(&self, ip: IpAddr, time: &str) -> Option<&Endpoint> {
+        self.holder(ip, time).and_then(|h| h.pod)
+    }
+
+    /// Who held `ip` at `time`, named or not.
+    pub fn holder(&self, ip: IpAddr, time: &str) -> Option<Holder<'_>> {
         let holdings = self.by_ip.get(&ip)?;
         holdings
             .iter()
             .rev()
             .find(|h| h.from.as_str() <= time && h.until.as_deref().is_none_or(|u| time <= u))
-            .and_then(|h| h.pod.as_ref())
+            .map(|h| Holder { node: &h.node, pod: h.pod.as_ref() })
     }
 }
 

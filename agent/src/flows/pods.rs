@@ -20,11 +20,12 @@ impl Pods {
     pub fn load(state_dir: &str, journal_dir: &Path) -> Pods {
         let mut pods = Pods { holdings: Holdings::default(), follower: Follower::from_start(journal_dir) };
         pods.refresh();
+        let node = journal::node_name();
         for (name, _) in network::recorded(state_dir).unwrap_or_default() {
             for a in Attachment::list(state_dir, &name).into_iter().flatten() {
                 let pod = a.pod.clone().map(|p| Endpoint { namespace: p.namespace, pod_name: p.name, uid: p.uid });
                 for ip in a.pod_ips() {
-                    pods.holdings.seed(ip, &a.container_id, pod.clone());
+                    pods.holdings.seed(ip, &node, &a.container_id, pod.clone());
                 }
             }
         }

@@ -1,0 +1,291 @@
+//! `--cluster FILE`: what `kubectl get pods,namespaces,deployments,
+//! replicasets,statefulsets,daemonsets,services -A -o json` prints (a
+//! `List`). It gives each pod its workload and the selector that picks the
+//! workload's pods: the owner's own selector (a Deployment's through its
+//! ReplicaSet), never per-revision labels; a bare pod's own labels.
+
+use crate::error::{bad, Error, Result};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+/// Labels that differ between revisions or replicas of one workload: a
+/// selector on them breaks at the next rollout.
+const PER_REVISION: [&str; 6] = [
+    "pod-template-hash",
+    "controller-revision-hash",
+    "pod-template-generation",
+    "statefulset.kubernetes.io/pod-name",
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+];
+
+/// A label selector as the API spells it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Selector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+pub struct Requirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// What owns a pod, and how to select its pods.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Workload {
+    pub namespace: String,
+    /// `deployment`, `statefulset`, `daemonset`, `replicaset`, `job`, or
+    /// `pod` for a bare pod.
+    pub kind: String,
+    pub name: String,
+    pub selector: Selector,
+}
+
+impl Workload {
+    /// `deployment/api`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.kind, self.name)
+    }
+}
+
+#[derive(Deserialize)]
+struct List {
+    items: Vec<Value>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    owner_references: Vec<Owner>,
+}
+
+#[derive(Deserialize, Clone)]
+struct Owner {
+    kind: String,
+    name: String,
+    #[serde(default)]
+    controller: Option<bool>,
+}
+
+struct Controller {
+    selector: Option<Selector>,
+    owner: Option<Owner>,
+}
+
+#[derive(Default)]
+pub struct Cluster {
+    pods: HashMap<(String, String), Meta>,
+    /// Pod addresses (not host-network pods, which share their node's).
+    by_ip: HashMap<IpAddr, (String, String)>,
+    /// (kind, namespace, name): selector and owner.
+    controllers: HashMap<(String, String, String), Controller>,
+    /// Service (ClusterIP, port) to namespace/name.
+    services: HashMap<SocketAddr, String>,
+}
+
+impl Cluster {
+    pub fn load(path: &Path) -> Result<Cluster> {
+        let text = std::fs::read(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                bad(format!("--cluster {}: {e}", path.display()))
+            }
+            _ => Error::io(path)(e),
+        })?;
+        Cluster::parse(&text).map_err(|e| bad(format!("--cluster {}: {e}", path.display())))
+    }
+
+    pub fn parse(text: &[u8]) -> std::result::Result<Cluster, String> {
+        let hint = "expected the JSON of `kubectl get pods,namespaces,deployments,replicasets,statefulsets,daemonsets,services -A -o json`";
+        let list: List = serde_json::from_slice(text).map_err(|e| format!("{e}; {hint}"))?;
+        let mut c = Cluster::default();
+        for (i, item) in list.items.iter().enumerate() {
+            let kind = item["kind"].as_str().ok_or_else(|| format!("items[{i}] has no kind; {hint}"))?;
+            let meta: Meta = serde_json::from_value(item["metadata"].clone())
+                .map_err(|e| format!("items[{i}] ({kind}) metadata: {e}"))?;
+            if meta.name.is_empty() {
+                return Err(format!("items[{i}] ({kind}) has no metadata.name"));
+            }
+            let selector = |at: &Value| -> std::result::Result<Option<Selector>, String> {
+                if at.is_null() {
+                    return Ok(None);
+                }
+                serde_json::from_value(at.clone())
+                    .map(Some)
+                    .map_err(|e| format!("{kind} {}: spec.selector: {e}", meta.name))
+            };
+            match kind {
+                "Pod" => {
+                    let status = &item["status"];
+                    if item["spec"]["hostNetwork"] != Value::Bool(true) {
+                        let ips = status["podIPs"].as_array().into_iter().flatten().map(|p| &p["ip"]);
+                        for ip in ips.chain([&status["podIP"]]).filter_map(|v| v.as_str()?.parse().ok()) {
+                            c.by_ip.insert(ip, (meta.namespace.clone(), meta.name.clone()));
+                        }
+                    }
+                    c.pods.insert((meta.namespace.clone(), meta.name.clone()), meta);
+                }
+                "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+                    let selector = selector(&item["spec"]["selector"])?;
+                    let owner = controller_of(&meta.owner_references);
+                    c.controllers.insert(
+                        (kind.to_string(), meta.namespace.clone(), meta.name.clone()),
+                        Controller { selector, owner },
+                    );
+                }
+                "Service" => {
+                    let ips = item["spec"]["clusterIPs"].as_array().into_iter().flatten();
+                    let ips: Vec<IpAddr> =
+                        ips.chain([&item["spec"]["clusterIP"]]).filter_map(|v| v.as_str()?.parse().ok()).collect();
+                    for port in item["spec"]["ports"].as_array().into_iter().flatten() {
+                        let Some(port) = port["port"].as_u64().and_then(|p| u16::try_from(p).ok()) else { continue };
+                        for ip in &ips {
+                            c.services.insert(SocketAddr::new(*ip, port), format!("{}/{}", meta.namespace, meta.name));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
+    /// The Service at `addr`, as `namespace/name`.
+    pub fn service(&self, addr: SocketAddr) -> Option<&str> {
+        self.services.get(&addr).map(String::as_str)
+    }
+
+    /// The pod that holds `ip` now (not joined by time: for addresses no
+    /// journal here recorded).
+    pub fn pod_at(&self, ip: IpAddr) -> Option<(&str, &str)> {
+        self.by_ip.get(&ip).map(|(ns, n)| (ns.as_str(), n.as_str()))
+    }
+
+    /// The workload of pod `namespace/name`, or why it has none that a
+    /// selector can pick.
+    pub fn workload(&self, namespace: &str, name: &str) -> std::result::Result<Workload, String> {
+        let Some(pod) = self.pods.get(&(namespace.to_string(), name.to_string())) else {
+            return self.workload_by_name(namespace, name);
+        };
+        let make = |kind: &str, wname: &str, selector: Selector| Workload {
+            namespace: namespace.to_string(),
+            kind: kind.to_lowercase(),
+            name: wname.to_string(),
+            selector,
+        };
+        let Some(owner) = controller_of(&pod.owner_references) else {
+            return own_labels(&pod.labels).map(|s| make("pod", name, s));
+        };
+        let key = (owner.kind.clone(), namespace.to_string(), owner.name.clone());
+        match (owner.kind.as_str(), self.controllers.get(&key)) {
+            // a Deployment's pods are its ReplicaSet's: select by the Deployment's selector
+            ("ReplicaSet", Some(rs)) => {
+                if let Some(d) = rs.owner.as_ref().filter(|o| o.kind == "Deployment") {
+                    let dkey = ("Deployment".to_string(), namespace.to_string(), d.name.clone());
+                    if let Some(sel) = self.controllers.get(&dkey).and_then(|c| c.selector.clone()) {
+                        return Ok(make("Deployment", &d.name, sel));
+                    }
+                    return own_labels(&pod.labels).map(|s| make("Deployment", &d.name, s));
+                }
+                let sel = rs.selector.clone().map(without_revisions).filter(|s| *s != Selector::default());
+                sel.map(|s| make("ReplicaSet", &owner.name, s))
+                    .ok_or_else(|| format!("ReplicaSet {} has no selector", owner.name))
+            }
+            // a ReplicaSet the file lacks: its Deployment by the pod-template-hash suffix
+            ("ReplicaSet", None) => {
+                let deployment = pod
+                    .labels
+                    .get("pod-template-hash")
+                    .and_then(|h| owner.name.strip_suffix(&format!("-{h}")))
+                    .map(str::to_string);
+                match deployment {
+                    Some(d) => own_labels(&pod.labels).map(|s| make("Deployment", &d, s)),
+                    None => own_labels(&pod.labels).map(|s| make("ReplicaSet", &owner.name, s)),
+                }
+            }
+            ("StatefulSet" | "DaemonSet", Some(c)) => match &c.selector {
+                Some(s) => Ok(make(&owner.kind, &owner.name, s.clone())),
+                None => Err(format!("{} {} has no selector", owner.kind, owner.name)),
+            },
+            // a Job's own selector is per run (controller-uid): its pods' stable labels
+            (kind, _) => own_labels(&pod.labels).map(|s| make(kind, &owner.name, s)),
+        }
+    }
+
+    /// A pod gone from the cluster (its flows are older than the file): its
+    /// workload from its name, as controllers name pods.
+    fn workload_by_name(&self, namespace: &str, name: &str) -> std::result::Result<Workload, String> {
+        let mut found = Vec::new();
+        for ((kind, ns, cname), c) in &self.controllers {
+            let Some(suffix) = name.strip_prefix(cname.as_str()).and_then(|s| s.strip_prefix('-')) else { continue };
+            let fits = match kind.as_str() {
+                "StatefulSet" => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
+                "ReplicaSet" | "DaemonSet" => suffix.len() == 5 && suffix.bytes().all(|b| b.is_ascii_alphanumeric()),
+                _ => false,
+            };
+            if ns != namespace || !fits {
+                continue;
+            }
+            let resolved = match (kind.as_str(), &c.owner) {
+                ("ReplicaSet", Some(d)) if d.kind == "Deployment" => {
+                    let dkey = ("Deployment".to_string(), namespace.to_string(), d.name.clone());
+                    self.controllers
+                        .get(&dkey)
+                        .and_then(|c| c.selector.clone())
+                        .map(|s| ("deployment", d.name.clone(), s))
+                }
+                ("ReplicaSet", _) => {
+                    c.selector.clone().map(without_revisions).map(|s| ("replicaset", cname.clone(), s))
+                }
+                _ => c
+                    .selector
+                    .clone()
+                    .map(|s| (if kind == "StatefulSet" { "statefulset" } else { "daemonset" }, cname.clone(), s)),
+            };
+            if let Some((kind, wname, selector)) = resolved {
+                found.push(Workload { namespace: namespace.into(), kind: kind.into(), name: wname, selector });
+            }
+        }
+        found.sort();
+        found.dedup();
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err("not in the cluster file, and no workload there names pods like it".into()),
+            _ => Err("not in the cluster file, and more than one workload there names pods like it".into()),
+        }
+    }
+}
+
+fn controller_of(owners: &[Owner]) -> Option<Owner> {
+    owners.iter().find(|o| o.controller == Some(true)).or(owners.first()).cloned()
+}
+
+fn without_revisions(mut s: Selector) -> Selector {
+    s.match_labels.retain(|k, _| !PER_REVISION.contains(&k.as_str()));
+    s.match_expressions.retain(|r| !PER_REVISION.contains(&r.key.as_str()));
+    s
+}
+
+fn own_labels(labels: &BTreeMap<String, String>) -> std::result::Result<Selector, String> {
+    let s = without_revisions(Selector { match_labels: labels.clone(), match_expressions: vec![] });
+    if s.match_labels.is_empty() {
+        return Err("has no labels to select it by (besides per-revision ones)".into());
+    }
+    Ok(s)
+}

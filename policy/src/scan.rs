@@ -1,0 +1,258 @@
+//! Reads journals in two passes, streaming: the pod records first (every
+//! node's, merged and put in time order: who held which address when), then
+//! the flows, each joined to the pods that held its addresses at its start
+//! and added to its connection. Memory grows with pods and connections, not
+//! with records.
+
+use crate::connections::{Evidence, Key, Peer, Protocol};
+use crate::error::{bad, Result};
+use crate::flowline::{self, Flow, Line};
+use crate::progress::Progress;
+use crate::sources::{self, File};
+use crate::window::Window;
+use journal::holdings::Holdings;
+use journal::record::{FlowEvent, L4};
+use journal::{PodEvent, PodRecord};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// How long after its end a connection's records may still come again: a
+/// restarted daemon lists the table, where closed TCP connections stay in
+/// TIME_WAIT for 120 s.
+const REPEATS_WITHIN_SECS: i64 = 300;
+
+/// A pod the journal recorded.
+#[derive(Debug, Clone, Default)]
+pub struct Pod {
+    pub ips: Vec<IpAddr>,
+    pub nodes: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct Scan {
+    /// Named pods, by namespace and name.
+    pub pods: BTreeMap<(String, String), Pod>,
+    pub connections: HashMap<Key, Evidence>,
+    /// Per file, lines that were no record.
+    pub skipped: Vec<(PathBuf, usize)>,
+    /// Conntrack events or records the daemons said they lost.
+    pub lost: u64,
+}
+
+pub fn scan(paths: &[PathBuf], window: &Window) -> Result<Scan> {
+    let files = sources::files(paths)?;
+    let mut progress = Progress::new(files.iter().map(|f| 2 * f.size).sum());
+    let mut out = Scan::default();
+    let (holdings, nodes) = pods(&files, window, &mut out, &mut progress)?;
+    let mut counter = Counter::default();
+    for f in &files {
+        let (mut records, mut skipped) = (0usize, 0usize);
+        sources::each_line(
+            &f.path,
+            &mut |line| match flowline::parse(line, false) {
+                Line::Flow(flow) => {
+                    records += 1;
+                    take(&flow, window, &holdings, &nodes, &mut counter, &mut out);
+                }
+                Line::Lost(n) => {
+                    records += 1;
+                    out.lost += n;
+                }
+                Line::Pod(_) => records += 1,
+                Line::Other => {}
+                Line::Skipped => skipped += 1,
+            },
+            &mut |n| progress.add(n),
+        )?;
+        if records == 0 && skipped > 0 {
+            return Err(bad(format!(
+                "--journal {}: not a weavice journal ({skipped} lines, none of them a record)",
+                f.path.display()
+            )));
+        }
+        if skipped > 0 {
+            out.skipped.push((f.path.clone(), skipped));
+        }
+    }
+    progress.finish();
+    Ok(out)
+}
+
+/// The first pass: every pod record, merged across nodes and copies. Returns
+/// who held each address when, and the nodes whose journals are here.
+fn pods(
+    files: &[File],
+    window: &Window,
+    out: &mut Scan,
+    progress: &mut Progress,
+) -> Result<(Holdings, HashSet<String>)> {
+    let mut records: Vec<PodRecord> = Vec::new();
+    for f in files {
+        sources::each_line(
+            &f.path,
+            &mut |line| {
+                if let Line::Pod(r) = flowline::parse(line, true) {
+                    records.push(*r);
+                }
+            },
+            &mut |n| progress.add(n),
+        )?;
+    }
+    // the same record in two copies of one journal counts once
+    records.sort_by(|a, b| {
+        (&a.time, &a.node, &a.container_id, &a.ifname, a.event == PodEvent::Del).cmp(&(
+            &b.time,
+            &b.node,
+            &b.container_id,
+            &b.ifname,
+            b.event == PodEvent::Del,
+        ))
+    });
+    records.dedup_by(|a, b| {
+        a.time == b.time && a.node == b.node && a.container_id == b.container_id && a.ifname == b.ifname
+    });
+    let mut holdings = Holdings::keeping_all();
+    let mut nodes = HashSet::new();
+    for r in &records {
+        holdings.apply(r);
+        nodes.insert(r.node.clone());
+        let Some(p) = r.pod.as_ref().filter(|_| r.event == PodEvent::Add) else { continue };
+        if window.until.as_deref().is_some_and(|u| r.time.as_str() > u) {
+            continue;
+        }
+        let pod = out.pods.entry((p.namespace.clone(), p.pod_name.clone())).or_default();
+        for ip in r.ips.iter().filter_map(|s| s.parse().ok()) {
+            if !pod.ips.contains(&ip) {
+                pod.ips.push(ip);
+            }
+        }
+        if !pod.nodes.contains(&r.node) {
+            pod.nodes.push(r.node.clone());
+        }
+    }
+    Ok((holdings, nodes))
+}
+
+/// Tells which records are a connection not counted yet. A connection has
+/// several records (`new`, `open`, `end`, again after a daemon restart), all
+/// on its node with one identity; its node keeps the ones open and the ones
+/// ended lately.
+#[derive(Default)]
+struct Counter {
+    nodes: HashMap<String, Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    open: HashSet<u64>,
+    ended: HashSet<u64>,
+    ended_at: VecDeque<(i64, u64)>,
+}
+
+impl Counter {
+    fn first_record(&mut self, flow: &Flow, end_secs: i64) -> bool {
+        let mut h = DefaultHasher::new();
+        (flow.conntrack_id, &flow.original.source, &flow.original.destination).hash(&mut h);
+        (flow.original.source_port, flow.original.destination_port, protocol(&flow.l4)).hash(&mut h);
+        let id = h.finish();
+        let seen = match self.nodes.get_mut(&*flow.node) {
+            Some(s) => s,
+            None => self.nodes.entry(flow.node.to_string()).or_default(),
+        };
+        match flow.event {
+            FlowEvent::New => seen.open.insert(id),
+            FlowEvent::Open => !seen.ended.contains(&id) && seen.open.insert(id),
+            FlowEvent::End => {
+                let first = !seen.open.remove(&id) && !seen.ended.contains(&id);
+                if seen.ended.insert(id) {
+                    seen.ended_at.push_back((end_secs, id));
+                }
+                while seen.ended_at.front().is_some_and(|(t, _)| *t < end_secs - REPEATS_WITHIN_SECS) {
+                    if let Some((_, old)) = seen.ended_at.pop_front() {
+                        seen.ended.remove(&old);
+                    }
+                }
+                first
+            }
+        }
+    }
+}
+
+fn protocol(l4: &L4) -> (Protocol, u16) {
+    match l4 {
+        L4::TCP(p) => (Protocol::TCP, p.destination_port),
+        L4::UDP(p) => (Protocol::UDP, p.destination_port),
+        L4::SCTP(p) => (Protocol::SCTP, p.destination_port),
+        L4::ICMPv4(_) | L4::ICMPv6(_) => (Protocol::ICMP, 0),
+        L4::Other { protocol } => (Protocol::Other(*protocol), 0),
+    }
+}
+
+/// Seconds of a record time (for the repeat window only).
+fn secs(t: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| t.get(r).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    ((n(0..4) * 12 + n(5..7)) * 31 + n(8..10)) * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
+}
+
+fn take(
+    flow: &Flow,
+    window: &Window,
+    holdings: &Holdings,
+    nodes: &HashSet<String>,
+    counter: &mut Counter,
+    out: &mut Scan,
+) {
+    let start = flow.first_seen.as_deref().unwrap_or(&flow.time);
+    let end = flow.last_seen.as_deref().unwrap_or(&flow.time);
+    if !window.overlaps(start, end) {
+        return;
+    }
+    let (Ok(client_ip), Ok(server_ip)) = (flow.ip.source.parse::<IpAddr>(), flow.ip.destination.parse::<IpAddr>())
+    else {
+        return;
+    };
+    let first = counter.first_record(flow, secs(end));
+    let (client, client_node) = peer(flow.source.as_ref(), client_ip, start, &flow.node, holdings);
+    let (server, _) = peer(flow.destination.as_ref(), server_ip, start, &flow.node, holdings);
+    // a connection between nodes is on both nodes' journals: counted on the
+    // client's when that journal is here
+    let counted_here = match client_node {
+        Some(n) if nodes.contains(n) => n == &*flow.node,
+        _ => true,
+    };
+    let (protocol, port) = protocol(&flow.l4);
+    let via = flow.via.as_ref().and_then(|v| Some(SocketAddr::new(v.ip.parse().ok()?, v.port)));
+    let key = Key { client, server, protocol, port, via };
+    let e = out.connections.entry(key).or_insert_with(|| Evidence { flows: 0, first: start.into(), last: end.into() });
+    e.flows += u64::from(first && counted_here);
+    if start < e.first.as_str() {
+        e.first = start.to_string();
+    }
+    if end > e.last.as_str() {
+        e.last = end.to_string();
+    }
+}
+
+/// A flow's end: the pod the daemon named, else the pod the merged journals
+/// say held the address at the flow's start; and that pod's node.
+fn peer<'h>(
+    named: Option<&flowline::Named>,
+    ip: IpAddr,
+    start: &str,
+    record_node: &'h str,
+    holdings: &'h Holdings,
+) -> (Peer, Option<&'h str>) {
+    if let Some(n) = named {
+        return (Peer::Pod { namespace: n.namespace.to_string(), name: n.pod_name.to_string(), ip }, Some(record_node));
+    }
+    match holdings.holder(ip, start) {
+        Some(h) => match h.pod {
+            Some(p) => (Peer::Pod { namespace: p.namespace.clone(), name: p.pod_name.clone(), ip }, Some(h.node)),
+            None => (Peer::Unnamed { ip }, Some(h.node)),
+        },
+        None => (Peer::Outside { ip }, None),
+    }
+}
