@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what weavice's build, demo and tests need, only when missing.
-# Debian 12, as root. Safe to run again.
+# Debian 12, as root. Safe to run again. Arguments: more packages (the tests add chromium).
 set -euo pipefail
-pkgs=(iproute2 nftables iptables iputils-ping conntrack socat golang-go golang-github-appc-cni-dev containernetworking-plugins)
+pkgs=(iproute2 nftables iptables iputils-ping conntrack socat golang-go golang-github-appc-cni-dev containernetworking-plugins "$@")
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
