@@ -78,32 +78,3 @@ fn a_corrupt_journal_is_read_around_its_bad_lines_which_are_counted() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["to"]["pod"], "b");
 }
-
-#[test]
-fn a_directory_of_many_nodes_journals_is_read_whole() {
-    let d = Dir::new("dirs");
-    journal(&d);
-    d.journal(
-        "k/state/journal/journal-20261128T100000.000000000Z.jsonl",
-        &[pod(&t(0, 0), "m", "add", "x", "other", "c", &["10.30.0.2"])],
-    );
-    d.journal(
-        "k/state/journal/journal.jsonl",
-        &[flow(
-            "m",
-            1,
-            &t(2, 0),
-            &t(2, 1),
-            F { proto: "UDP", from: ("10.30.0.2", 1000), to: ("10.22.0.3", 53), via: None },
-        )],
-    );
-    let (code, out, err) = run(&["list", "--journal", &d.0.to_string_lossy(), "--output", "json"]);
-    assert_eq!(code, 0, "{err}");
-    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let udp = listed.as_array().unwrap().iter().find(|c| c["protocol"] == "UDP").unwrap();
-    assert_eq!(
-        (&udp["from"]["pod"], &udp["to"]["pod"]),
-        (&serde_json::json!("c"), &serde_json::json!("b")),
-        "joined across nodes"
-    );
-}

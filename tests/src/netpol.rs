@@ -155,14 +155,14 @@ mod tests {
                 "ports": [{"port": 80, "endPort": 81}]}]}});
         let (xa, xb, ya) = (pod("x", "a", "10.0.0.1"), pod("x", "b", "10.0.0.2"), pod("y", "a", "10.0.1.1"));
         assert!(allowed(&[], &xa, &xb, "TCP", 80), "no policy: allowed");
-        assert!(!allowed(&[deny_all.clone()], &xa, &xb, "TCP", 80));
-        assert!(allowed(&[allow_b.clone()], &ya, &xb, "TCP", 81), "ingress only: egress of y not isolated");
-        assert!(!allowed(&[allow_b.clone()], &ya, &xb, "UDP", 80), "protocol defaults to TCP");
-        assert!(!allowed(&[allow_b.clone()], &xa, &xb, "TCP", 80), "both selectors: namespace y only");
+        assert!(!allowed(std::slice::from_ref(&deny_all), &xa, &xb, "TCP", 80));
+        assert!(allowed(std::slice::from_ref(&allow_b), &ya, &xb, "TCP", 81), "ingress only: egress of y not isolated");
+        assert!(!allowed(std::slice::from_ref(&allow_b), &ya, &xb, "UDP", 80), "protocol defaults to TCP");
+        assert!(!allowed(std::slice::from_ref(&allow_b), &xa, &xb, "TCP", 80), "both selectors: namespace y only");
         assert!(!allowed(&[allow_b, deny_all.clone()], &ya, &xb, "TCP", 82));
         let out = json!({"metadata": {"namespace": "x"}, "spec": {"podSelector": {}, "policyTypes": ["Egress"],
             "egress": [{"to": [{"ipBlock": {"cidr": "203.0.113.0/24", "except": ["203.0.113.9/32"]}}]}]}});
-        assert!(allowed(&[out.clone()], &xa, &End::Outside("203.0.113.2".parse().unwrap()), "UDP", 9));
+        assert!(allowed(std::slice::from_ref(&out), &xa, &End::Outside("203.0.113.2".parse().unwrap()), "UDP", 9));
         assert!(!allowed(&[out], &xa, &End::Outside("203.0.113.9".parse().unwrap()), "UDP", 9));
     }
 }
