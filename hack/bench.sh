@@ -3,8 +3,20 @@
 # Usage: hack/bench.sh [--samples N] [--pods 1,100,250] [--hostport] [--backend B]
 #        hack/bench.sh --chains [--samples N] [--seconds S]   (security-function chains, iperf3)
 #        hack/bench.sh --flows [--seconds S]   (flow records: weavice-agent run under new connections, conntrack -E)
+#        hack/bench.sh --policy [--records N] [--small N] [--runs R]   (weavice-policy generate from a synthetic
+#            journal of 1,000,000 flow records, hack/synth-journal.py: wall time and peak RSS; no root needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# --policy needs no root, nor the datapath's packages (hack/deps.sh): only weavice-policy is built
+if [ "${1:-}" = "--policy" ]; then
+    shift
+    if [ ! -x /usr/bin/time ]; then
+        echo "bench: installing time"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends time >/dev/null
+    fi
+    cargo build --release -p weavice-policy -q
+    exec hack/policy-bench.py --bin "target/$(rustc -vV | sed -n 's/^host: //p')/release/weavice-policy" "$@"
+fi
 hack/deps.sh
 cargo build --release --workspace --bins -q
 bin="target/$(rustc -vV | sed -n 's/^host: //p')/release"

@@ -3,7 +3,8 @@
 # creates a test node and three pods in network namespaces through cnitool
 # (a real libcni client), and shows connectivity, anti-spoofing, NAT, a
 # security-function chain steering traffic through a firewall pod, the node
-# journal of pods and flows recorded by the node daemon, and CHECK/DEL.
+# journal of pods and flows recorded by the node daemon, CHECK/DEL, and
+# NetworkPolicies and a flow graph generated from the journal.
 # Everything happens inside namespaces it creates and removes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,7 +104,7 @@ echo "== a security-function chain: a firewall pod (c, shop/fw-0) inserted betwe
 ip netns exec "${pods[2]}" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0
 printf 'table inet fw {\n chain forward {\n type filter hook forward priority 0;\n counter\n }\n}\n' > "$work/fw.nft"
 ip netns exec "${pods[2]}" nft -f "$work/fw.nft"
-b4=$(ip4 "${pods[1]}")
+b4=$(ip4 "${pods[1]}"); c4=$(ip4 "${pods[2]}")
 fw_packets() { ip netns exec "${pods[2]}" nft list chain inet fw forward | grep -o 'packets [0-9]*'; }
 echo "before: a to b straight through the node (ttl 63); the firewall forwarded: $(fw_packets)"
 run ip netns exec "${pods[0]}" ping -c2 -W1 "$b4" | grep ttl
@@ -164,5 +165,24 @@ echo "== the daemon stops on SIGTERM: the journal ends with the pods' DEL record
 kill "$daemon"; wait "$daemon" || true; daemon=""
 agent journal tail | tail -n 9
 echo "== log ($work/weavice.log)"; tail -n 5 "$work/weavice.log"
-echo "== policy generation: not built yet (see the open issues)"
+echo "== NetworkPolicies from the journal (weavice-policy: no root, reads journal files)"
+# what kubectl get pods,namespaces,...,services -A -o json would print for these pods
+pod_json() { # name app ip
+    printf '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%s","namespace":"shop","labels":{"app":"%s","controller-revision-hash":"%s-7c6"},"ownerReferences":[{"kind":"StatefulSet","name":"%s","controller":true}]},"status":{"podIP":"%s"}},' "$1" "$2" "$2" "$2" "$3"
+    printf '{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"%s","namespace":"shop"},"spec":{"selector":{"matchLabels":{"app":"%s"}}}},' "$2" "$2"
+}
+{
+    printf '{"apiVersion":"v1","kind":"List","items":['
+    printf '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop","labels":{"kubernetes.io/metadata.name":"shop"}}},'
+    pod_json frontend-0 frontend "$a4"; pod_json payments-0 payments "$b4"; pod_json fw-0 fw "$c4"
+    printf '{"apiVersion":"v1","kind":"Service","metadata":{"name":"payments","namespace":"shop"},"spec":{"clusterIP":"10.96.0.10","ports":[{"port":80,"targetPort":8080}]}}]}\n'
+} > "$work/cluster.json"
+policy() { "$bin/weavice-policy" "$@"; }
+run policy list --journal "$work/state/journal" --cluster "$work/cluster.json"
+run policy generate --journal "$work/state/journal" --cluster "$work/cluster.json" --out "$work/policies"
+ls "$work/policies"
+run cat "$work/policies/shop.weavice-statefulset-payments.yaml"
+report="$PWD/target/weavice-demo-report.html"
+run policy graph --journal "$work/state/journal" --cluster "$work/cluster.json" --out "$report"
+echo "the HTML report (graph, connections, policies; opens offline): $report"
 echo "demo: done"

@@ -193,16 +193,17 @@ def main():
     for frac in CHURN:
         at = START + int(SPAN * frac)
         boundaries += [at, at + CHURN_GAP]
+        used = set()  # one pod per workload at a time: every workload keeps one serving
         for node in nodes:
             live = [p for p in pods if p.node == node and p.deleted is None and p.added < at]
             rng.shuffle(live)
-            chosen, used = [], set()
+            chosen, want = [], rng.choice((2, 3))
             for p in live:
                 alive = [q for q in p.w.pods if q.deleted is None]
                 if p.w.i not in used and len(alive) >= 2 and p.w is not coredns:
                     chosen.append(p)
                     used.add(p.w.i)
-                if len(chosen) == rng.choice((2, 3)):
+                if len(chosen) == want:
                     break
             freed = [(p.v4, p.v6) for p in chosen]
             freed = freed[1:] + freed[:1]
@@ -217,6 +218,7 @@ def main():
         live_in.append([[p for p in w.pods if p.added <= lo and (p.deleted is None or p.deleted >= hi)]
                         for w in workloads])
 
+    assert all(all(ws) for ws in live_in), "a workload without a serving pod"
     used_ips = {KUBE_DNS, "10.96.0.1"}
     coredns.svc_ip = KUBE_DNS
     for w in workloads:

@@ -75,7 +75,7 @@ pub fn render(r: &Report) -> String {
             via => format!("{} (via {}:{})", c["port"], via["ip"].as_str().unwrap_or_default(), via["port"]),
         };
         s += &format!(
-            "<tr data-from=\"{}\" data-to=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            "<tr data-from=\"{}\" data-to=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}{}</tr>\n",
             escape(&node_of(&c["from"])),
             escape(&node_of(&c["to"])),
             c["id"],
@@ -84,8 +84,8 @@ pub fn render(r: &Report) -> String {
             escape(c["protocol"].as_str().unwrap_or_default()),
             escape(&port),
             c["flows"],
-            escape(c["firstSeen"].as_str().unwrap_or_default()),
-            escape(c["lastSeen"].as_str().unwrap_or_default()),
+            seen(&c["firstSeen"]),
+            seen(&c["lastSeen"]),
         );
     }
     s += "</tbody></table>\n";
@@ -99,6 +99,13 @@ pub fn render(r: &Report) -> String {
     }
     s += &format!("<script>{SCRIPT}</script>\n</body></html>\n");
     s
+}
+
+/// A time cell: to the second, the full time on hover.
+fn seen(t: &Value) -> String {
+    let t = t.as_str().unwrap_or_default();
+    let short = t.get(..19).map(|s| s.replace('T', " ")).unwrap_or_else(|| t.to_string());
+    format!("<td title=\"{}\">{}</td>", escape(t), escape(&short))
 }
 
 /// The graph node id of a listed end (as [`super::node`] names it).
