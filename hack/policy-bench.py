@@ -116,9 +116,9 @@ def main():
         print("p95: nearest rank (of 5 runs, the slowest). Journals of %d nodes from hack/synth-journal.py, read "
               "from the page cache; %d cores." % (a.nodes, os.cpu_count()))
         for records, n_conn, n_zero, _s, runs, _w, _r, _p, digests in rows:
-            print("%s records: %d of the %d listed connections have 0 flows; the %d runs wrote %s." % (
-                "{:,}".format(records), n_zero, n_conn, runs,
-                "identical files" if len(digests) == 1 else "DIFFERENT files"))
+            same = "" if runs < 2 else "; the %d runs wrote %s" % (
+                runs, "identical files" if len(digests) == 1 else "DIFFERENT files")
+            print("{:,} records: {} of the {} listed connections have 0 flows{}.".format(records, n_zero, n_conn, same))
         if len(rows) == 2:
             big, small = rows[0], rows[1]
             print("Peak RSS: %.1f MiB at %s records, %.1f MiB at %s (x%.0f the records, x%.2f the memory)." % (
