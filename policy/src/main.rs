@@ -101,11 +101,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::List { input, output } => {
             let o = observe(&input)?;
             let listed = list::json(&o.connections, o.cluster.as_ref());
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&listed).unwrap_or_default()),
-                Output::Text => print!("{}", list::text(&listed)),
-            }
-            Ok(())
+            let text = match output {
+                Output::Json => serde_json::to_string_pretty(&listed).unwrap_or_default() + "\n",
+                Output::Text => list::text(&listed),
+            };
+            print_out(&text)
         }
         Command::Generate { input, granularity, no_allow_dns, only, out, .. } => {
             check_out_dir(&out)?;
@@ -170,6 +170,15 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("weavice-policy: wrote {}", out.display());
             Ok(())
         }
+    }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is no failure.
+fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("stdout")(e)),
+        _ => Ok(()),
     }
 }
 

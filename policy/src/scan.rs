@@ -78,7 +78,37 @@ pub fn scan(paths: &[PathBuf], window: &Window) -> Result<Scan> {
         }
     }
     progress.finish();
+    fold_server_side(&mut out.connections, &counter.elsewhere);
     Ok(out)
+}
+
+/// Connections recorded on the server's node as well as the client's: a
+/// Service's DNAT happened on the client's node, so the server's record has
+/// no `via` and made a key of its own. It joins its twin; one the client's
+/// node missed (lost events) stays, with its server-side count.
+fn fold_server_side(connections: &mut HashMap<Key, Evidence>, elsewhere: &HashMap<Key, u64>) {
+    let pair = |k: &Key| -> (Peer, Peer, Protocol, u16) { (k.client.clone(), k.server.clone(), k.protocol, k.port) };
+    let mut counted: HashMap<(Peer, Peer, Protocol, u16), Key> = HashMap::new();
+    for (k, e) in connections.iter() {
+        if e.flows > 0 {
+            counted.entry(pair(k)).or_insert_with(|| k.clone());
+        }
+    }
+    let uncounted: Vec<Key> = connections.iter().filter(|(_, e)| e.flows == 0).map(|(k, _)| k.clone()).collect();
+    for k in uncounted {
+        let Some(e) = connections.remove(&k) else { continue };
+        match counted.get(&pair(&k)) {
+            Some(twin) => {
+                if let Some(t) = connections.get_mut(twin) {
+                    t.merge(&e);
+                }
+            }
+            None => {
+                let flows = elsewhere.get(&k).copied().unwrap_or(0);
+                connections.insert(k, Evidence { flows, ..e });
+            }
+        }
+    }
 }
 
 /// The first pass: every pod record, merged across nodes and copies. Returns
@@ -143,6 +173,8 @@ fn pods(
 #[derive(Default)]
 struct Counter {
     nodes: HashMap<String, Seen>,
+    /// Connections seen on a server's node, counted on the client's.
+    elsewhere: HashMap<Key, u64>,
 }
 
 #[derive(Default)]
@@ -226,6 +258,9 @@ fn take(
     let (protocol, port) = protocol(&flow.l4);
     let via = flow.via.as_ref().and_then(|v| Some(SocketAddr::new(v.ip.parse().ok()?, v.port)));
     let key = Key { client, server, protocol, port, via };
+    if first && !counted_here {
+        *counter.elsewhere.entry(key.clone()).or_default() += 1;
+    }
     let e = out.connections.entry(key).or_insert_with(|| Evidence { flows: 0, first: start.into(), last: end.into() });
     e.flows += u64::from(first && counted_here);
     if start < e.first.as_str() {

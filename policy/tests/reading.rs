@@ -84,3 +84,31 @@ fn a_connection_is_counted_once_whatever_records_it_has() {
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(listed[0]["flows"], 4, "{listed:#}");
 }
+
+#[test]
+fn a_reader_that_goes_away_is_no_failure() {
+    let d = Dir::new("pipe");
+    let mut lines = vec![pod(&t(0, 0), "n", "add", "c1", "shop", "a", &["10.22.0.2"])];
+    for port in 1..3000 {
+        lines.push(flow(
+            "n",
+            port.into(),
+            &t(1, 0),
+            &t(1, 1),
+            F { proto: "TCP", from: ("10.22.0.2", 1000), to: ("203.0.113.9", port), via: None },
+        ));
+    }
+    let j = d.journal("j.jsonl", &lines);
+    let mut child = std::process::Command::new(bin())
+        .args(["list", "--journal", &j.to_string_lossy(), "--output", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -c 10`
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

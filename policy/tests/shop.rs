@@ -57,7 +57,7 @@ fn shop(d: &Dir) -> (Vec<PathBuf>, PathBuf) {
             5,
             &t(2, 0),
             &t(2, 9),
-            F { proto: "TCP", from: ("10.22.0.3", 41000), to: ("10.23.0.2", 5432), via: None },
+            F { proto: "TCP", from: ("10.22.0.3", 41000), to: ("10.23.0.2", 5432), via: Some(("10.96.0.20", 5432)) },
         ),
         flow(
             "node-1",
@@ -99,7 +99,7 @@ fn shop(d: &Dir) -> (Vec<PathBuf>, PathBuf) {
     ];
     let node2 = vec![
         pod(&t(0, 0), "node-2", "add", "d1", "data", "db-0", &["10.23.0.2"]),
-        // the same api-to-db connection, on the server's node
+        // the same api-to-db connection, on the server's node: the DNAT was on node-1's
         flow(
             "node-2",
             77,
@@ -169,6 +169,9 @@ fn list_joins_by_address_and_time_and_counts_a_connection_on_two_nodes_once() {
     assert_eq!(svc["from"]["workload"], json!("deployment/frontend"));
     assert_eq!((&svc["firstSeen"], &svc["lastSeen"]), (&json!(t(1, 0)), &json!(t(1, 5))));
     assert_eq!(find(&all, API, "db-0", 5432)["flows"], json!(1), "recorded on both nodes, one connection");
+    let rows = all.iter().filter(|c| c["to"]["pod"] == json!("db-0") && c["port"] == json!(5432)).count();
+    assert_eq!(rows, 1, "the server's record, without the client's `via`, is the same connection: {all:#?}");
+    assert_eq!(find(&all, API, "db-0", 5432)["via"]["ip"], json!("10.96.0.20"));
     assert_eq!(find(&all, API, "db-0", 5432)["to"]["workload"], json!("statefulset/db"));
     // 10.22.0.9 at 10:04 was the report job's pod; at 10:07 the debug pod
     assert_eq!(find(&all, "report-1-xk2p9", API, 8080)["from"]["workload"], json!("job/report-1"));
