@@ -5,6 +5,8 @@
 //! ReplicaSet), never per-revision labels; a bare pod's own labels.
 
 use crate::error::{bad, Error, Result};
+use crate::netpol::evaluate;
+use crate::netpol::model::Protocol;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -89,9 +91,18 @@ struct Controller {
     owner: Option<Owner>,
 }
 
+/// What the evaluator needs of a pod besides its labels.
+#[derive(Default)]
+struct PodSpec {
+    ports: Vec<(String, u16, Protocol)>,
+    host_ip: Option<IpAddr>,
+}
+
 #[derive(Default)]
 pub struct Cluster {
     pods: HashMap<(String, String), Meta>,
+    specs: HashMap<(String, String), PodSpec>,
+    namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Pod addresses (not host-network pods, which share their node's).
     by_ip: HashMap<IpAddr, (String, String)>,
     /// (kind, namespace, name): selector and owner.
@@ -139,7 +150,25 @@ impl Cluster {
                             c.by_ip.insert(ip, (meta.namespace.clone(), meta.name.clone()));
                         }
                     }
+                    let mut spec =
+                        PodSpec { host_ip: status["hostIP"].as_str().and_then(|ip| ip.parse().ok()), ports: vec![] };
+                    let containers = item["spec"]["containers"].as_array().into_iter().flatten();
+                    for p in containers.flat_map(|c| c["ports"].as_array().into_iter().flatten()) {
+                        let (Some(name), Some(number)) =
+                            (p["name"].as_str(), p["containerPort"].as_u64().and_then(|n| u16::try_from(n).ok()))
+                        else {
+                            continue;
+                        };
+                        let protocol = p["protocol"].as_str().map_or(Some(Protocol::TCP), Protocol::parse);
+                        if let Some(protocol) = protocol {
+                            spec.ports.push((name.to_string(), number, protocol));
+                        }
+                    }
+                    c.specs.insert((meta.namespace.clone(), meta.name.clone()), spec);
                     c.pods.insert((meta.namespace.clone(), meta.name.clone()), meta);
+                }
+                "Namespace" => {
+                    c.namespaces.insert(meta.name.clone(), meta.labels.clone());
                 }
                 "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
                     let selector = selector(&item["spec"]["selector"])?;
@@ -164,6 +193,44 @@ impl Cluster {
             }
         }
         Ok(c)
+    }
+
+    /// Pod `namespace/name` as the evaluator sees it: from the file, or, for
+    /// a pod gone since, with its workload's selector labels (what any pod of
+    /// the workload carries). `Err` says why neither is known.
+    pub fn eval_pod(&self, namespace: &str, name: &str) -> std::result::Result<evaluate::Pod, String> {
+        let key = (namespace.to_string(), name.to_string());
+        let (labels, spec) = match self.pods.get(&key) {
+            Some(meta) => (meta.labels.clone(), self.specs.get(&key)),
+            None => (self.workload_by_name(namespace, name)?.selector.match_labels, None),
+        };
+        Ok(evaluate::Pod {
+            namespace: namespace.into(),
+            name: name.into(),
+            labels,
+            ports: spec.map(|s| s.ports.clone()).unwrap_or_default(),
+            host_ip: spec.and_then(|s| s.host_ip),
+        })
+    }
+
+    /// The address pod `namespace/name` holds, per the file.
+    pub fn ip_of(&self, namespace: &str, name: &str) -> Option<IpAddr> {
+        let mut ips: Vec<IpAddr> =
+            self.by_ip.iter().filter(|(_, (ns, n))| ns == namespace && n == name).map(|(ip, _)| *ip).collect();
+        ips.sort();
+        ips.into_iter().next()
+    }
+
+    /// Every pod of the file, as the evaluator sees it.
+    pub fn eval_pods(&self) -> Vec<evaluate::Pod> {
+        let mut keys: Vec<&(String, String)> = self.pods.keys().collect();
+        keys.sort();
+        keys.into_iter().filter_map(|(ns, n)| self.eval_pod(ns, n).ok()).collect()
+    }
+
+    /// Namespace labels for the evaluator.
+    pub fn namespaces(&self) -> evaluate::Namespaces {
+        evaluate::Namespaces(self.namespaces.clone())
     }
 
     /// The Service at `addr`, as `namespace/name`.

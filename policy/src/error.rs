@@ -9,13 +9,16 @@ pub enum Error {
     BadInput(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// A check of the tool's own output failed: a bug to report.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::BadInput(_) => 2,
-            Error::Io { .. } => 1,
+            Error::Io { .. } | Error::Internal(_) => 1,
         }
     }
 

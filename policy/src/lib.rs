@@ -10,12 +10,15 @@
 pub mod cluster;
 pub mod connections;
 pub mod error;
+pub mod explain;
 pub mod flowline;
 pub mod generate;
 pub mod graph;
 pub mod list;
+pub mod netpol;
 pub mod progress;
 pub mod scan;
 pub mod sources;
+pub mod validate;
 pub mod window;
 pub mod yaml;

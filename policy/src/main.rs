@@ -1,13 +1,15 @@
-//! The `weavice-policy` command line: list, generate, graph. Exit 0 on
-//! success, 2 on bad input, 1 on any other failure; messages on stderr.
+//! The `weavice-policy` command line: list, generate, graph, explain,
+//! validate. Exit 0 on success, 2 on bad input, 1 on any other failure (and
+//! for a verdict that denies); messages on stderr.
 
 use clap::{Args, Parser, Subcommand};
 use policy::cluster::Cluster;
 use policy::connections::{self, Connection};
 use policy::error::{bad, Error, Result};
 use policy::generate::{self, Generated, Granularity};
+use policy::netpol::model::Protocol;
 use policy::window::Window;
-use policy::{graph, list, scan, yaml};
+use policy::{explain, graph, list, netpol, scan, validate, yaml};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +48,40 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The verdict of policies for one connection, rule by rule. Exit 0
+    /// allowed, 1 denied, 2 bad input.
+    Explain {
+        /// A file of one or more NetworkPolicies (YAML or JSON) or a directory of them; repeatable.
+        #[arg(long = "policies", value_name = "PATH", required = true)]
+        policies: Vec<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        cluster: PathBuf,
+        /// NAMESPACE/POD, or an IP address.
+        #[arg(long, value_name = "FROM")]
+        from: String,
+        /// NAMESPACE/POD, or an IP address.
+        #[arg(long, value_name = "TO")]
+        to: String,
+        /// A number, or a container port name of the destination pod.
+        #[arg(long, value_name = "N|NAME")]
+        port: String,
+        #[arg(long, value_enum, default_value = "tcp", ignore_case = true)]
+        protocol: ProtocolArg,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Output,
+    },
+    /// Replays every recorded flow against policies: what they would deny and
+    /// why, rules no flow used, selectors matching no pod. Exit 0 when nothing
+    /// recorded would be denied, 1 otherwise, 2 on bad input.
+    Validate {
+        #[command(flatten)]
+        input: Input,
+        /// A file of one or more NetworkPolicies (YAML or JSON) or a directory of them; repeatable.
+        #[arg(long = "policies", value_name = "PATH", required = true)]
+        policies: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Output,
+    },
     /// The flow graph: FILE.svg, FILE.dot, or FILE.html (a report with the
     /// graph, the connections and the generated policies).
     Graph {
@@ -76,6 +112,13 @@ struct Input {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum ProtocolArg {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum Output {
     Text,
     Json,
@@ -90,14 +133,48 @@ struct Observed {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
-        eprintln!("weavice-policy: {e}");
-        std::process::exit(e.exit_code());
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("weavice-policy: {e}");
+            std::process::exit(e.exit_code());
+        }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// The exit code: 0, or 1 for a verdict that denies.
+fn run(cli: Cli) -> Result<i32> {
     match cli.command {
+        Command::Explain { policies, cluster, from, to, port, protocol, format } => {
+            let policies = netpol::load::policies(&policies)?;
+            let cluster = Cluster::load(&cluster)?;
+            let protocol = match protocol {
+                ProtocolArg::Tcp => Protocol::TCP,
+                ProtocolArg::Udp => Protocol::UDP,
+                ProtocolArg::Sctp => Protocol::SCTP,
+            };
+            let (from_end, to_end) =
+                (explain::named("--from", &from, &cluster)?, explain::named("--to", &to, &cluster)?);
+            let port = explain::port(&port, protocol, &to_end)?;
+            let v = explain::verdict(&policies, &cluster, &from_end, &to_end, protocol, port);
+            let text = match format {
+                Output::Json => serde_json::to_string_pretty(&explain::json(&v)).unwrap_or_default() + "\n",
+                Output::Text => explain::text(&v, &format!("{from} -> {to} {protocol} {port}")),
+            };
+            print_out(&text)?;
+            Ok(if v.allowed { 0 } else { 1 })
+        }
+        Command::Validate { input, policies, format } => {
+            let policies = netpol::load::policies(&policies)?;
+            let o = observe(&input)?;
+            let r = validate::validate(&o.connections, &policies, o.cluster.as_ref());
+            let text = match format {
+                Output::Json => serde_json::to_string_pretty(&validate::json(&r)).unwrap_or_default() + "\n",
+                Output::Text => validate::text(&r),
+            };
+            print_out(&text)?;
+            Ok(if r.denied.is_empty() { 0 } else { 1 })
+        }
         Command::List { input, output } => {
             let o = observe(&input)?;
             let listed = list::json(&o.connections, o.cluster.as_ref());
@@ -105,7 +182,8 @@ fn run(cli: Cli) -> Result<()> {
                 Output::Json => serde_json::to_string_pretty(&listed).unwrap_or_default() + "\n",
                 Output::Text => list::text(&listed),
             };
-            print_out(&text)
+            print_out(&text)?;
+            Ok(0)
         }
         Command::Generate { input, granularity, no_allow_dns, only, out, .. } => {
             check_out_dir(&out)?;
@@ -132,9 +210,10 @@ fn run(cli: Cli) -> Result<()> {
                 };
                 return Err(bad(format!("no policy to write: {why}")));
             }
+            self_check(&g, &o)?;
             write_dir(&out, &g)?;
             eprintln!("weavice-policy: wrote {} policies to {}", g.policies.len(), out.display());
-            Ok(())
+            Ok(0)
         }
         Command::Graph { input, out } => {
             let kind = out.extension().and_then(|e| e.to_str()).unwrap_or_default().to_string();
@@ -168,7 +247,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             write_file(&out, text.as_bytes())?;
             eprintln!("weavice-policy: wrote {}", out.display());
-            Ok(())
+            Ok(0)
         }
     }
 }
@@ -207,6 +286,22 @@ fn observe(input: &Input) -> Result<Observed> {
         pods.retain(|(n, _)| n == ns);
     }
     Ok(Observed { connections, pods, cluster })
+}
+
+/// The policies, read back as the API server would and replayed against
+/// the connections they were made from, must deny none.
+fn self_check(g: &Generated, o: &Observed) -> Result<()> {
+    let mut read = Vec::new();
+    for p in &g.policies {
+        let parsed = netpol::model::parse(&p.value, &p.file_name())
+            .map_err(|e| Error::Internal(format!("a generated policy does not read back: {e}")))?;
+        read.push(parsed);
+    }
+    let r = validate::validate(&o.connections, &read, o.cluster.as_ref());
+    if let Some(d) = r.denied.first() {
+        return Err(Error::Internal(format!("the generated policies would deny a recorded connection: {d}")));
+    }
+    Ok(())
 }
 
 /// What generation could not do, on stderr.
