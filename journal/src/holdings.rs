@@ -54,6 +54,18 @@ impl Holdings {
                     h.until = Some(r.time.clone());
                 }
             }
+            // a DEL whose ADD rotated away: held until now, since the last holding ended
+            let known = holdings.iter().any(|h| h.container_id == r.container_id);
+            if r.event == PodEvent::Del && !known {
+                let from = holdings.iter().filter_map(|h| h.until.clone()).max().unwrap_or_default();
+                holdings.push(Holding {
+                    node: r.node.clone(),
+                    from,
+                    until: Some(r.time.clone()),
+                    container_id: r.container_id.clone(),
+                    pod: r.pod.clone(),
+                });
+            }
             if r.event == PodEvent::Add {
                 holdings.push(Holding {
                     node: r.node.clone(),
@@ -96,6 +108,11 @@ impl Holdings {
     /// The pod that held `ip` at `time` (a record time).
     pub fn at(&self, ip: IpAddr, time: &str) -> Option<&Endpoint> {
         self.holder(ip, time).and_then(|h| h.pod)
+    }
+
+    /// Whether any pod held `ip` at any time.
+    pub fn knows(&self, ip: IpAddr) -> bool {
+        self.by_ip.contains_key(&ip)
     }
 
     /// Who held `ip` at `time`, named or not.
@@ -166,5 +183,16 @@ mod tests {
         assert_eq!(name("2026-11-28T10:05:30.000000000Z"), None, "between the two holdings");
         assert_eq!(name("2026-11-28T10:07:00.000000000Z").as_deref(), Some("api-2"));
         assert_eq!(name("2026-11-28T09:00:00.000000000Z"), None);
+    }
+
+    #[test]
+    fn a_del_whose_add_rotated_away_still_ends_a_holding() {
+        let mut pods = Holdings::keeping_all();
+        pods.apply(&record(PodEvent::Del, "2026-11-28T10:05:00.000000000Z", "a", "x-old"));
+        pods.apply(&record(PodEvent::Add, "2026-11-28T10:06:00.000000000Z", "b", "y-new"));
+        let ip = "10.22.0.5".parse().unwrap();
+        let name = |t: &str| pods.at(ip, t).map(|e| e.pod_name.clone());
+        assert_eq!(name("2026-11-28T10:01:00.000000000Z").as_deref(), Some("x-old"));
+        assert_eq!(name("2026-11-28T10:07:00.000000000Z").as_deref(), Some("y-new"));
     }
 }

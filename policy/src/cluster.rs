@@ -15,13 +15,18 @@ use std::path::Path;
 
 /// Labels that differ between revisions or replicas of one workload: a
 /// selector on them breaks at the next rollout.
-const PER_REVISION: [&str; 6] = [
+/// Also labels that differ between pods of one workload.
+const PER_REVISION: [&str; 10] = [
     "pod-template-hash",
     "controller-revision-hash",
     "pod-template-generation",
     "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
     "controller-uid",
     "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-completion-index",
+    "job-completion-index",
+    "rollouts-pod-template-hash",
 ];
 
 /// A label selector as the API spells it.
@@ -282,7 +287,10 @@ impl Cluster {
                     .and_then(|h| owner.name.strip_suffix(&format!("-{h}")))
                     .map(str::to_string);
                 match deployment {
-                    Some(d) => own_labels(&pod.labels).map(|s| make("Deployment", &d, s)),
+                    Some(d) => match self.selector_of("Deployment", namespace, &d) {
+                        Some(s) => Ok(make("Deployment", &d, s)),
+                        None => own_labels(&pod.labels).map(|s| make("Deployment", &d, s)),
+                    },
                     None => own_labels(&pod.labels).map(|s| make("ReplicaSet", &owner.name, s)),
                 }
             }
@@ -295,15 +303,26 @@ impl Cluster {
         }
     }
 
+    fn selector_of(&self, kind: &str, namespace: &str, name: &str) -> Option<Selector> {
+        self.controllers
+            .get(&(kind.to_string(), namespace.to_string(), name.to_string()))
+            .and_then(|c| c.selector.clone())
+    }
+
     /// A pod gone from the cluster (its flows are older than the file): its
-    /// workload from its name, as controllers name pods.
+    /// workload from its name, as controllers name pods
+    /// (`<deployment>-<hash>-<5>` also for a revision whose ReplicaSet is gone).
     fn workload_by_name(&self, namespace: &str, name: &str) -> std::result::Result<Workload, String> {
         let mut found = Vec::new();
         for ((kind, ns, cname), c) in &self.controllers {
             let Some(suffix) = name.strip_prefix(cname.as_str()).and_then(|s| s.strip_prefix('-')) else { continue };
+            let random = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_alphanumeric());
             let fits = match kind.as_str() {
                 "StatefulSet" => !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()),
-                "ReplicaSet" | "DaemonSet" => suffix.len() == 5 && suffix.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "ReplicaSet" | "DaemonSet" => random(suffix),
+                "Deployment" => suffix.split_once('-').is_some_and(|(hash, r)| {
+                    !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_alphanumeric()) && random(r)
+                }),
                 _ => false,
             };
             if ns != namespace || !fits {
@@ -320,6 +339,7 @@ impl Cluster {
                 ("ReplicaSet", _) => {
                     c.selector.clone().map(without_revisions).map(|s| ("replicaset", cname.clone(), s))
                 }
+                ("Deployment", _) => c.selector.clone().map(|s| ("deployment", cname.clone(), s)),
                 _ => c
                     .selector
                     .clone()

@@ -33,6 +33,13 @@ pub enum Subject {
 }
 
 impl Subject {
+    fn selector(&self) -> Selector {
+        match self {
+            Subject::Namespace(_) => Selector::default(),
+            Subject::Workload(w) => w.selector.clone(),
+        }
+    }
+
     fn namespace(&self) -> &str {
         match self {
             Subject::Namespace(ns) => ns,
@@ -61,6 +68,9 @@ enum Target {
     Address(IpAddr),
 }
 
+/// Evidence annotations per policy, well under the API's 256 KiB.
+const EVIDENCE_BYTES: usize = 128 << 10;
+
 /// A rule: the ports allowed with a peer, and the flows that used them.
 type Rule = (BTreeSet<(Protocol, u16)>, Option<Evidence>);
 
@@ -77,9 +87,14 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// `<namespace>.<name>.yaml`
+    /// `<namespace>.<name>.yaml`, within a file system's 255 bytes.
     pub fn file_name(&self) -> String {
-        format!("{}.{}.yaml", self.namespace, self.name)
+        let name = if self.name.len() > 180 {
+            format!("{}-{:08x}", &self.name[..170], hash(&self.name))
+        } else {
+            self.name.clone()
+        };
+        format!("{}.{name}.yaml", self.namespace)
     }
 }
 
@@ -107,6 +122,10 @@ pub fn generate(
     let mut blocked: BTreeMap<Subject, String> = BTreeMap::new();
     let wanted = |s: &Subject| opts.namespace.is_none_or(|ns| s.namespace() == ns);
     let subject = |ns: &str, pod: &str, out: &mut Generated| -> Option<Subject> {
+        if let Err(why) = names_ok(ns, pod) {
+            out.unresolved.insert(format!("{ns:?}/{pod:?}"), why);
+            return None;
+        }
         match opts.granularity {
             Granularity::Namespace => Some(Subject::Namespace(ns.to_string())),
             Granularity::Workload => match workload(cluster, ns, pod) {
@@ -136,7 +155,7 @@ pub fn generate(
             if dns { [(Protocol::UDP, k.port), (Protocol::TCP, k.port)].into() } else { [(k.protocol, k.port)].into() };
         for egress in [true, false] {
             let (inside, peer) = if egress { (&k.client, &k.server) } else { (&k.server, &k.client) };
-            let Some((ns, pod)) = inside.pod().or_else(|| cluster_pod(cluster, inside)) else { continue };
+            let Some((ns, pod)) = inside.pod() else { continue };
             let Some(s) = subject(ns, pod, &mut out).filter(|s| wanted(s)) else { continue };
             let target = match self::target(peer, ns, cluster, opts.granularity) {
                 Ok(t) => t,
@@ -158,7 +177,22 @@ pub fn generate(
             }
         }
     }
+    // one name, two selectors (pods of one workload labelled apart): neither
+    // policy would be whole
+    let mut names: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for s in rules.keys() {
+        *names.entry((s.namespace().to_string(), s.name())).or_default() += 1;
+    }
     for (s, r) in rules {
+        if names[&(s.namespace().to_string(), s.name())] > 1 {
+            out.withheld.push(format!(
+                "{}/{}: its pods are selected by more than one selector (labelled differently): {}",
+                s.namespace(),
+                s.name(),
+                json!(s.selector())
+            ));
+            continue;
+        }
         if let Some(why) = blocked.get(&s) {
             out.withheld.push(format!("{}/{}: {why}", s.namespace(), s.name()));
             continue;
@@ -168,6 +202,25 @@ pub fn generate(
     out
 }
 
+/// A namespace must be a DNS label and a pod name a DNS subdomain, as the
+/// API server has them: names from a journal are used in files and YAML.
+fn names_ok(ns: &str, pod: &str) -> Result<(), String> {
+    let label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    if !label(ns) {
+        return Err("the journal's namespace is not a Kubernetes namespace name".into());
+    }
+    if pod.is_empty() || pod.len() > 253 || !pod.split('.').all(label) {
+        return Err("the journal's pod name is not a Kubernetes object name".into());
+    }
+    Ok(())
+}
+
 fn workload(cluster: Option<&Cluster>, ns: &str, pod: &str) -> Result<Workload, String> {
     match cluster {
         Some(c) => c.workload(ns, pod),
@@ -175,19 +228,10 @@ fn workload(cluster: Option<&Cluster>, ns: &str, pod: &str) -> Result<Workload, 
     }
 }
 
-/// A peer's address that the cluster file says a pod holds (no journal here
-/// recorded that pod).
-fn cluster_pod<'c>(cluster: Option<&'c Cluster>, peer: &Peer) -> Option<(&'c str, &'c str)> {
-    match peer {
-        Peer::Outside { ip } => cluster?.pod_at(*ip),
-        _ => None,
-    }
-}
-
 /// How a rule of a policy in namespace `here` names `peer`; else the peer's
 /// name and why it cannot be named.
 fn target(peer: &Peer, here: &str, cluster: Option<&Cluster>, g: Granularity) -> Result<Target, (String, String)> {
-    let Some((ns, pod)) = peer.pod().or_else(|| cluster_pod(cluster, peer)) else {
+    let Some((ns, pod)) = peer.pod() else {
         return match peer {
             Peer::Unnamed { ip } => {
                 Err((format!("the pod at {ip}"), "the runtime gave it no name (no K8S_POD_* arguments)".into()))
@@ -217,6 +261,8 @@ fn policy(s: &Subject, r: &Rules) -> Policy {
     };
     spec.insert("podSelector".into(), selector);
     spec.insert("policyTypes".into(), json!(["Ingress", "Egress"]));
+    let mut evidence_bytes = 0;
+    let mut evidence_omitted = 0;
     for (side, peers_key, rules) in [("ingress", "from", &r.ingress), ("egress", "to", &r.egress)] {
         let mut list = Vec::new();
         for (i, (target, (ports, evidence))) in rules.iter().enumerate() {
@@ -227,15 +273,25 @@ fn policy(s: &Subject, r: &Rules) -> Policy {
                     Target::Address(ip) => ip.to_string(),
                 };
                 let flows = if e.flows == 1 { "1 flow".to_string() } else { format!("{} flows", e.flows) };
-                annotations.insert(
-                    format!("weavice.io/{side}-{}", i + 1),
-                    json!(format!("{label}: {flows}, first {}, last {}", e.first, e.last)),
-                );
+                let text = format!("{label}: {flows}, first {}, last {}", e.first, e.last);
+                // the API server takes 256 KiB of annotations in all
+                evidence_bytes += text.len() + 32;
+                if evidence_bytes > EVIDENCE_BYTES {
+                    evidence_omitted += 1;
+                    continue;
+                }
+                annotations.insert(format!("weavice.io/{side}-{}", i + 1), json!(text));
             }
         }
         if !list.is_empty() {
             spec.insert(side.into(), Value::Array(list));
         }
+    }
+    if evidence_omitted > 0 {
+        annotations.insert(
+            "weavice.io/evidence-omitted".into(),
+            json!(format!("{evidence_omitted} rules (annotations are capped)")),
+        );
     }
     let value = json!({
         "apiVersion": "networking.k8s.io/v1",
@@ -298,13 +354,19 @@ fn port_list(ports: &BTreeSet<(Protocol, u16)>) -> Vec<Value> {
     out
 }
 
-/// A valid object name: lower case, `[a-z0-9.-]`, at most 253 characters.
+/// A valid object name: lower case, `[a-z0-9.-]`, at most 253 characters
+/// (a long one cut, with a hash of the whole so that two stay apart).
 fn dns_name(s: &str) -> String {
-    let mut n: String = s
+    let n: String = s
         .to_lowercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
         .collect();
-    n.truncate(253);
+    let n = if n.len() > 253 { format!("{}-{:08x}", &n[..243], hash(s)) } else { n };
     n.trim_end_matches(['-', '.']).to_string()
+}
+
+fn hash(s: &str) -> u32 {
+    // FNV-1a: the same in every build, unlike the std hasher
+    s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }

@@ -10,11 +10,7 @@ use serde_json::{json, Map, Value};
 /// address no pod held.
 pub fn end(peer: &Peer, cluster: Option<&Cluster>) -> Value {
     let mut v = Map::new();
-    let pod = peer.pod().or_else(|| match peer {
-        Peer::Outside { ip } => cluster?.pod_at(*ip),
-        _ => None,
-    });
-    if let Some((ns, name)) = pod {
+    if let Some((ns, name)) = peer.pod() {
         v.insert("namespace".into(), json!(ns));
         v.insert("pod".into(), json!(name));
         if let Some(w) = cluster.and_then(|c| c.workload(ns, name).ok()) {

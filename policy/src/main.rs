@@ -11,6 +11,7 @@ use policy::netpol::model::Protocol;
 use policy::window::Window;
 use policy::{explain, graph, list, netpol, scan, validate, yaml};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -189,10 +190,9 @@ fn run(cli: Cli) -> Result<i32> {
             check_out_dir(&out)?;
             let mut o = observe(&input)?;
             if !only.is_empty() {
-                if let Some(id) = only.iter().find(|id| **id == 0 || **id > o.connections.len()) {
+                if let Some(id) = only.iter().find(|id| !o.connections.iter().any(|c| c.id == **id)) {
                     return Err(bad(format!(
-                        "--only {id}: no such connection (`list` numbers them 1 to {} for this input)",
-                        o.connections.len()
+                        "--only {id}: no such connection in this selection (`list` with the same --journal, --namespace, --since and --until numbers them)"
                     )));
                 }
                 o.connections.retain(|c| only.contains(&c.id));
@@ -220,6 +220,7 @@ fn run(cli: Cli) -> Result<i32> {
             if !matches!(kind.as_str(), "svg" | "dot" | "html") {
                 return Err(bad(format!("--out {}: the name must end in .svg, .dot or .html", out.display())));
             }
+            check_parent(&out)?;
             let o = observe(&input)?;
             let g = graph::build(&o.connections, o.cluster.as_ref());
             let text = match kind.as_str() {
@@ -264,7 +265,7 @@ fn print_out(text: &str) -> Result<()> {
 fn observe(input: &Input) -> Result<Observed> {
     let window = Window::new(input.since.as_deref(), input.until.as_deref())?;
     let cluster = input.cluster.as_deref().map(Cluster::load).transpose()?;
-    let scanned = scan::scan(&input.journals, &window)?;
+    let scanned = scan::scan(&input.journals, &window, cluster.as_ref())?;
     for (path, n) in &scanned.skipped {
         eprintln!(
             "weavice-policy: {}: skipped {n} lines that are not records (torn or corrupt); read the rest",
@@ -323,7 +324,13 @@ fn report(g: &Generated) {
     }
 }
 
+/// `--out` before any work: a new or empty directory, in a directory that
+/// exists; not a symlink, `.` or `..` (it is renamed into place).
 fn check_out_dir(out: &Path) -> Result<()> {
+    check_parent(out)?;
+    if out.file_name().is_none() || fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(bad(format!("--out {}: name a new or empty directory (not a symlink, . or ..)", out.display())));
+    }
     match fs::read_dir(out) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -336,17 +343,29 @@ fn check_out_dir(out: &Path) -> Result<()> {
     }
 }
 
+/// The directory `out` goes into must exist.
+fn check_parent(out: &Path) -> Result<()> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(bad(format!("--out {}: {} is not a directory", out.display(), parent.display())));
+    }
+    Ok(())
+}
+
 /// The policies into `out`, whole or not at all: written beside it, then
 /// renamed into place.
 fn write_dir(out: &Path, g: &Generated) -> Result<()> {
     let tmp = sibling(out, "tmp");
     let _ = fs::remove_dir_all(&tmp);
     let written = (|| -> Result<()> {
-        fs::create_dir(&tmp).map_err(Error::io(&tmp))?;
+        fs::create_dir(&tmp).map_err(Error::io(out))?;
         for p in &g.policies {
-            let path = tmp.join(p.file_name());
-            fs::write(&path, yaml::to_yaml(&p.value)).map_err(Error::io(&path))?;
+            fs::write(tmp.join(p.file_name()), yaml::to_yaml(&p.value)).map_err(Error::io(out))?;
         }
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(Error::io(out))?;
         fs::rename(&tmp, out).map_err(Error::io(out))
     })();
     if written.is_err() {

@@ -4,6 +4,7 @@
 //! and added to its connection. Memory grows with pods and connections, not
 //! with records.
 
+use crate::cluster::Cluster;
 use crate::connections::{Evidence, Key, Peer, Protocol};
 use crate::error::{bad, Result};
 use crate::flowline::{self, Flow, Line};
@@ -42,24 +43,30 @@ pub struct Scan {
     pub lost: u64,
 }
 
-pub fn scan(paths: &[PathBuf], window: &Window) -> Result<Scan> {
+/// `cluster` names pods at addresses no journal here recorded (pods on
+/// nodes whose journals are not given).
+pub fn scan(paths: &[PathBuf], window: &Window, cluster: Option<&Cluster>) -> Result<Scan> {
     let files = sources::files(paths)?;
     let mut progress = Progress::new(files.iter().map(|f| 2 * f.size).sum());
     let mut out = Scan::default();
     let (holdings, nodes) = pods(&files, window, &mut out, &mut progress)?;
     let mut counter = Counter::default();
+    let join = Join { window, holdings: &holdings, nodes: &nodes, cluster };
+    let (mut records, mut all_skipped) = (0usize, 0usize);
     for f in &files {
-        let (mut records, mut skipped) = (0usize, 0usize);
+        let mut skipped = 0usize;
         sources::each_line(
             &f.path,
             &mut |line| match flowline::parse(line, false) {
                 Line::Flow(flow) => {
                     records += 1;
-                    take(&flow, window, &holdings, &nodes, &mut counter, &mut out);
+                    if !take(&flow, &join, &mut counter, &mut out) {
+                        skipped += 1;
+                    }
                 }
                 Line::Lost(n) => {
                     records += 1;
-                    out.lost += n;
+                    out.lost = out.lost.saturating_add(n);
                 }
                 Line::Pod(_) => records += 1,
                 Line::Other => {}
@@ -67,15 +74,17 @@ pub fn scan(paths: &[PathBuf], window: &Window) -> Result<Scan> {
             },
             &mut |n| progress.add(n),
         )?;
-        if records == 0 && skipped > 0 {
-            return Err(bad(format!(
-                "--journal {}: not a weavice journal ({skipped} lines, none of them a record)",
-                f.path.display()
-            )));
-        }
         if skipped > 0 {
             out.skipped.push((f.path.clone(), skipped));
         }
+        all_skipped += skipped;
+    }
+    if records == 0 && all_skipped > 0 {
+        let names: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
+        return Err(bad(format!(
+            "--journal {}: not a weavice journal ({all_skipped} lines, none of them a record)",
+            names.join(", ")
+        )));
     }
     progress.finish();
     fold_server_side(&mut out.connections, &counter.elsewhere);
@@ -88,11 +97,14 @@ pub fn scan(paths: &[PathBuf], window: &Window) -> Result<Scan> {
 /// node missed (lost events) stays, with its server-side count.
 fn fold_server_side(connections: &mut HashMap<Key, Evidence>, elsewhere: &HashMap<Key, u64>) {
     let pair = |k: &Key| -> (Peer, Peer, Protocol, u16) { (k.client.clone(), k.server.clone(), k.protocol, k.port) };
+    // the twin: the Service connection (a direct one shares the key already);
+    // of several, the first in key order
     let mut counted: HashMap<(Peer, Peer, Protocol, u16), Key> = HashMap::new();
-    for (k, e) in connections.iter() {
-        if e.flows > 0 {
-            counted.entry(pair(k)).or_insert_with(|| k.clone());
-        }
+    let mut twins: Vec<&Key> =
+        connections.iter().filter(|(k, e)| e.flows > 0 && k.via.is_some()).map(|(k, _)| k).collect();
+    twins.sort();
+    for k in twins {
+        counted.entry(pair(k)).or_insert_with(|| k.clone());
     }
     let uncounted: Vec<Key> = connections.iter().filter(|(_, e)| e.flows == 0).map(|(k, _)| k.clone()).collect();
     for k in uncounted {
@@ -229,33 +241,40 @@ fn secs(t: &str) -> i64 {
     ((n(0..4) * 12 + n(5..7)) * 31 + n(8..10)) * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)
 }
 
-fn take(
-    flow: &Flow,
-    window: &Window,
-    holdings: &Holdings,
-    nodes: &HashSet<String>,
-    counter: &mut Counter,
-    out: &mut Scan,
-) {
+/// What a flow is joined with.
+struct Join<'a> {
+    window: &'a Window,
+    holdings: &'a Holdings,
+    /// The nodes whose journals are here.
+    nodes: &'a HashSet<String>,
+    cluster: Option<&'a Cluster>,
+}
+
+/// Adds a flow record to its connection; false for a record whose values
+/// are not what the daemon writes (skipped as no record).
+fn take(flow: &Flow, join: &Join, counter: &mut Counter, out: &mut Scan) -> bool {
     let start = flow.first_seen.as_deref().unwrap_or(&flow.time);
     let end = flow.last_seen.as_deref().unwrap_or(&flow.time);
-    if !window.overlaps(start, end) {
-        return;
-    }
+    let (protocol, port) = protocol(&flow.l4);
     let (Ok(client_ip), Ok(server_ip)) = (flow.ip.source.parse::<IpAddr>(), flow.ip.destination.parse::<IpAddr>())
     else {
-        return;
+        return false;
     };
+    if ![&*flow.time, start, end].iter().all(|t| is_time(t)) || (protocol.has_ports() && port == 0) {
+        return false;
+    }
+    if !join.window.overlaps(start, end) {
+        return true;
+    }
     let first = counter.first_record(flow, secs(end));
-    let (client, client_node) = peer(flow.source.as_ref(), client_ip, start, &flow.node, holdings);
-    let (server, _) = peer(flow.destination.as_ref(), server_ip, start, &flow.node, holdings);
+    let (client, client_node) = peer(flow.source.as_ref(), client_ip, start, &flow.node, join);
+    let (server, _) = peer(flow.destination.as_ref(), server_ip, start, &flow.node, join);
     // a connection between nodes is on both nodes' journals: counted on the
     // client's when that journal is here
     let counted_here = match client_node {
-        Some(n) if nodes.contains(n) => n == &*flow.node,
+        Some(n) if join.nodes.contains(n) => n == &*flow.node,
         _ => true,
     };
-    let (protocol, port) = protocol(&flow.l4);
     let via = flow.via.as_ref().and_then(|v| Some(SocketAddr::new(v.ip.parse().ok()?, v.port)));
     let key = Key { client, server, protocol, port, via };
     if first && !counted_here {
@@ -269,25 +288,47 @@ fn take(
     if end > e.last.as_str() {
         e.last = end.to_string();
     }
+    true
 }
 
-/// A flow's end: the pod the daemon named, else the pod the merged journals
-/// say held the address at the flow's start; and that pod's node.
-fn peer<'h>(
+/// A record time as the journal writes it: `2026-11-28T10:00:00.000000000Z`.
+fn is_time(t: &str) -> bool {
+    let b = t.as_bytes();
+    b.len() == 30
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            29 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// A flow's end: the pod that held the address at the flow's start (the
+/// merged journals' word, else the daemon's name for it, else the cluster
+/// file's for an address no journal here knows), and that pod's node.
+fn peer<'a>(
     named: Option<&flowline::Named>,
     ip: IpAddr,
     start: &str,
-    record_node: &'h str,
-    holdings: &'h Holdings,
-) -> (Peer, Option<&'h str>) {
+    record_node: &'a str,
+    join: &Join<'a>,
+) -> (Peer, Option<&'a str>) {
+    if let Some(h) = join.holdings.holder(ip, start) {
+        return match (h.pod, named) {
+            (Some(p), _) => (Peer::Pod { namespace: p.namespace.clone(), name: p.pod_name.clone(), ip }, Some(h.node)),
+            (None, Some(n)) => {
+                (Peer::Pod { namespace: n.namespace.to_string(), name: n.pod_name.to_string(), ip }, Some(h.node))
+            }
+            (None, None) => (Peer::Unnamed { ip }, Some(h.node)),
+        };
+    }
     if let Some(n) = named {
         return (Peer::Pod { namespace: n.namespace.to_string(), name: n.pod_name.to_string(), ip }, Some(record_node));
     }
-    match holdings.holder(ip, start) {
-        Some(h) => match h.pod {
-            Some(p) => (Peer::Pod { namespace: p.namespace.clone(), name: p.pod_name.clone(), ip }, Some(h.node)),
-            None => (Peer::Unnamed { ip }, Some(h.node)),
-        },
+    match join.cluster.and_then(|c| c.pod_at(ip)).filter(|_| !join.holdings.knows(ip)) {
+        Some((ns, name)) => (Peer::Pod { namespace: ns.to_string(), name: name.to_string(), ip }, None),
         None => (Peer::Outside { ip }, None),
     }
 }

@@ -104,11 +104,7 @@ impl Owned {
 }
 
 fn end(peer: &Peer, cluster: Option<&Cluster>) -> Result<Owned, (String, String)> {
-    let pod = peer.pod().or_else(|| match peer {
-        Peer::Outside { ip } => cluster?.pod_at(*ip),
-        _ => None,
-    });
-    match (pod, peer) {
+    match (peer.pod(), peer) {
         (Some((ns, name)), _) => match cluster {
             Some(c) => c.eval_pod(ns, name).map(|p| Owned::Pod(p, peer.ip())).map_err(|e| (format!("{ns}/{name}"), e)),
             None => Err((format!("{ns}/{name}"), "no --cluster file to take its labels from".into())),

@@ -79,8 +79,9 @@ pub fn canonical(t: &str) -> std::result::Result<String, String> {
             if o.len() != 6 || !matches!(o[0], b'+' | b'-') || o[3] != b':' {
                 return Err("the time needs a zone: Z or +hh:mm".into());
             }
-            let (Some(oh), Some(om)) = (rest[1..3].parse::<i64>().ok(), rest[4..6].parse::<i64>().ok()) else {
-                return Err(expect.into());
+            let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<i64>().ok()).flatten();
+            let (Some(oh @ 0..=23), Some(om @ 0..=59)) = (digits(&rest[1..3]), digits(&rest[4..6])) else {
+                return Err("the zone offset is +hh:mm, hours to 23, minutes to 59".into());
             };
             (oh * 60 + om) * 60 * if o[0] == b'-' { -1 } else { 1 }
         }
@@ -129,6 +130,8 @@ mod tests {
             "2026-13-01T00:00:00Z",
             "2026-02-29T00:00:00Z",
             "2026-11-28T10:00:00",
+            "2026-11-28T10:00:00+99:99",
+            "2026-11-28T10:00:00++9:00",
             "2026-11-28T10:00:00.Z",
         ] {
             assert!(canonical(bad).is_err(), "{bad}");

@@ -87,10 +87,17 @@ fn string(s: &str) -> String {
             "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n" | "nan" | "inf"
         );
     if plain {
-        s.to_string()
-    } else {
-        Value::String(s.to_string()).to_string()
+        return s.to_string();
     }
+    // JSON's quoting, and YAML's escapes for what YAML may not hold raw
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in Value::String(s.to_string()).to_string().chars() {
+        match c {
+            '\u{7f}'..='\u{9f}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}' => out += &format!("\\u{:04x}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -106,7 +113,7 @@ mod tests {
             "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [],
                 "egress": [{"to": [{"ipBlock": {"cidr": "203.0.113.2/32"}}, {"podSelector": {"matchLabels": {"app": "db", "tier": "1"}}}],
                             "ports": [{"port": 53, "protocol": "UDP"}, {"port": 8080, "endPort": 8082, "protocol": "TCP"}]}],
-                "nested": [[1, "x y"], []]}
+                "nested": [[1, "x y"], []], "odd": "del\u{7f} c1\u{85} bom\u{feff} nul\u{0}"}
         });
         let text = to_yaml(&v);
         let back: Value = serde_saphyr::from_str(&text).unwrap();

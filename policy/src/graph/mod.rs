@@ -59,11 +59,7 @@ pub fn build(connections: &[Connection], cluster: Option<&Cluster>) -> Graph {
 
 /// The graph node a connection's end belongs to.
 pub fn node(peer: &Peer, cluster: Option<&Cluster>) -> Node {
-    let pod = peer.pod().or_else(|| match peer {
-        Peer::Outside { ip } => cluster?.pod_at(*ip),
-        _ => None,
-    });
-    match pod {
+    match peer.pod() {
         Some((ns, name)) => match cluster.and_then(|c| c.workload(ns, name).ok()) {
             Some(w) => Node {
                 id: format!("{ns}/{}", w.id()),
@@ -96,6 +92,8 @@ pub fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // XML 1.0 has no other control characters
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
