@@ -423,3 +423,78 @@ fn graphs_are_written_as_svg_dot_and_a_self_contained_html_report() {
         }
     }
 }
+
+#[test]
+fn generated_policies_validate_clean_and_a_removed_rule_reports_the_flows_it_served() {
+    let d = Dir::new("validate");
+    let (all, out) = generate(&d, &[]);
+    let (journals, cluster) = shop(&d);
+    let o = out.to_string_lossy().into_owned();
+    let a = args("validate", &journals, &cluster, &["--policies", &o, "--format", "json"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let (code, stdout, err) = run(&a);
+    assert_eq!(code, 0, "{stdout}{err}");
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["denied"], json!([]));
+    assert_eq!(r["unusedRules"], json!([]), "every generated rule served a flow");
+    assert_eq!(r["flowsChecked"], json!(10));
+
+    // api's ingress rule for frontend goes; one policy more selects nothing
+    let path = out.join("shop.weavice-deployment-api.yaml");
+    let mut api = all["shop.weavice-deployment-api.yaml"].clone();
+    let rules = api["spec"]["ingress"].as_array_mut().unwrap();
+    let at = rules.iter().position(|r| r["from"][0]["podSelector"]["matchLabels"]["app"] == json!("frontend")).unwrap();
+    rules.remove(at);
+    std::fs::write(&path, api.to_string()).unwrap();
+    std::fs::write(
+        out.join("extra.yaml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: ghost, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: ghost}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: nobody}}}], ports: [{port: metrics}]}]\n",
+    )
+    .unwrap();
+    let (code, stdout, err) = run(&a);
+    assert_eq!(code, 1, "{stdout}{err}");
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    let denied = r["denied"].as_array().unwrap();
+    assert_eq!(denied.len(), 1, "{denied:#?}");
+    assert_eq!(
+        (&denied[0]["from"]["pod"], &denied[0]["to"]["pod"], &denied[0]["port"]),
+        (&json!(FRONTEND), &json!(API), &json!(8080))
+    );
+    assert_eq!((&denied[0]["flows"], &denied[0]["deniedBy"]), (&json!(3), &json!("ingress")));
+    let nothing = r["matchingNothing"].to_string();
+    assert!(nothing.contains("shop/ghost: spec.podSelector selects no pod"), "{nothing}");
+    assert!(nothing.contains("shop/ghost/ingress[0].from[0] matches no pod"), "{nothing}");
+    assert!(nothing.contains("\\\"metrics\\\""), "a named port no pod defines: {nothing}");
+    let (_, text, _) = run(&a.iter().map(|s| if *s == "json" { "text" } else { s }).collect::<Vec<_>>());
+    assert!(text.contains(&format!("DENIED shop/{FRONTEND} (deployment/frontend) -> shop/{API} (deployment/api) TCP 8080 (3 flows, by ingress)")), "{text}");
+}
+
+#[test]
+fn explain_gives_the_verdict_rule_by_rule() {
+    let d = Dir::new("explain");
+    let (_, out) = generate(&d, &[]);
+    let (_, cluster) = shop(&d);
+    let (o, c) = (out.to_string_lossy().into_owned(), cluster.to_string_lossy().into_owned());
+    let explain = |from: &str, to: &str, port: &str, extra: &[&str]| {
+        let mut a = vec!["explain", "--policies", &o, "--cluster", &c, "--from", from, "--to", to, "--port", port];
+        a.extend_from_slice(extra);
+        run(&a)
+    };
+    let (code, stdout, err) = explain(&format!("shop/{FRONTEND}"), "10.22.0.3", "8080", &["--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["allowed"], json!(true));
+    assert_eq!(v["egress"]["allowedBy"], json!(["shop/weavice-deployment-frontend/egress[0]"]));
+    assert_eq!(v["ingress"]["isolated"], json!(true));
+    let (code, stdout, _) = explain(&format!("shop/{FRONTEND}"), "data/db-0", "5432", &[]);
+    assert_eq!(code, 1, "denied: {stdout}");
+    assert!(stdout.starts_with("DENIED") && stdout.contains("no peer matches data/db-0"), "{stdout}");
+    let (code, _, err) = explain("shop/nobody", "data/db-0", "5432", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--from shop/nobody: the cluster file does not know this pod"), "{err}");
+    let (code, _, err) = explain(&format!("shop/{FRONTEND}"), "data/db-0", "http", &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--port http: data/db-0 has no TCP container port of that name"), "{err}");
+    let (code, _, err) = explain(&format!("shop/{FRONTEND}"), "203.0.113.5", "443", &["--protocol", "udp"]);
+    assert_eq!(code, 1, "{err}");
+}
