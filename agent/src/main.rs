@@ -3,7 +3,8 @@
 //! state after someone flushed the tables (`nft flush ruleset`) or deleted a
 //! bridge; `chain` keeps security-function chains; `run` is the node daemon
 //! (flows recorded into the journal, chains installed at start, route
-//! functions probed); `journal tail` prints the journal. Exit codes: 0 done,
+//! functions probed); `journal tail` prints the journal; `sockets` lists
+//! what each pod listens on, checked against policies. Exit codes: 0 done,
 //! 1 failed on the node, 2 bad input.
 
 mod chain;
@@ -14,6 +15,7 @@ mod notify;
 mod probe;
 mod repair;
 mod run;
+mod sockets;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -67,6 +69,26 @@ enum Cmd {
         /// The networks' `stateDir`.
         #[arg(long, global = true, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
         state_dir: PathBuf,
+    },
+    /// Each weavice pod's listening and established TCP and UDP sockets, read
+    /// in its network namespace; with --policies and --cluster, listeners no
+    /// ingress rule reaches, allowed ports where nothing listens, and
+    /// listeners open because no policy isolates the pod.
+    Sockets {
+        /// The networks' `stateDir` (pods come from its journal).
+        #[arg(long, default_value = conf::netconf::DEFAULT_STATE_DIR, value_parser = absolute)]
+        state_dir: PathBuf,
+        /// Only this namespace's pods.
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+        /// NetworkPolicies: a YAML or JSON file, or a directory (repeatable).
+        #[arg(long, value_name = "PATH")]
+        policies: Vec<PathBuf>,
+        /// `kubectl get pods,namespaces,... -A -o json` (the pods' labels).
+        #[arg(long, value_name = "FILE")]
+        cluster: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Output,
     },
     /// Security-function chains: steer chosen pod-to-pod traffic through
     /// functions (docs/chains.md).
@@ -195,6 +217,28 @@ fn main() -> ExitCode {
                 Err(e) => {
                     log::error!("journal tail: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Sockets { state_dir, namespace, policies, cluster, format } => {
+            let checked = if policies.is_empty() {
+                Ok(None)
+            } else {
+                sockets::Policies::load(&policies, cluster.as_ref()).map(Some)
+            };
+            let report =
+                checked.and_then(|p| sockets::report(&state_dir.to_string_lossy(), namespace.as_deref(), p.as_ref()));
+            match report {
+                Ok(r) => {
+                    match format {
+                        Output::Json => println!("{r:#}"),
+                        Output::Text => print!("{}", sockets::text(&r)),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    log::error!("sockets: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

@@ -25,6 +25,7 @@ pub mod netns;
 pub mod network;
 pub mod route;
 pub mod rule;
+pub mod sockets;
 pub mod sysctl;
 
 pub use error::DatapathError;

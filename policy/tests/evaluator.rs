@@ -212,7 +212,7 @@ spec:
 ";
     // every x pod is isolated (p2); x/a and x/b also admit x's b and c (p1); all admit a from anywhere (p2)
     table("expressions", p, |from, to, _, _| {
-        to.0 != "x" || from.1 == "a" || (matches!(to.1, "a" | "b") && from.0 == "x" && from.1 != "a")
+        to.0 != "x" || from.1 == "a" || matches!(to.1, "a" | "b") && from.0 == "x"
     });
 }
 

@@ -3,8 +3,9 @@
 //! real TCP and UDP traffic, a cluster file as kubectl would print it; the
 //! policies generated in both granularities are checked with the tests'
 //! NetworkPolicy evaluator: every recorded flow allowed, pairs not observed
-//! denied. The HTML report renders in headless Chromium with no console
-//! output, in a namespace with no network.
+//! denied; `validate` replays the journal against them clean, and names
+//! exactly the flows a removed rule served. The HTML report renders in
+//! headless Chromium with no console output, in a namespace with no network.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -226,6 +227,20 @@ fn policies_generated_from_a_recorded_shop_allow_what_flowed_and_deny_the_rest()
                 "{granularity}: {from:?} -> {to:?} {proto} {port} allowed"
             );
         }
+        // the policies replay the journal clean
+        let (ok, out, err) = policy_tool(&[
+            "validate",
+            "--journal",
+            &journal,
+            "--cluster",
+            &cluster_file,
+            "--policies",
+            &out_dir,
+            "--format",
+            "json",
+        ]);
+        assert!(ok, "{granularity}: {out}{err}");
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["denied"], json!([]));
         if granularity == "workload" {
             assert_eq!(policies.len(), 4, "one per workload");
             let denied_within_namespace = [
@@ -240,6 +255,30 @@ fn policies_generated_from_a_recorded_shop_allow_what_flowed_and_deny_the_rest()
         } else {
             assert_eq!(policies.len(), 3, "one per namespace");
         }
+    }
+
+    // api's ingress rule goes: validate names exactly the flows it served
+    let api_file = node.dir.path("policies-workload/shop.weavice-deployment-api.yaml");
+    let mut api_policy: Value = serde_saphyr::from_str(&std::fs::read_to_string(&api_file).unwrap()).unwrap();
+    api_policy["spec"].as_object_mut().unwrap().remove("ingress");
+    std::fs::write(&api_file, api_policy.to_string()).unwrap();
+    let (ok, out, _) = policy_tool(&[
+        "validate",
+        "--journal",
+        &journal,
+        "--cluster",
+        &cluster_file,
+        "--policies",
+        &node.dir.path("policies-workload"),
+        "--format",
+        "json",
+    ]);
+    assert!(!ok, "exit 1: {out}");
+    let denied = serde_json::from_str::<Value>(&out).unwrap()["denied"].clone();
+    let served: Vec<&Value> = listed.iter().filter(|c| c["to"]["pod"] == json!(api.name)).collect();
+    assert_eq!(denied.as_array().unwrap().len(), served.len(), "{denied:#}");
+    for d in denied.as_array().unwrap() {
+        assert_eq!((&d["to"]["pod"], &d["deniedBy"]), (&json!(api.name), &json!("ingress")), "{d:#}");
     }
 
     // the HTML report renders offline with no console output

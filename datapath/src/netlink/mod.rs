@@ -1,5 +1,5 @@
 //! One synchronous netlink transport for every family weavice speaks (route,
-//! netfilter; sock_diag later): one sendto and one or two recvfroms per
+//! netfilter, sock_diag): one sendto and one or two recvfroms per
 //! request. The kernel does the work inside sendto, so an async runtime buys
 //! nothing here but syscalls; rust-netlink's crates build and parse the
 //! messages. A socket is bound to the namespace of the thread that opened it
@@ -11,7 +11,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_netfilter::NetfilterMessage;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::protocols::{NETLINK_NETFILTER, NETLINK_ROUTE};
+use netlink_packet_sock_diag::SockDiagMessage;
+use netlink_sys::protocols::{NETLINK_NETFILTER, NETLINK_ROUTE, NETLINK_SOCK_DIAG};
 use netlink_sys::SocketAddr;
 use std::fmt::Debug;
 use std::io;
@@ -40,8 +41,17 @@ impl Family for Netfilter {
     type Message = NetfilterMessage;
 }
 
+/// sock_diag: the sockets of a namespace.
+pub enum SockDiag {}
+
+impl Family for SockDiag {
+    const PROTOCOL: isize = NETLINK_SOCK_DIAG;
+    type Message = SockDiagMessage;
+}
+
 pub type RouteSocket = Socket<Route>;
 pub type NetfilterSocket = Socket<Netfilter>;
+pub type SockDiagSocket = Socket<SockDiag>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NlError {

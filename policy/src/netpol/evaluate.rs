@@ -170,6 +170,30 @@ fn side(
     s
 }
 
+/// The ingress rules that apply to `pod`: `None` when no policy isolates
+/// it for ingress (everything may reach it), else every rule of the
+/// policies that do, as `namespace/policy/ingress[i]`.
+pub fn ingress_rules<'a>(policies: &'a [NetworkPolicy], pod: &Pod) -> Option<Vec<(String, &'a Rule)>> {
+    let selecting: Vec<&NetworkPolicy> = policies
+        .iter()
+        .filter(|p| p.ingress_isolates && p.namespace == pod.namespace && p.pod_selector.matches(&pod.labels))
+        .collect();
+    if selecting.is_empty() {
+        return None;
+    }
+    Some(
+        selecting
+            .into_iter()
+            .flat_map(|p| p.ingress.iter().enumerate().map(move |(i, r)| (format!("{}/ingress[{i}]", p.id()), r)))
+            .collect(),
+    )
+}
+
+/// Whether `rule` admits `protocol`/`port` on `pod` from some peer.
+pub fn admits_port(rule: &Rule, pod: &Pod, protocol: Protocol, port: u16) -> bool {
+    rule.ports.as_ref().is_none_or(|ports| ports.iter().any(|p| port_matches(p, Some(pod), protocol, port)))
+}
+
 fn admits(
     rule: &Rule,
     policy: &NetworkPolicy,
