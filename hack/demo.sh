@@ -151,6 +151,8 @@ echo "every pod and flow, one line each (pods by name; a Service by what it was 
 run agent journal tail
 echo "the Service flow as a record (JSON Lines, Hubble's field names):"
 agent journal tail --output json | awk '/"via"/ && /"event":"end"/ { print; exit }'
+echo "what each pod listens on, read with sock_diag inside its namespace (no nsenter, no netstat):"
+run "$bin/weavice-agent" sockets --state-dir "$work/state"
 
 echo "== cnitool check, then a route goes missing and CHECK says so"
 run cni check podnet "/run/netns/${pods[0]}" && echo "check: ok"
@@ -182,6 +184,9 @@ run policy list --journal "$work/state/journal" --cluster "$work/cluster.json"
 run policy generate --journal "$work/state/journal" --cluster "$work/cluster.json" --out "$work/policies"
 ls "$work/policies"
 run cat "$work/policies/shop.weavice-statefulset-payments.yaml"
+echo "replayed against every recorded flow, the policies deny none (exit 0); explain one verdict that denies:"
+run policy validate --journal "$work/state/journal" --cluster "$work/cluster.json" --policies "$work/policies"
+run policy explain --policies "$work/policies" --cluster "$work/cluster.json" --from shop/payments-0 --to shop/frontend-0 --port 8080 || true
 report="$PWD/target/weavice-demo-report.html"
 run policy graph --journal "$work/state/journal" --cluster "$work/cluster.json" --out "$report"
 echo "the HTML report (graph, connections, policies; opens offline): $report"
