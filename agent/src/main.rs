@@ -221,11 +221,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Sockets { state_dir, namespace, policies, cluster, format } => {
-            let checked = if policies.is_empty() {
-                Ok(None)
-            } else {
-                sockets::Policies::load(&policies, cluster.as_ref()).map(Some)
-            };
+            let checked = sockets::Policies::load(&policies, cluster.as_ref());
             let report =
                 checked.and_then(|p| sockets::report(&state_dir.to_string_lossy(), namespace.as_deref(), p.as_ref()));
             match report {
@@ -238,7 +234,7 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     log::error!("sockets: {e}");
-                    ExitCode::from(2)
+                    ExitCode::from(e.exit_code())
                 }
             }
         }

@@ -1,20 +1,21 @@
 //! `weavice-agent sockets`: for each weavice pod on the node (from the
-//! journal's pod records), its listening and established TCP and UDP
+//! state dir's attachments), its listening and established TCP and UDP
 //! sockets, read with sock_diag inside its network namespace (setns on a
 //! dedicated thread; no nsenter, no netstat). With policies and the cluster
 //! file: listeners no ingress rule reaches, ports a policy opens where
 //! nothing listens, and listeners open to all because no policy isolates
 //! the pod. The `nsenter -t PID -n netstat` check, for every pod at once.
 
+use datapath::attachment::Attachment;
 use datapath::netns::NetNs;
+use datapath::network;
 use datapath::sockets::{self, Listed, State, Transport};
-use journal::read::{line, Line};
-use journal::{PodEvent, PodRecord};
 use policy::cluster::Cluster;
 use policy::netpol::evaluate::{admits_port, ingress_rules, Pod};
 use policy::netpol::model::{NetworkPolicy, PortRef, Protocol};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,14 +23,18 @@ pub enum SocketsError {
     /// Wrong input: exit 2.
     #[error("{0}")]
     Input(String),
+    /// The node's state could not be read: exit 1.
+    #[error("{0}")]
+    Node(String),
 }
 
-/// A pod attached now, as its last pod record says.
-struct Attached {
-    namespace: String,
-    name: String,
-    netns: String,
-    ips: Vec<String>,
+impl SocketsError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SocketsError::Input(_) => 2,
+            SocketsError::Node(_) => 1,
+        }
+    }
 }
 
 /// What the policy check needs.
@@ -39,48 +44,57 @@ pub struct Policies {
 }
 
 impl Policies {
-    pub fn load(policies: &[PathBuf], cluster: Option<&PathBuf>) -> Result<Policies, SocketsError> {
-        let Some(cluster) = cluster else {
-            return Err(SocketsError::Input("--policies needs --cluster: the pods' labels are there".into()));
+    /// None without --policies; the two flags go together.
+    pub fn load(policies: &[PathBuf], cluster: Option<&PathBuf>) -> Result<Option<Policies>, SocketsError> {
+        let cluster = match (policies.is_empty(), cluster) {
+            (true, None) => return Ok(None),
+            (false, Some(c)) => c,
+            _ => {
+                return Err(SocketsError::Input(
+                    "--policies and --cluster go together: the pods' labels are in the cluster file".into(),
+                ))
+            }
         };
-        let input = |e: policy::error::Error| SocketsError::Input(e.to_string());
-        Ok(Policies {
-            policies: policy::netpol::load::policies(policies).map_err(input)?,
-            cluster: Cluster::load(cluster).map_err(input)?,
-        })
+        let error = |e: policy::error::Error| match e.exit_code() {
+            2 => SocketsError::Input(e.to_string()),
+            _ => SocketsError::Node(e.to_string()),
+        };
+        let policies = policy::netpol::load::policies(policies).map_err(error)?;
+        Ok(Some(Policies { policies, cluster: Cluster::load(cluster).map_err(error)? }))
     }
 }
 
-/// The pods attached now: each container's last record is an ADD.
+/// A pod attached now.
+struct Attached {
+    namespace: String,
+    name: String,
+    netns: String,
+    ips: Vec<String>,
+}
+
+/// The named pods attached now, from the state dir: one entry a pod (its
+/// interfaces share one namespace).
 fn attached(state_dir: &str, namespace: Option<&str>) -> Result<Vec<Attached>, SocketsError> {
-    let dir = journal::Journal::new(state_dir).dir().to_path_buf();
-    let files = journal::rotate::files(&dir);
-    if files.is_empty() {
+    let networks = network::recorded(state_dir).map_err(|e| SocketsError::Node(e.to_string()))?;
+    if networks.is_empty() {
         return Err(SocketsError::Input(format!(
-            "no journal in {} (is --state-dir the networks' stateDir?)",
-            dir.display()
+            "no weavice network in {state_dir} (is --state-dir the networks' stateDir?)"
         )));
     }
-    let mut last: BTreeMap<(String, String), PodRecord> = BTreeMap::new();
-    for f in files {
-        let Ok(text) = std::fs::read(&f) else { continue };
-        for l in text.split(|b| *b == b'\n') {
-            if let Line::Record(r) = line::<PodRecord>(l, "pod") {
-                last.insert((r.container_id.clone(), r.ifname.clone()), r);
-            }
+    let mut out: BTreeMap<(String, String), Attached> = BTreeMap::new();
+    for (name, _) in networks {
+        for a in Attachment::list(state_dir, &name).into_iter().flatten() {
+            let Some(pod) = a.pod.clone().filter(|p| namespace.is_none_or(|ns| p.namespace == ns)) else { continue };
+            let entry = out.entry((pod.namespace.clone(), pod.name.clone())).or_insert_with(|| Attached {
+                namespace: pod.namespace,
+                name: pod.name,
+                netns: a.netns.clone(),
+                ips: vec![],
+            });
+            entry.ips.extend(a.pod_ips().iter().map(|ip| ip.to_string()));
         }
     }
-    let mut out: Vec<Attached> = last
-        .into_values()
-        .filter(|r| r.event == PodEvent::Add)
-        .filter_map(|r| {
-            let pod = r.pod?;
-            Some(Attached { namespace: pod.namespace, name: pod.pod_name, netns: r.netns, ips: r.ips })
-        })
-        .filter(|a| namespace.is_none_or(|ns| a.namespace == ns))
-        .collect();
-    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    Ok(out)
+    Ok(out.into_values().collect())
 }
 
 /// Every pod's sockets and findings, as JSON.
@@ -89,8 +103,10 @@ pub fn report(state_dir: &str, namespace: Option<&str>, policies: Option<&Polici
     for a in attached(state_dir, namespace)? {
         let mut entry = json!({"namespace": a.namespace, "pod": a.name, "netns": a.netns, "ips": a.ips});
         // a pod's namespace may be gone or unreadable: said, not fatal
-        let listed = NetNs::open(&a.netns).and_then(|ns| ns.run(sockets::list)).and_then(|r| r);
-        let listed = match listed {
+        let listed = NetNs::open(&a.netns)
+            .and_then(|ns| ns.run(|| Ok::<_, datapath::DatapathError>((sockets::list()?, sockets::ephemeral_ports()))))
+            .and_then(|r| r);
+        let (listed, ephemeral) = match listed {
             Ok(l) => l,
             Err(e) => {
                 entry["error"] = json!(format!("cannot read its sockets: {e}"));
@@ -101,7 +117,7 @@ pub fn report(state_dir: &str, namespace: Option<&str>, policies: Option<&Polici
         entry["sockets"] = Value::Array(listed.iter().map(socket_json).collect());
         if let Some(p) = policies {
             entry["findings"] = json!(match p.cluster.eval_pod(&a.namespace, &a.name) {
-                Ok(pod) => findings(&pod, &listed, &p.policies),
+                Ok(pod) => findings(&pod, &listed, &ephemeral, &p.policies),
                 Err(e) => vec![format!("not checked: {e}")],
             });
         }
@@ -120,12 +136,14 @@ fn socket_json(s: &Listed) -> Value {
 }
 
 /// What the policies say of this pod's listeners.
-fn findings(pod: &Pod, listed: &[Listed], policies: &[NetworkPolicy]) -> Vec<String> {
+fn findings(pod: &Pod, listed: &[Listed], ephemeral: &RangeInclusive<u16>, policies: &[NetworkPolicy]) -> Vec<String> {
     let listeners: Vec<(Protocol, u16)> = {
         let mut l: Vec<(Protocol, u16)> = listed
             .iter()
-            // loopback listeners are for the pod itself
+            // loopback listeners are for the pod itself; an unconnected UDP
+            // socket on an ephemeral port is a client's
             .filter(|s| s.state == State::Listening && !s.local.ip().is_loopback())
+            .filter(|s| s.transport == Transport::Tcp || !ephemeral.contains(&s.local.port()))
             .map(|s| (if s.transport == Transport::Tcp { Protocol::TCP } else { Protocol::UDP }, s.local.port()))
             .collect();
         l.sort();

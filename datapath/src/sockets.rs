@@ -74,6 +74,18 @@ pub fn list() -> Result<Vec<Listed>> {
     Ok(out)
 }
 
+/// The calling thread's namespace's ephemeral ports
+/// (`net.ipv4.ip_local_port_range`; /proc/sys/net follows the thread's
+/// namespace): an unconnected UDP socket there is a client's.
+pub fn ephemeral_ports() -> std::ops::RangeInclusive<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut ports = range.split_whitespace().filter_map(|p| p.parse::<u16>().ok());
+    match (ports.next(), ports.next()) {
+        (Some(from), Some(to)) if from <= to => from..=to,
+        _ => 32768..=60999,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

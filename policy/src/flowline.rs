@@ -3,7 +3,7 @@
 //! needs, borrowed from the line. A million flows are read in seconds.
 
 use journal::record::{FlowEvent, L4};
-use journal::PodRecord;
+use journal::{Endpoint, PodEvent, PodRecord};
 use serde::Deserialize;
 use std::borrow::Cow;
 
@@ -78,6 +78,43 @@ pub struct Tuple<'a> {
     pub destination_port: u16,
 }
 
+/// A pod record without what the join does not need (its netns, MAC,
+/// veth, port mappings): a node with many pods keeps them all.
+#[derive(Deserialize)]
+struct PodLine {
+    v: u32,
+    time: String,
+    event: PodEvent,
+    node: String,
+    container_id: String,
+    ifname: String,
+    #[serde(default)]
+    pod: Option<Endpoint>,
+    ips: Vec<String>,
+}
+
+impl From<PodLine> for PodRecord {
+    fn from(p: PodLine) -> PodRecord {
+        PodRecord {
+            v: p.v,
+            time: p.time,
+            kind: "pod".into(),
+            event: p.event,
+            node: p.node,
+            network: String::new(),
+            container_id: p.container_id,
+            ifname: p.ifname,
+            netns: String::new(),
+            pod: p.pod,
+            ips: p.ips,
+            mac: String::new(),
+            host_veth: String::new(),
+            port_mappings: Vec::new(),
+            lost_before: 0,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Lost {
     num_events_lost: u64,
@@ -108,7 +145,7 @@ pub fn parse(line: &[u8], pods_only: bool) -> Line<'_> {
     }
     let Some(kind) = kind(line) else { return Line::Skipped };
     match &*kind {
-        "pod" => serde_json::from_slice(line).map_or(Line::Skipped, |r| Line::Pod(Box::new(r))),
+        "pod" => serde_json::from_slice::<PodLine>(line).map_or(Line::Skipped, |r| Line::Pod(Box::new(r.into()))),
         _ if pods_only => Line::Other,
         "flow" => serde_json::from_slice(line).map_or(Line::Skipped, |f| Line::Flow(Box::new(f))),
         "lost" => serde_json::from_slice::<Lost>(line).map_or(Line::Skipped, |l| Line::Lost(l.num_events_lost)),

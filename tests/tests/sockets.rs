@@ -50,6 +50,8 @@ fn sockets_lists_each_pods_listeners_and_checks_them_against_policies() {
     let udp6 = api.run(|| std::net::UdpSocket::bind("[::]:5353").unwrap());
     let local = api.run(|| std::net::TcpListener::bind("127.0.0.1:7000").unwrap());
     let web_listener = web.run(|| std::net::TcpListener::bind("0.0.0.0:80").unwrap());
+    // a UDP client's unconnected socket: an ephemeral port, no listener
+    let udp_client = api.run(|| std::net::UdpSocket::bind("0.0.0.0:0").unwrap());
     let client = web.run({
         let to = format!("{api_ip}:8080");
         move || std::net::TcpStream::connect(to).unwrap()
@@ -108,6 +110,6 @@ fn sockets_lists_each_pods_listeners_and_checks_them_against_policies() {
     // bad input: policies without the cluster file
     let (code, _, err) = sockets(&node, &["--policies", &dir.path("api.yaml")]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--policies needs --cluster"), "{err}");
-    drop((udp6, local, web_listener, client, accepted));
+    assert!(err.contains("--policies and --cluster go together"), "{err}");
+    drop((udp6, local, web_listener, client, accepted, udp_client));
 }
