@@ -29,6 +29,9 @@ const PER_REVISION: [&str; 10] = [
     "rollouts-pod-template-hash",
 ];
 
+/// Labels that name one run of a CronJob.
+const PER_RUN: [&str; 2] = ["job-name", "batch.kubernetes.io/job-name"];
+
 /// A label selector as the API spells it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -118,6 +121,9 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn load(path: &Path) -> Result<Cluster> {
+        if path.is_dir() {
+            return Err(bad(format!("--cluster {}: a directory, not the file kubectl wrote", path.display())));
+        }
         let text = std::fs::read(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
                 bad(format!("--cluster {}: {e}", path.display()))
@@ -149,7 +155,10 @@ impl Cluster {
             match kind {
                 "Pod" => {
                     let status = &item["status"];
-                    if item["spec"]["hostNetwork"] != Value::Bool(true) {
+                    // host-network pods share their node's address; finished ones
+                    // keep an address another pod may hold now
+                    let finished = matches!(status["phase"].as_str(), Some("Succeeded" | "Failed"));
+                    if item["spec"]["hostNetwork"] != Value::Bool(true) && !finished {
                         let ips = status["podIPs"].as_array().into_iter().flatten().map(|p| &p["ip"]);
                         for ip in ips.chain([&status["podIP"]]).filter_map(|v| v.as_str()?.parse().ok()) {
                             c.by_ip.insert(ip, (meta.namespace.clone(), meta.name.clone()));
@@ -207,7 +216,7 @@ impl Cluster {
         let key = (namespace.to_string(), name.to_string());
         let (labels, spec) = match self.pods.get(&key) {
             Some(meta) => (meta.labels.clone(), self.specs.get(&key)),
-            None => (self.workload_by_name(namespace, name)?.selector.match_labels, None),
+            None => (labels_for(&self.workload_by_name(namespace, name)?.selector), None),
         };
         Ok(evaluate::Pod {
             namespace: namespace.into(),
@@ -269,8 +278,7 @@ impl Cluster {
             // a Deployment's pods are its ReplicaSet's: select by the Deployment's selector
             ("ReplicaSet", Some(rs)) => {
                 if let Some(d) = rs.owner.as_ref().filter(|o| o.kind == "Deployment") {
-                    let dkey = ("Deployment".to_string(), namespace.to_string(), d.name.clone());
-                    if let Some(sel) = self.controllers.get(&dkey).and_then(|c| c.selector.clone()) {
+                    if let Some(sel) = self.selector_of("Deployment", namespace, &d.name) {
                         return Ok(make("Deployment", &d.name, sel));
                     }
                     return own_labels(&pod.labels).map(|s| make("Deployment", &d.name, s));
@@ -298,7 +306,23 @@ impl Cluster {
                 Some(s) => Ok(make(&owner.kind, &owner.name, s.clone())),
                 None => Err(format!("{} {} has no selector", owner.kind, owner.name)),
             },
-            // a Job's own selector is per run (controller-uid): its pods' stable labels
+            // a CronJob's run (`<cronjob>-<scheduled minute>`): the run's labels go
+            ("Job", job) => {
+                let cron =
+                    job.and_then(|j| j.owner.clone()).filter(|o| o.kind == "CronJob").map(|o| o.name).or_else(|| {
+                        let (cron, minute) = owner.name.rsplit_once('-')?;
+                        (minute.len() >= 8 && minute.bytes().all(|b| b.is_ascii_digit())).then(|| cron.to_string())
+                    });
+                match cron {
+                    Some(cron) => {
+                        let mut labels = pod.labels.clone();
+                        labels.retain(|k, _| !PER_RUN.contains(&k.as_str()));
+                        own_labels(&labels).map(|s| make("CronJob", &cron, s))
+                    }
+                    // a Job's own selector is per run (controller-uid): its pods' stable labels
+                    None => own_labels(&pod.labels).map(|s| make("Job", &owner.name, s)),
+                }
+            }
             (kind, _) => own_labels(&pod.labels).map(|s| make(kind, &owner.name, s)),
         }
     }
@@ -357,6 +381,23 @@ impl Cluster {
             _ => Err("not in the cluster file, and more than one workload there names pods like it".into()),
         }
     }
+}
+
+/// Labels a selector picks: what every pod of its workload carries.
+fn labels_for(s: &Selector) -> BTreeMap<String, String> {
+    let mut labels = s.match_labels.clone();
+    for r in &s.match_expressions {
+        match (r.operator.as_str(), r.values.first()) {
+            ("In", Some(v)) => {
+                labels.insert(r.key.clone(), v.clone());
+            }
+            ("Exists", _) => {
+                labels.entry(r.key.clone()).or_default();
+            }
+            _ => {}
+        }
+    }
+    labels
 }
 
 fn controller_of(owners: &[Owner]) -> Option<Owner> {

@@ -2,34 +2,21 @@
 
 use crate::cluster::Cluster;
 use crate::error::{bad, Result};
-use crate::netpol::evaluate::{self, End, Pod, Side, Verdict};
-use crate::netpol::model::{NetworkPolicy, Protocol};
+use crate::netpol::evaluate::{self, Owned, Side, Verdict};
+use crate::netpol::model::{NetworkPolicy, Peer, Protocol};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
 /// `--from`/`--to`: `NS/POD` (the cluster file must know it) or an address
-/// (a pod's, when a pod in the file holds it).
-pub enum Named {
-    Pod(Pod, IpAddr),
-    Address(IpAddr),
-}
-
-impl Named {
-    pub fn end(&self) -> End<'_> {
-        match self {
-            Named::Pod(p, ip) => End::Pod(p, *ip),
-            Named::Address(ip) => End::Address(*ip),
-        }
-    }
-}
-
-pub fn named(flag: &str, s: &str, cluster: &Cluster) -> Result<Named> {
+/// (a pod's, when a pod in the file holds it). A pod's address matters to
+/// ipBlock peers: one the file does not give is asked for.
+pub fn named(flag: &str, s: &str, cluster: &Cluster, policies: &[NetworkPolicy]) -> Result<Owned> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(match cluster.pod_at(ip) {
             Some((ns, name)) => {
-                Named::Pod(cluster.eval_pod(ns, name).map_err(|e| bad(format!("{flag} {s}: {e}")))?, ip)
+                Owned::Pod(cluster.eval_pod(ns, name).map_err(|e| bad(format!("{flag} {s}: {e}")))?, ip)
             }
-            None => Named::Address(ip),
+            None => Owned::Address(ip),
         });
     }
     let Some((ns, name)) = s.split_once('/').filter(|(ns, n)| !ns.is_empty() && !n.is_empty()) else {
@@ -38,19 +25,28 @@ pub fn named(flag: &str, s: &str, cluster: &Cluster) -> Result<Named> {
     let pod = cluster
         .eval_pod(ns, name)
         .map_err(|e| bad(format!("{flag} {s}: the cluster file does not know this pod ({e})")))?;
-    // an address only matters to ipBlock peers: the pod's own when the file has one
-    let ip = cluster.ip_of(ns, name).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    Ok(Named::Pod(pod, ip))
+    let blocks = policies.iter().flat_map(|p| p.ingress.iter().chain(&p.egress)).flat_map(|r| r.peers.iter().flatten());
+    let ip = match (cluster.ip_of(ns, name), blocks.into_iter().any(|p| matches!(p, Peer::Block { .. }))) {
+        (Some(ip), _) => ip,
+        // no ipBlock to match it: the address does not matter
+        (None, false) => IpAddr::from([0, 0, 0, 0]),
+        (None, true) => {
+            return Err(bad(format!(
+                "{flag} {s}: the cluster file gives no address for this pod, and ipBlock peers need one: give its address instead"
+            )))
+        }
+    };
+    Ok(Owned::Pod(pod, ip))
 }
 
 /// `--port N|NAME`: a name is the destination pod's container port.
-pub fn port(s: &str, protocol: Protocol, to: &Named) -> Result<u16> {
+pub fn port(s: &str, protocol: Protocol, to: &Owned) -> Result<u16> {
     if let Ok(n) = s.parse::<u16>() {
         if n > 0 {
             return Ok(n);
         }
     }
-    let Named::Pod(pod, _) = to else {
+    let Owned::Pod(pod, _) = to else {
         return Err(bad(format!("--port {s}: a port name needs a destination pod that defines it")));
     };
     pod.ports.iter().find(|(name, _, p)| name == s && *p == protocol).map(|(_, n, _)| *n).ok_or_else(|| {
@@ -61,8 +57,8 @@ pub fn port(s: &str, protocol: Protocol, to: &Named) -> Result<u16> {
 pub fn verdict(
     policies: &[NetworkPolicy],
     cluster: &Cluster,
-    from: &Named,
-    to: &Named,
+    from: &Owned,
+    to: &Owned,
     protocol: Protocol,
     port: u16,
 ) -> Verdict {

@@ -239,6 +239,7 @@ fn target(peer: &Peer, here: &str, cluster: Option<&Cluster>, g: Granularity) ->
             _ => Ok(Target::Address(peer.ip())),
         };
     };
+    names_ok(ns, pod).map_err(|why| (format!("{ns:?}/{pod:?}"), why))?;
     let namespace = (ns != here).then(|| ns.to_string());
     match g {
         Granularity::Namespace => Ok(Target::Pods { namespace, selector: None, label: format!("namespace {ns}") }),

@@ -61,14 +61,7 @@ pub fn text(listed: &Value) -> String {
         .into_iter()
         .flatten()
         .map(|c| {
-            let port = match (&c["port"], &c["via"]) {
-                (Value::Null, _) => "-".to_string(),
-                (p, Value::Null) => p.to_string(),
-                (p, via) => {
-                    let name = via["service"].as_str().map(|s| format!("{s} ")).unwrap_or_default();
-                    format!("{p} (via {name}{})", sock(via))
-                }
-            };
+            let port = port(c);
             [
                 c["id"].to_string(),
                 label(&c["from"]),
@@ -96,6 +89,19 @@ pub fn text(listed: &Value) -> String {
     out
 }
 
+/// A listed connection's port: `8080 (via shop/api 10.96.0.10:80)`, `-`
+/// for ICMP.
+pub fn port(c: &Value) -> String {
+    match (&c["port"], &c["via"]) {
+        (Value::Null, _) => "-".to_string(),
+        (p, Value::Null) => p.to_string(),
+        (p, via) => {
+            let name = via["service"].as_str().map(|s| format!("{s} ")).unwrap_or_default();
+            format!("{p} (via {name}{})", sock(via))
+        }
+    }
+}
+
 fn sock(via: &Value) -> String {
     let ip = via["ip"].as_str().unwrap_or_default();
     if ip.contains(':') {
@@ -106,7 +112,7 @@ fn sock(via: &Value) -> String {
 }
 
 /// A record time to the second: `2026-11-28 10:00:00`.
-fn short(t: &Value) -> String {
+pub fn short(t: &Value) -> String {
     let t = t.as_str().unwrap_or_default();
     t.get(..19).map(|s| s.replace('T', " ")).unwrap_or_else(|| t.to_string())
 }

@@ -154,8 +154,8 @@ fn run(cli: Cli) -> Result<i32> {
                 ProtocolArg::Udp => Protocol::UDP,
                 ProtocolArg::Sctp => Protocol::SCTP,
             };
-            let (from_end, to_end) =
-                (explain::named("--from", &from, &cluster)?, explain::named("--to", &to, &cluster)?);
+            let from_end = explain::named("--from", &from, &cluster, &policies)?;
+            let to_end = explain::named("--to", &to, &cluster, &policies)?;
             let port = explain::port(&port, protocol, &to_end)?;
             let v = explain::verdict(&policies, &cluster, &from_end, &to_end, protocol, port);
             let text = match format {
@@ -279,7 +279,7 @@ fn observe(input: &Input) -> Result<Observed> {
         );
     }
     let mut connections = connections::numbered(scanned.connections);
-    let mut pods: Vec<(String, String)> = scanned.pods.into_keys().collect();
+    let mut pods: Vec<(String, String)> = scanned.pods.into_iter().collect();
     if let Some(ns) = &input.namespace {
         let touches =
             |c: &Connection| [&c.key.client, &c.key.server].iter().any(|p| p.pod().is_some_and(|(n, _)| n == ns));

@@ -15,7 +15,7 @@ use journal::holdings::Holdings;
 use journal::record::{FlowEvent, L4};
 use journal::{PodEvent, PodRecord};
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -25,17 +25,10 @@ use std::path::PathBuf;
 /// TIME_WAIT for 120 s.
 const REPEATS_WITHIN_SECS: i64 = 300;
 
-/// A pod the journal recorded.
-#[derive(Debug, Clone, Default)]
-pub struct Pod {
-    pub ips: Vec<IpAddr>,
-    pub nodes: Vec<String>,
-}
-
 #[derive(Default)]
 pub struct Scan {
-    /// Named pods, by namespace and name.
-    pub pods: BTreeMap<(String, String), Pod>,
+    /// Named pods attached in the window, by namespace and name.
+    pub pods: BTreeSet<(String, String)>,
     pub connections: HashMap<Key, Evidence>,
     /// Per file, lines that were no record.
     pub skipped: Vec<(PathBuf, usize)>,
@@ -161,18 +154,18 @@ fn pods(
     for r in &records {
         holdings.apply(r);
         nodes.insert(r.node.clone());
-        let Some(p) = r.pod.as_ref().filter(|_| r.event == PodEvent::Add) else { continue };
-        if window.until.as_deref().is_some_and(|u| r.time.as_str() > u) {
-            continue;
-        }
-        let pod = out.pods.entry((p.namespace.clone(), p.pod_name.clone())).or_default();
-        for ip in r.ips.iter().filter_map(|s| s.parse().ok()) {
-            if !pod.ips.contains(&ip) {
-                pod.ips.push(ip);
+        let Some(p) = r.pod.as_ref() else { continue };
+        let key = (p.namespace.clone(), p.pod_name.clone());
+        match r.event {
+            // attached before the window ends
+            PodEvent::Add if window.until.as_deref().is_none_or(|u| r.time.as_str() <= u) => {
+                out.pods.insert(key);
             }
-        }
-        if !pod.nodes.contains(&r.node) {
-            pod.nodes.push(r.node.clone());
+            // gone before it starts (records are in time order: a later ADD adds it again)
+            PodEvent::Del if window.since.as_deref().is_some_and(|since| r.time.as_str() < since) => {
+                out.pods.remove(&key);
+            }
+            _ => {}
         }
     }
     Ok((holdings, nodes))

@@ -46,7 +46,7 @@ pub fn files(paths: &[PathBuf]) -> Result<Vec<File>> {
                 continue;
             }
             let (first_time, fingerprint) = identify(&f)?;
-            if !contents.insert((meta.len(), fingerprint)) {
+            if meta.len() > 0 && !contents.insert((meta.len(), fingerprint)) {
                 eprintln!("weavice-policy: {}: the same content as another journal file: read once", f.display());
                 continue;
             }

@@ -6,7 +6,7 @@
 use crate::cluster::Cluster;
 use crate::connections::{Connection, Peer, Protocol as Seen};
 use crate::list;
-use crate::netpol::evaluate::{self, End, Namespaces, Pod};
+use crate::netpol::evaluate::{self, Namespaces, Owned, Pod};
 use crate::netpol::model::{NetworkPolicy, Peer as PolicyPeer, PortRef, Protocol};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -88,26 +88,17 @@ pub fn validate(connections: &[Connection], policies: &[NetworkPolicy], cluster:
     r
 }
 
-/// A connection's end as the evaluator takes it.
-enum Owned {
-    Pod(Pod, std::net::IpAddr),
-    Address(std::net::IpAddr),
-}
-
-impl Owned {
-    fn end(&self) -> End<'_> {
-        match self {
-            Owned::Pod(p, ip) => End::Pod(p, *ip),
-            Owned::Address(ip) => End::Address(*ip),
-        }
-    }
-}
-
+/// A connection's end as the evaluator takes it. Without a cluster file a
+/// pod has no labels: exact for namespace-wide policies (`podSelector: {}`
+/// and namespace names), which is what namespace granularity writes.
 fn end(peer: &Peer, cluster: Option<&Cluster>) -> Result<Owned, (String, String)> {
     match (peer.pod(), peer) {
         (Some((ns, name)), _) => match cluster {
             Some(c) => c.eval_pod(ns, name).map(|p| Owned::Pod(p, peer.ip())).map_err(|e| (format!("{ns}/{name}"), e)),
-            None => Err((format!("{ns}/{name}"), "no --cluster file to take its labels from".into())),
+            None => Ok(Owned::Pod(
+                Pod { namespace: ns.into(), name: name.into(), labels: BTreeMap::new(), ports: vec![], host_ip: None },
+                peer.ip(),
+            )),
         },
         (None, Peer::Unnamed { ip }) => Err((ip.to_string(), "a pod the runtime did not name".into())),
         (None, _) => Ok(Owned::Address(peer.ip())),
@@ -119,8 +110,7 @@ fn end(peer: &Peer, cluster: Option<&Cluster>) -> Result<Owned, (String, String)
 fn matching_nothing(policies: &[NetworkPolicy], pods: &[Pod], namespaces: &Namespaces) -> Vec<String> {
     let mut out = Vec::new();
     for p in policies {
-        let selected: Vec<&Pod> =
-            pods.iter().filter(|q| q.namespace == p.namespace && p.pod_selector.matches(&q.labels)).collect();
+        let selected: Vec<&Pod> = pods.iter().filter(|q| p.selects(q)).collect();
         if selected.is_empty() {
             out.push(format!("{}: spec.podSelector selects no pod", p.id()));
         }
@@ -128,15 +118,11 @@ fn matching_nothing(policies: &[NetworkPolicy], pods: &[Pod], namespaces: &Names
             for (i, rule) in rules.iter().enumerate() {
                 let mut peer_pods: Vec<&Pod> = Vec::new();
                 for (j, peer) in rule.peers.iter().flatten().enumerate() {
-                    let PolicyPeer::Pods { namespaces: ns_sel, pods: pod_sel } = peer else { continue };
-                    let matched: Vec<&Pod> = pods
-                        .iter()
-                        .filter(|q| match ns_sel {
-                            Some(sel) => sel.matches(&namespace_labels(namespaces, &q.namespace)),
-                            None => q.namespace == p.namespace,
-                        })
-                        .filter(|q| pod_sel.as_ref().is_none_or(|sel| sel.matches(&q.labels)))
-                        .collect();
+                    if !matches!(peer, PolicyPeer::Pods { .. }) {
+                        continue;
+                    }
+                    let matched: Vec<&Pod> =
+                        pods.iter().filter(|q| peer.selects_pod(&p.namespace, namespaces, q)).collect();
                     if matched.is_empty() {
                         out.push(format!("{}/{word}[{i}].{peers_key}[{j}] matches no pod", p.id()));
                     }
@@ -165,14 +151,6 @@ fn matching_nothing(policies: &[NetworkPolicy], pods: &[Pod], namespaces: &Names
         }
     }
     out
-}
-
-fn namespace_labels(namespaces: &Namespaces, ns: &str) -> BTreeMap<String, String> {
-    namespaces
-        .0
-        .get(ns)
-        .cloned()
-        .unwrap_or_else(|| [("kubernetes.io/metadata.name".to_string(), ns.to_string())].into())
 }
 
 pub fn json(r: &Report) -> Value {

@@ -320,6 +320,12 @@ fn what_the_api_server_rejects_is_an_error_naming_the_field() {
         ("spec: {podSelector: {}, ingress: [{ports: [{protocol: ICMP}]}]}", "ports[0].protocol"),
         ("spec: {podSelector: {}, ingress: [{ports: [{port: \"80\"}]}]}", "write a number unquoted"),
         ("spec: {podSelector: {}, ingress: [{from: [{}]}]}", "a peer needs"),
+        (
+            "spec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8, except: [10.0.0.0/8]}}]}]}",
+            "not strictly within",
+        ),
+        ("spec: {podSelector: {}, ingress: [{ports: [{port: -http}]}]}", "is not a port name"),
+        ("spec: {podSelector: {}, policyTypes: [Ingress, Ingress]}", "given twice"),
     ] {
         let v: serde_json::Value = serde_saphyr::from_str(&format!("{head}{spec}")).unwrap();
         let e = parse(&v, "f.yaml").unwrap_err();

@@ -252,3 +252,92 @@ fn only_ids_are_lists_ids_and_out_is_checked_before_any_work() {
     let (code, _, err) = run(&["graph", "--journal", &j, "--out", &d.path("nope/g.svg").to_string_lossy()]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn review_findings_stay_fixed() {
+    let d = Dir::new("review");
+    let j = pair(&d, "j.jsonl", "shop");
+    let out = d.path("ns-policies");
+    let (code, _, err) =
+        run(&["generate", "--granularity", "namespace", "--journal", &j, "--out", &out.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}");
+    // without --cluster, namespace-wide policies are still checked
+    let (code, stdout, err) =
+        run(&["validate", "--journal", &j, "--policies", &out.to_string_lossy(), "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap()["flowsChecked"], json!(1));
+    std::fs::write(out.join("shop.weavice-namespace.yaml"), "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec: {podSelector: {}}\n").unwrap();
+    let (code, stdout, _) = run(&["validate", "--journal", &j, "--policies", &out.to_string_lossy()]);
+    assert_eq!(code, 1, "{stdout}");
+    // no policy at all is bad input
+    std::fs::create_dir(d.path("empty")).unwrap();
+    let (code, _, err) = run(&["validate", "--journal", &j, "--policies", &d.path("empty").to_string_lossy()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no NetworkPolicy in it"), "{err}");
+
+    // a gone pod of a Deployment selecting by expressions; a finished pod on a reused address;
+    // a CronJob's run selected without its run's name
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"selector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}}});
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web-abc12", "namespace": "shop",
+        "ownerReferences": [{"kind": "Deployment", "name": "web", "controller": true}]}, "spec": {"selector": {"matchLabels": {"app": "web"}}}});
+    let finished = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "old", "namespace": "shop", "labels": {"app": "old"}},
+        "spec": {}, "status": {"phase": "Succeeded", "podIP": "10.22.0.9"}});
+    let cron = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "report-29100000-abcde", "namespace": "shop",
+        "labels": {"job-name": "report-29100000", "app": "report", "batch.kubernetes.io/job-name": "report-29100000"},
+        "ownerReferences": [{"kind": "Job", "name": "report-29100000", "controller": true}]}, "spec": {}, "status": {"podIP": "10.22.0.7"}});
+    let cluster = d.file("cluster.json", &list(vec![namespace("shop"), deployment, rs, finished, cron]));
+    let lines = [
+        pod(&t(0, 0), "n", "add", "c1", "shop", "web-abc12-zzzzz", &["10.22.0.2"]),
+        pod(&t(0, 0), "n", "add", "c2", "shop", "report-29100000-abcde", &["10.22.0.7"]),
+        flow(
+            "n",
+            1,
+            &t(1, 0),
+            &t(1, 1),
+            F { proto: "TCP", from: ("10.22.0.7", 1000), to: ("10.22.0.2", 80), via: None },
+        ),
+        // 10.22.0.9: no journal knows it; the finished pod's address is no pod now
+        flow(
+            "n",
+            2,
+            &t(1, 0),
+            &t(1, 1),
+            F { proto: "TCP", from: ("10.22.0.2", 1001), to: ("10.22.0.9", 443), via: None },
+        ),
+    ];
+    let j2 = d.journal("j2.jsonl", &lines).to_string_lossy().into_owned();
+    let out2 = d.path("wl");
+    let c = cluster.to_string_lossy().into_owned();
+    let (code, _, err) = run(&["generate", "--journal", &j2, "--cluster", &c, "--out", &out2.to_string_lossy()]);
+    assert_eq!(code, 0, "{err}");
+    let all = policies(&out2);
+    assert_eq!(
+        all["shop.weavice-cronjob-report.yaml"]["spec"]["podSelector"],
+        json!({"matchLabels": {"app": "report"}})
+    );
+    let web = &all["shop.weavice-deployment-web.yaml"];
+    assert_eq!(web["spec"]["egress"][0]["to"][0]["ipBlock"]["cidr"], json!("10.22.0.9/32"), "{web:#}");
+
+    // --since: a pod gone before the window gets no policy
+    let gone = [
+        pod(&t(0, 0), "n", "add", "c1", "old", "a", &["10.22.0.2"]),
+        pod(&t(2, 0), "n", "del", "c1", "old", "a", &["10.22.0.2"]),
+        pod(&t(0, 0), "n", "add", "c2", "shop", "b", &["10.22.0.3"]),
+    ];
+    let j3 = d.journal("j3.jsonl", &gone).to_string_lossy().into_owned();
+    let out3 = d.path("since");
+    let (code, _, err) = run(&[
+        "generate",
+        "--granularity",
+        "namespace",
+        "--journal",
+        &j3,
+        "--since",
+        &t(5, 0),
+        "--out",
+        &out3.to_string_lossy(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(policies(&out3).keys().collect::<Vec<_>>(), ["shop.weavice-namespace.yaml"]);
+}

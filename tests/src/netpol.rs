@@ -59,7 +59,8 @@ fn side(policies: &[Value], inside: &End, peer: &End, protocol: &str, port: u16,
 fn types(p: &Value) -> Vec<&str> {
     match p["spec"]["policyTypes"].as_array() {
         Some(t) => t.iter().filter_map(Value::as_str).collect(),
-        None if p["spec"].get("egress").is_some_and(|e| !e.is_null()) => vec!["Ingress", "Egress"],
+        // an empty egress list makes no Egress policy, as Go decodes it
+        None if p["spec"]["egress"].as_array().is_some_and(|e| !e.is_empty()) => vec!["Ingress", "Egress"],
         None => vec!["Ingress"],
     }
 }

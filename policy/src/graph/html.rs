@@ -70,10 +70,7 @@ pub fn render(r: &Report) -> String {
     s += "<table id=\"connections\"><thead><tr><th>id</th><th>from</th><th>to</th><th>protocol</th><th>port</th><th>flows</th><th>first seen</th><th>last seen</th></tr></thead><tbody>\n";
     for c in r.connections.as_array().into_iter().flatten() {
         let node_of = |end: &Value| graph_id(end);
-        let port = match &c["via"] {
-            Value::Null => c["port"].to_string(),
-            via => format!("{} (via {}:{})", c["port"], via["ip"].as_str().unwrap_or_default(), via["port"]),
-        };
+        let port = list::port(c);
         s += &format!(
             "<tr data-from=\"{}\" data-to=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}{}</tr>\n",
             escape(&node_of(&c["from"])),
@@ -103,9 +100,7 @@ pub fn render(r: &Report) -> String {
 
 /// A time cell: to the second, the full time on hover.
 fn seen(t: &Value) -> String {
-    let t = t.as_str().unwrap_or_default();
-    let short = t.get(..19).map(|s| s.replace('T', " ")).unwrap_or_else(|| t.to_string());
-    format!("<td title=\"{}\">{}</td>", escape(t), escape(&short))
+    format!("<td title=\"{}\">{}</td>", escape(t.as_str().unwrap_or_default()), escape(&list::short(t)))
 }
 
 /// The graph node id of a listed end (as [`super::node`] names it).

@@ -29,8 +29,6 @@ pub struct Edge {
     /// `TCP 8080`, `UDP 53`, in order.
     pub ports: BTreeSet<String>,
     pub flows: u64,
-    /// The connection ids it carries.
-    pub ids: Vec<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +48,6 @@ pub fn build(connections: &[Connection], cluster: Option<&Cluster>) -> Graph {
             c.key.protocol.to_string()
         });
         e.flows += c.evidence.flows;
-        e.ids.push(c.id);
         g.nodes.insert(from.id.clone(), from);
         g.nodes.insert(to.id.clone(), to);
     }

@@ -36,13 +36,29 @@ impl End<'_> {
     }
 }
 
+/// An end that owns its pod: what `explain` and `validate` build.
+#[derive(Debug, Clone)]
+pub enum Owned {
+    Pod(Pod, IpAddr),
+    Address(IpAddr),
+}
+
+impl Owned {
+    pub fn end(&self) -> End<'_> {
+        match self {
+            Owned::Pod(p, ip) => End::Pod(p, *ip),
+            Owned::Address(ip) => End::Address(*ip),
+        }
+    }
+}
+
 /// Namespaces' labels; a namespace not in it has only
 /// `kubernetes.io/metadata.name`, which the API server sets on every one.
 #[derive(Debug, Default, Clone)]
 pub struct Namespaces(pub BTreeMap<String, BTreeMap<String, String>>);
 
 impl Namespaces {
-    fn labels(&self, ns: &str) -> BTreeMap<String, String> {
+    pub fn labels(&self, ns: &str) -> BTreeMap<String, String> {
         self.0.get(ns).cloned().unwrap_or_else(|| [("kubernetes.io/metadata.name".to_string(), ns.to_string())].into())
     }
 }
@@ -133,7 +149,7 @@ fn side(
             Direction::Ingress => p.ingress_isolates,
             Direction::Egress => p.egress_isolates,
         };
-        if !isolates || p.namespace != pod.namespace || !p.pod_selector.matches(&pod.labels) {
+        if !isolates || !p.selects(pod) {
             continue;
         }
         s.isolated = true;
@@ -174,10 +190,7 @@ fn side(
 /// it for ingress (everything may reach it), else every rule of the
 /// policies that do, as `namespace/policy/ingress[i]`.
 pub fn ingress_rules<'a>(policies: &'a [NetworkPolicy], pod: &Pod) -> Option<Vec<(String, &'a Rule)>> {
-    let selecting: Vec<&NetworkPolicy> = policies
-        .iter()
-        .filter(|p| p.ingress_isolates && p.namespace == pod.namespace && p.pod_selector.matches(&pod.labels))
-        .collect();
+    let selecting: Vec<&NetworkPolicy> = policies.iter().filter(|p| p.ingress_isolates && p.selects(pod)).collect();
     if selecting.is_empty() {
         return None;
     }
@@ -220,20 +233,34 @@ fn admits(
 }
 
 fn peer_matches(peer: &Peer, policy: &NetworkPolicy, namespaces: &Namespaces, end: End) -> bool {
-    match peer {
+    match (peer, end) {
         // pod addresses too, as the upstream e2e tests expect
-        Peer::Block { cidr, except } => {
+        (Peer::Block { cidr, except }, _) => {
             let ip = end.ip();
             cidr.contains(ip) && !except.iter().any(|e| e.contains(ip))
         }
-        Peer::Pods { namespaces: ns_sel, pods } => {
-            let End::Pod(pod, _) = end else { return false };
-            let ns_ok = match ns_sel {
-                Some(sel) => sel.matches(&namespaces.labels(&pod.namespace)),
-                None => pod.namespace == policy.namespace,
-            };
-            ns_ok && pods.as_ref().is_none_or(|sel| sel.matches(&pod.labels))
-        }
+        (Peer::Pods { .. }, End::Pod(pod, _)) => peer.selects_pod(&policy.namespace, namespaces, pod),
+        (Peer::Pods { .. }, End::Address(_)) => false,
+    }
+}
+
+impl NetworkPolicy {
+    /// Whether the policy applies to `pod` (whatever its types).
+    pub fn selects(&self, pod: &Pod) -> bool {
+        self.namespace == pod.namespace && self.pod_selector.matches(&pod.labels)
+    }
+}
+
+impl Peer {
+    /// Whether this selector peer of a policy in `policy_namespace` picks
+    /// `pod` (an ipBlock peer picks no pod by selector).
+    pub fn selects_pod(&self, policy_namespace: &str, namespaces: &Namespaces, pod: &Pod) -> bool {
+        let Peer::Pods { namespaces: ns_sel, pods } = self else { return false };
+        let ns_ok = match ns_sel {
+            Some(sel) => sel.matches(&namespaces.labels(&pod.namespace)),
+            None => pod.namespace == policy_namespace,
+        };
+        ns_ok && pods.as_ref().is_none_or(|sel| sel.matches(&pod.labels))
     }
 }
 

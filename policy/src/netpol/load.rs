@@ -12,6 +12,7 @@ pub fn policies(paths: &[PathBuf]) -> Result<Vec<NetworkPolicy>> {
     let mut out = Vec::new();
     for path in paths {
         let meta = fs::metadata(path).map_err(|e| bad(format!("--policies {}: {e}", path.display())))?;
+        let before = out.len();
         let files = if meta.is_dir() {
             let mut files: Vec<PathBuf> = fs::read_dir(path)
                 .map_err(|e| bad(format!("--policies {}: {e}", path.display())))?
@@ -26,6 +27,9 @@ pub fn policies(paths: &[PathBuf]) -> Result<Vec<NetworkPolicy>> {
         for f in files {
             out.extend(file(&f)?);
         }
+        if out.len() == before {
+            return Err(bad(format!("--policies {}: no NetworkPolicy in it", path.display())));
+        }
     }
     let mut ids: Vec<String> = out.iter().map(NetworkPolicy::id).collect();
     ids.sort();
@@ -38,6 +42,9 @@ pub fn policies(paths: &[PathBuf]) -> Result<Vec<NetworkPolicy>> {
 fn file(path: &Path) -> Result<Vec<NetworkPolicy>> {
     let text = fs::read_to_string(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidData => bad(format!("{}: not UTF-8 text", path.display())),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound => {
+            bad(format!("--policies {}: {e}", path.display()))
+        }
         _ => Error::io(path)(e),
     })?;
     let docs: Vec<Value> =

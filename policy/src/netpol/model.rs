@@ -179,12 +179,14 @@ pub fn parse(v: &Value, source: &str) -> Result<NetworkPolicy, String> {
         Value::Array(types) if !types.is_empty() => {
             let mut t = (false, false);
             for (i, ty) in types.iter().enumerate() {
-                match ty.as_str() {
-                    Some("Ingress") => t.0 = true,
-                    Some("Egress") => t.1 = true,
-                    _ => {
-                        return Err(format!("{}: {ty} is not Ingress or Egress", at(&format!("spec.policyTypes[{i}]"))))
-                    }
+                let field = at(&format!("spec.policyTypes[{i}]"));
+                let seen = match ty.as_str() {
+                    Some("Ingress") => &mut t.0,
+                    Some("Egress") => &mut t.1,
+                    _ => return Err(format!("{field}: {ty} is not Ingress or Egress")),
+                };
+                if std::mem::replace(seen, true) {
+                    return Err(format!("{field}: {ty} is given twice"));
                 }
             }
             t
@@ -250,8 +252,8 @@ fn peer(v: &Value, at: &str) -> Result<Peer, String> {
         for (i, e) in list(&block["except"], &format!("{at}.ipBlock.except"))?.iter().enumerate() {
             let field = format!("{at}.ipBlock.except[{i}]");
             let e = self::cidr(e, &field)?;
-            if !cidr.contains(e.addr) || e.bits < cidr.bits {
-                return Err(format!("{field}: {e} is not within {cidr}"));
+            if !cidr.contains(e.addr) || e.bits <= cidr.bits {
+                return Err(format!("{field}: {e} is not strictly within {cidr}"));
             }
             except.push(e);
         }
@@ -291,10 +293,14 @@ fn port(v: &Value, at: &str) -> Result<Port, String> {
     let port = match &v["port"] {
         Value::Null => None,
         Value::String(name) => {
+            // IANA_SVC_NAME
             let ok = !name.is_empty()
                 && name.len() <= 15
                 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && name.bytes().any(|b| b.is_ascii_lowercase());
+                && name.bytes().any(|b| b.is_ascii_lowercase())
+                && !name.starts_with('-')
+                && !name.ends_with('-')
+                && !name.contains("--");
             if !ok {
                 // the API server reads a quoted number as a (bad) name too
                 return Err(format!(
