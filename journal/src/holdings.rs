@@ -4,6 +4,7 @@
 //! ended ones); the policy tool, which joins a whole journal's flows after
 //! reading its pod records, keeps every holding.
 
+use crate::read::fixed_kind;
 use crate::record::{Endpoint, PodEvent, PodRecord};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -126,15 +127,13 @@ impl Holdings {
     }
 }
 
-/// Whether a journal line may be a pod record, without parsing it: records
-/// written by weavice start `{"v":1,"time":"<30 characters>","kind":"`, so
-/// the kind is at a fixed place; any other line is searched.
+/// Whether a journal line may be a pod record, without parsing it (see
+/// [`fixed_kind`]); a line of another layout is searched.
 pub fn is_pod_line(line: &[u8]) -> bool {
-    const KIND_AT: usize = r#"{"v":1,"time":""#.len() + 30 + r#"","kind":""#.len();
-    if line.starts_with(br#"{"v":1,"time":""#) && line.get(KIND_AT - 10..KIND_AT) == Some(br#"","kind":""#) {
-        return line.get(KIND_AT..KIND_AT + 4) == Some(b"pod\"");
+    match fixed_kind(line) {
+        Some(kind) => kind == b"pod",
+        None => line.windows(12).any(|w| w == br#""kind":"pod""#),
     }
-    line.windows(12).any(|w| w == br#""kind":"pod""#)
 }
 
 #[cfg(test)]

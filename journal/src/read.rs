@@ -28,6 +28,18 @@ pub enum Line<R> {
     Skipped,
 }
 
+/// The kind of a line weavice wrote, without parsing it: its records start
+/// `{"v":1,"time":"<30 characters>","kind":"`, so the kind is at a fixed
+/// place. None for a line of another layout (another writer's order).
+pub fn fixed_kind(line: &[u8]) -> Option<&[u8]> {
+    const KIND_AT: usize = r#"{"v":1,"time":""#.len() + 30 + r#"","kind":""#.len();
+    if !line.starts_with(br#"{"v":1,"time":""#) || line.get(KIND_AT - 10..KIND_AT) != Some(br#"","kind":""#) {
+        return None;
+    }
+    let rest = &line[KIND_AT..];
+    rest.iter().position(|b| *b == b'"').map(|end| &rest[..end])
+}
+
 pub fn line<R: DeserializeOwned>(line: &[u8], kind: &str) -> Line<R> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Line::Other;

@@ -126,16 +126,13 @@ struct Kind<'a> {
     kind: Cow<'a, str>,
 }
 
-/// The kind of a line: weavice writes `{"v":1,"time":"<30>","kind":"…`;
-/// any other writer's order is parsed.
+/// The kind of a line: at its fixed place in weavice's own lines; any
+/// other writer's order is parsed.
 fn kind(line: &[u8]) -> Option<Cow<'_, str>> {
-    const AT: usize = r#"{"v":1,"time":""#.len() + 30 + r#"","kind":""#.len();
-    if line.starts_with(br#"{"v":1,"time":""#) && line.get(AT - 10..AT) == Some(br#"","kind":""#) {
-        let rest = &line[AT..];
-        let end = rest.iter().position(|b| *b == b'"')?;
-        return std::str::from_utf8(&rest[..end]).ok().map(Cow::Borrowed);
+    match journal::read::fixed_kind(line) {
+        Some(kind) => std::str::from_utf8(kind).ok().map(Cow::Borrowed),
+        None => serde_json::from_slice::<Kind>(line).ok().map(|k| k.kind),
     }
-    serde_json::from_slice::<Kind>(line).ok().map(|k| k.kind)
 }
 
 /// What `line` is. With `pods_only`, flow lines are not parsed (`Other`).
