@@ -4,21 +4,6 @@
 mod common;
 use common::*;
 
-fn journal(d: &Dir) -> String {
-    let lines = [
-        pod(&t(0, 0), "n", "add", "c1", "shop", "a", &["10.22.0.2"]),
-        pod(&t(0, 0), "n", "add", "c2", "shop", "b", &["10.22.0.3"]),
-        flow(
-            "n",
-            1,
-            &t(1, 0),
-            &t(1, 1),
-            F { proto: "TCP", from: ("10.22.0.2", 1000), to: ("10.22.0.3", 80), via: None },
-        ),
-    ];
-    d.journal("j/journal.jsonl", &lines).to_string_lossy().into_owned()
-}
-
 fn expect_bad(args: &[&str], says: &str) {
     let (code, out, err) = run(args);
     assert_eq!(code, 2, "{args:?}: {err}");
@@ -29,7 +14,7 @@ fn expect_bad(args: &[&str], says: &str) {
 #[test]
 fn bad_input_exits_2_with_a_message_that_says_what_to_fix() {
     let d = Dir::new("bad");
-    let j = journal(&d);
+    let j = pair(&d, "j/journal.jsonl", "shop");
     let out = d.path("out").to_string_lossy().into_owned();
     expect_bad(&["list", "--journal", "/nonexistent/journal"], "--journal /nonexistent/journal");
     std::fs::write(d.path("garbage.jsonl"), "hello\nworld\n").unwrap();
@@ -66,7 +51,7 @@ fn bad_input_exits_2_with_a_message_that_says_what_to_fix() {
 #[test]
 fn a_corrupt_journal_is_read_around_its_bad_lines_which_are_counted() {
     let d = Dir::new("corrupt");
-    let j = journal(&d);
+    let j = pair(&d, "j/journal.jsonl", "shop");
     let mut text = std::fs::read_to_string(&j).unwrap();
     text.insert_str(0, "{\"v\":1,\"time\":\"2026-11-28T10:00:00.000000000Z\",\"kind\":\"flow\",\"torn\n\0\0garbage\n");
     text.push_str("{\"kind\":\"flow\",\"v\":1}\n");

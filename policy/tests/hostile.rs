@@ -6,21 +6,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn pair(d: &Dir, rel: &str, ns: &str) -> String {
-    let lines = [
-        pod(&t(0, 0), "n", "add", "c1", ns, "a", &["10.22.0.2"]),
-        pod(&t(0, 0), "n", "add", "c2", ns, "b", &["10.22.0.3"]),
-        flow(
-            "n",
-            1,
-            &t(1, 0),
-            &t(1, 1),
-            F { proto: "TCP", from: ("10.22.0.2", 1000), to: ("10.22.0.3", 80), via: None },
-        ),
-    ];
-    d.journal(rel, &lines).to_string_lossy().into_owned()
-}
-
 #[test]
 fn a_namespace_that_is_a_path_writes_nothing_outside_out() {
     let d = Dir::new("trav");

@@ -4,25 +4,10 @@
 mod common;
 use common::*;
 
-fn journal(d: &Dir) -> String {
-    let lines = [
-        pod(&t(0, 0), "n", "add", "c1", "shop", "a", &["10.22.0.2"]),
-        pod(&t(0, 0), "n", "add", "c2", "shop", "b", &["10.22.0.3"]),
-        flow(
-            "n",
-            1,
-            &t(1, 0),
-            &t(1, 1),
-            F { proto: "TCP", from: ("10.22.0.2", 1000), to: ("10.22.0.3", 80), via: None },
-        ),
-    ];
-    d.journal("j/journal.jsonl", &lines).to_string_lossy().into_owned()
-}
-
 #[test]
 fn a_directory_of_many_nodes_journals_is_read_whole() {
     let d = Dir::new("dirs");
-    journal(&d);
+    pair(&d, "j/journal.jsonl", "shop");
     d.journal(
         "k/state/journal/journal-20261128T100000.000000000Z.jsonl",
         &[pod(&t(0, 0), "m", "add", "x", "other", "c", &["10.30.0.2"])],

@@ -59,6 +59,23 @@ pub fn pod(time: &str, node: &str, event: &str, id: &str, ns: &str, name: &str, 
         "pod": {"namespace": ns, "pod_name": name}, "ips": ips})
 }
 
+/// A journal file `rel` of pods `ns/a` (10.22.0.2) and `ns/b` (10.22.0.3)
+/// and one TCP connection from a to b's port 80.
+pub fn pair(d: &Dir, rel: &str, ns: &str) -> String {
+    let lines = [
+        pod(&t(0, 0), "n", "add", "c1", ns, "a", &["10.22.0.2"]),
+        pod(&t(0, 0), "n", "add", "c2", ns, "b", &["10.22.0.3"]),
+        flow(
+            "n",
+            1,
+            &t(1, 0),
+            &t(1, 1),
+            F { proto: "TCP", from: ("10.22.0.2", 1000), to: ("10.22.0.3", 80), via: None },
+        ),
+    ];
+    d.journal(rel, &lines).to_string_lossy().into_owned()
+}
+
 pub struct F<'a> {
     pub proto: &'a str,
     pub from: (&'a str, u16),
