@@ -11,6 +11,7 @@ mod chain;
 mod flows;
 mod journal_tail;
 mod logging;
+mod nodes;
 mod notify;
 mod probe;
 mod repair;
@@ -61,6 +62,13 @@ enum Cmd {
         /// Journal files kept, the one written included.
         #[arg(long, default_value_t = journal::rotate::DEFAULT_MAX_FILES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10000))]
         journal_max_files: usize,
+        /// The cluster's nodes, as `kubectl get nodes -o json` prints them
+        /// (read again when it changes): routes to the other nodes' pods.
+        #[arg(long, value_name = "FILE", value_parser = absolute)]
+        nodes: Option<PathBuf>,
+        /// This node's name in the node list (default: $NODE_NAME, then the host name).
+        #[arg(long, value_name = "NAME")]
+        node_name: Option<String>,
     },
     /// The node journal: pods and flows (docs/journal.md).
     Journal {
@@ -176,9 +184,14 @@ fn main() -> ExitCode {
     };
     logging::install(cli.verbose || log_file.is_some(), log_file.as_deref());
     match cli.command {
-        Cmd::Run { state_dir, interval_ms, journal_max_bytes, journal_max_files, .. } => {
+        Cmd::Run { state_dir, interval_ms, journal_max_bytes, journal_max_files, nodes, node_name, .. } => {
+            let me = node_name
+                .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
+                .unwrap_or_else(journal::node_name);
+            let nodes = nodes.map(|f| nodes::NodeFile::new(f, me));
             let limits = journal::rotate::Limits { max_bytes: journal_max_bytes, max_files: journal_max_files };
-            match run::run(&state_dir.to_string_lossy(), std::time::Duration::from_millis(interval_ms), limits) {
+            let interval = std::time::Duration::from_millis(interval_ms);
+            match run::run(&state_dir.to_string_lossy(), interval, limits, nodes) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     log::error!("run: {e}");

@@ -4,7 +4,8 @@
 //! second thread records flows into the journal (flows/); then, each
 //! interval, the main thread probes
 //! every route function of every chain through the function itself
-//! (probe.rs). A function that misses [`MISSES`] probes in a row, or whose
+//! (probe.rs), and with `--nodes`, follows the node list (nodes.rs: routes
+//! to the other nodes' pods). A function that misses [`MISSES`] probes in a row, or whose
 //! link is down, is down: it goes into the health file and its chain's
 //! tables are routed as if its pod were gone (failure policy). One probe
 //! coming back makes it up again. One thread, a fixed amount of state per
@@ -13,6 +14,7 @@
 //! their pods alone (without the daemon, nothing probes).
 
 use crate::flows;
+use crate::nodes::NodeFile;
 use crate::notify::notify;
 use crate::probe::{Prober, Target};
 use datapath::attachment::Attachment;
@@ -41,7 +43,12 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// (chain, function) → probes missed in a row.
 type Misses = BTreeMap<(String, String), u32>;
 
-pub fn run(state_dir: &str, interval: Duration, limits: journal::rotate::Limits) -> Result<()> {
+pub fn run(
+    state_dir: &str,
+    interval: Duration,
+    limits: journal::rotate::Limits,
+    mut nodes: Option<NodeFile>,
+) -> Result<()> {
     let handler = on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t;
     // SAFETY: the handler only stores to an atomic.
     unsafe {
@@ -85,6 +92,9 @@ pub fn run(state_dir: &str, interval: Duration, limits: journal::rotate::Limits)
         seq += 1;
         if let Err(e) = round(&mut nl, state_dir, seq, &mut misses, &mut probers) {
             log::error!("probe round: {e}");
+        }
+        if let Some(n) = nodes.as_mut() {
+            n.poll(&mut nl);
         }
         while !STOP.load(Ordering::Relaxed) && started.elapsed() < interval {
             std::thread::sleep(Duration::from_millis(50));

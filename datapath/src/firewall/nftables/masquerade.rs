@@ -1,7 +1,10 @@
 //! MASQUERADE for traffic that leaves the pod ranges.
 //!
 //! Sets `pod_v4`/`pod_v6` hold every network's ranges (never masqueraded as
-//! destinations); `masq_v4`/`masq_v6` the ranges of networks with ipMasq.
+//! destinations); `masq_v4`/`masq_v6` the ranges of networks with ipMasq;
+//! `cluster_v4`/`cluster_v6` the other nodes' pod ranges (never masqueraded
+//! either: pods of other nodes see the pod's own address), kept by the
+//! node daemon from the node list.
 
 use super::expr::{eq, jump, ne, payload, prefix, set, verdict};
 use super::{family, Elem, Rule, Skeleton, INET};
@@ -12,7 +15,7 @@ pub const CHAIN: &str = "WEAVICE-MASQ";
 pub fn skeleton(net: &NetworkRules) -> Skeleton {
     let mut objects = String::new();
     for (fam, ty) in [("v4", "ipv4_addr"), ("v6", "ipv6_addr")] {
-        for set in ["pod", "masq"] {
+        for set in ["pod", "masq", "cluster"] {
             objects += &format!("add set {INET} {set}_{fam} {{ type {ty}; flags interval; }}\n");
         }
     }
@@ -28,6 +31,7 @@ pub fn skeleton(net: &NetworkRules) -> Skeleton {
             vec![
                 eq(payload(ip, "saddr"), set(&format!("masq_{fam}"))),
                 ne(payload(ip, "daddr"), set(&format!("pod_{fam}"))),
+                ne(payload(ip, "daddr"), set(&format!("cluster_{fam}"))),
                 verdict("masquerade"),
             ],
             &format!("the masquerade rule ({what})"),
@@ -41,6 +45,25 @@ pub fn skeleton(net: &NetworkRules) -> Skeleton {
         elements.extend(sets.iter().map(|s| Elem { set: set(s), text: r.to_string(), json: prefix(r) }));
     }
     Skeleton { objects, rules, elements }
+}
+
+/// Makes `cluster_v4`/`cluster_v6` hold exactly `ranges`, in one
+/// transaction (the node daemon, when the node list changes).
+pub fn set_cluster_ranges(ranges: &[ipnet::IpNet]) -> crate::Result<()> {
+    let mut script = format!("add table {INET}\n");
+    for (fam, ty) in [("v4", "ipv4_addr"), ("v6", "ipv6_addr")] {
+        script +=
+            &format!("add set {INET} cluster_{fam} {{ type {ty}; flags interval; }}\nflush set {INET} cluster_{fam}\n");
+        let mut mine: Vec<ipnet::IpNet> =
+            ranges.iter().filter(|r| family(&r.addr()) == fam).map(ipnet::IpNet::trunc).collect();
+        // an interval set refuses overlaps: the covering range alone
+        mine = ipnet::IpNet::aggregate(&mine);
+        if !mine.is_empty() {
+            let list: Vec<String> = mine.iter().map(ToString::to_string).collect();
+            script += &format!("add element {INET} cluster_{fam} {{ {} }}\n", list.join(", "));
+        }
+    }
+    super::tool::apply_script(&script)
 }
 
 #[cfg(test)]

@@ -1,0 +1,189 @@
+//! The other nodes of the cluster, without an overlay: each other node's
+//! podCIDR is routed to that node's InternalIP, as kind's own networking
+//! does, and traffic to any node's podCIDR keeps the pod's source address
+//! (the masquerade skips the cluster's pod ranges). The node list is what
+//! `kubectl get nodes -o json` prints (`--nodes FILE`), read again when the
+//! file changes. A node without a podCIDR or an address is logged and
+//! skipped; the rest is served.
+//!
+//! The routes carry [`ROUTE_METRIC`], so the daemon finds its own in the
+//! kernel (after a restart, for a node gone meanwhile) without state.
+
+use datapath::firewall::nftables::masquerade;
+use datapath::netlink::RouteSocket;
+use datapath::route::{Route, RouteFilter, MAIN_TABLE};
+use datapath::Result;
+use ipnet::IpNet;
+use serde_json::Value;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// The metric of the routes to other nodes' pods: weavice's mark on them.
+pub const ROUTE_METRIC: u32 = 4242;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub pod_cidrs: Vec<IpNet>,
+    /// InternalIP addresses.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// The usable nodes of a `kubectl get nodes -o json` List; each unusable
+/// one with why.
+pub fn parse(text: &[u8]) -> std::result::Result<(Vec<Node>, Vec<String>), String> {
+    let list: Value = serde_json::from_slice(text).map_err(|e| format!("not JSON: {e}"))?;
+    let items = list["items"].as_array().ok_or("no `items`: expected what `kubectl get nodes -o json` prints")?;
+    let (mut nodes, mut skipped) = (Vec::new(), Vec::new());
+    for (i, item) in items.iter().enumerate() {
+        let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        if item["kind"] != "Node" || name.is_empty() {
+            skipped.push(format!("items[{i}] is not a named Node"));
+            continue;
+        }
+        let cidrs = item["spec"]["podCIDRs"].as_array().into_iter().flatten().chain([&item["spec"]["podCIDR"]]);
+        let mut pod_cidrs: Vec<IpNet> = cidrs.filter_map(|c| c.as_str()?.parse().ok()).collect();
+        pod_cidrs.sort();
+        pod_cidrs.dedup();
+        let addresses: Vec<IpAddr> = item["status"]["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["type"] == "InternalIP")
+            .filter_map(|a| a["address"].as_str()?.parse().ok())
+            .collect();
+        match (pod_cidrs.is_empty(), addresses.is_empty()) {
+            (true, _) => skipped.push(format!("node {name} has no podCIDR (spec.podCIDRs)")),
+            (_, true) => skipped.push(format!("node {name} has no InternalIP address (status.addresses)")),
+            _ => nodes.push(Node { name, pod_cidrs, addresses }),
+        }
+    }
+    Ok((nodes, skipped))
+}
+
+/// The routes to the other nodes' pods: each podCIDR via the node's
+/// address of its family.
+pub fn routes(nodes: &[Node], me: &str) -> Vec<Route> {
+    let mut out = Vec::new();
+    for n in nodes.iter().filter(|n| n.name != me) {
+        for cidr in &n.pod_cidrs {
+            if let Some(via) = n.addresses.iter().find(|a| a.is_ipv4() == cidr.addr().is_ipv4()) {
+                out.push(Route::via(cidr.trunc(), *via).metric(ROUTE_METRIC));
+            }
+        }
+    }
+    out
+}
+
+/// Makes the kernel's node routes `want`: missing ones added (or changed),
+/// ours no longer wanted removed.
+pub fn sync_routes(nl: &mut RouteSocket, want: &[Route]) -> Result<()> {
+    for v4 in [true, false] {
+        let held: Vec<Route> = nl
+            .route()
+            .list(RouteFilter { v4, table: MAIN_TABLE, oif: None })?
+            .into_iter()
+            .filter(|r| r.metric == Some(ROUTE_METRIC))
+            .collect();
+        for r in held.iter().filter(|r| !want.iter().any(|w| w.dst == r.dst && w.gw == r.gw)) {
+            log::info!("nodes: route {} removed (its node is gone)", r.describe());
+            nl.route().delete(r)?;
+        }
+        for w in want.iter().filter(|w| w.dst.addr().is_ipv4() == v4) {
+            if !held.iter().any(|r| r.dst == w.dst && r.gw == w.gw) {
+                nl.route().replace(w)?;
+                log::info!("nodes: route {} added", w.describe());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--nodes FILE`, followed: [`poll`](Self::poll) acts when it changed.
+pub struct NodeFile {
+    path: PathBuf,
+    me: String,
+    seen: Option<(SystemTime, u64)>,
+}
+
+impl NodeFile {
+    pub fn new(path: PathBuf, me: String) -> NodeFile {
+        NodeFile { path, me, seen: None }
+    }
+
+    /// Reads the file again if it changed, then routes and the masquerade
+    /// exceptions follow it. Errors are logged: the last good state stays.
+    pub fn poll(&mut self, nl: &mut RouteSocket) {
+        let stamp = std::fs::metadata(&self.path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        if stamp.is_none() || stamp == self.seen {
+            if stamp.is_none() && self.seen.is_some() {
+                log::error!("nodes: {} is gone; the routes stay as they are", self.path.display());
+                self.seen = None;
+            }
+            return;
+        }
+        self.seen = stamp;
+        let parsed = std::fs::read(&self.path).map_err(|e| e.to_string()).and_then(|t| parse(&t));
+        let (nodes, skipped) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!("nodes: {}: {e}; the routes stay as they are", self.path.display());
+                return;
+            }
+        };
+        for s in skipped {
+            log::error!("nodes: {}: {s}; skipped", self.path.display());
+        }
+        if !nodes.iter().any(|n| n.name == self.me) {
+            log::warn!("nodes: this node ({}) is not in {}; --node-name names it", self.me, self.path.display());
+        }
+        if let Err(e) = sync_routes(nl, &routes(&nodes, &self.me)) {
+            log::error!("nodes: {e}");
+        }
+        let cluster: Vec<IpNet> = nodes.iter().flat_map(|n| n.pod_cidrs.iter().map(IpNet::trunc)).collect();
+        if let Err(e) = masquerade::set_cluster_ranges(&cluster) {
+            log::error!("nodes: the masquerade's cluster ranges: {e}");
+        }
+        log::info!("nodes: {} nodes from {}", nodes.len(), self.path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node(name: &str, cidrs: &[&str], ips: &[&str]) -> Value {
+        let addresses: Vec<Value> = ips
+            .iter()
+            .map(|a| json!({"type": "InternalIP", "address": a}))
+            .chain([json!({"type": "Hostname", "address": name})])
+            .collect();
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+            "spec": {"podCIDR": cidrs.first(), "podCIDRs": cidrs}, "status": {"addresses": addresses}})
+    }
+
+    #[test]
+    fn each_other_nodes_pod_ranges_go_to_its_address_and_bad_nodes_are_named() {
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": [
+            node("n1", &["10.31.1.0/24", "fd31:1::/64"], &["192.168.50.1", "fd50::1"]),
+            node("n2", &["10.31.2.0/24", "fd31:2::/64"], &["192.168.50.2"]),
+            node("n3", &[], &["192.168.50.3"]),
+            node("n4", &["10.31.4.0/24"], &[]),
+        ]});
+        let (nodes, skipped) = parse(list.to_string().as_bytes()).unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(
+            skipped,
+            ["node n3 has no podCIDR (spec.podCIDRs)", "node n4 has no InternalIP address (status.addresses)"]
+        );
+        let r = routes(&nodes, "n1");
+        assert_eq!(
+            r,
+            [Route::via("10.31.2.0/24".parse().unwrap(), "192.168.50.2".parse().unwrap()).metric(ROUTE_METRIC)]
+        );
+        assert_eq!(routes(&nodes, "n2").len(), 2, "IPv4 and IPv6 to n1");
+        assert!(parse(b"[]").is_err() && parse(b"nope").is_err());
+    }
+}

@@ -1,0 +1,113 @@
+//! Several nodes without an overlay (issue 13, first slice): three node
+//! namespaces on a shared link, each running the plugin (pods through
+//! cnitool) and `weavice-agent run --nodes FILE`. Each node routes the
+//! others' podCIDRs to their addresses, pods reach pods of other nodes with
+//! their own source address (no masquerade inside the cluster's pod
+//! ranges), a node gone from the file takes its route with it, and a node
+//! without a podCIDR is named in the log and skipped.
+
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use weavice_tests::*;
+
+fn node_json(name: &str, cidr: Option<&str>, ip: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+        "spec": {"podCIDR": cidr, "podCIDRs": cidr.map(|c| vec![c]).unwrap_or_default()},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]}})
+}
+
+fn write_nodes(path: &str, items: Vec<Value>) {
+    // whole or not at all, as kubectl's output redirected and moved in place
+    let tmp = format!("{path}.tmp");
+    std::fs::write(&tmp, json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn add_pod(node: &Node, pod: &Netns, name: &str) -> String {
+    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}");
+    let out = node.cnitool("add", "podnet", pod, &[("CNI_ARGS", &args)]);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ip = result["ips"][0]["address"].as_str().unwrap();
+    ip.split('/').next().unwrap().to_string()
+}
+
+#[test]
+fn pods_of_three_nodes_reach_each_other_by_routes_from_the_node_list() {
+    if !require_root() {
+        return;
+    }
+    // the shared link: a bridge in a namespace of its own
+    let lan = Netns::new("mnl");
+    lan.ip(&["link", "add", "br0", "type", "bridge"]);
+    lan.ip(&["link", "set", "br0", "up"]);
+    let nodes: Vec<Node> = (1..=3).map(|_| Node::new("mn")).collect();
+    let dir = TempDir::new("mnf");
+    let file = dir.path("nodes.json");
+    let mut items = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let n = i + 1;
+        let (here, there) = (format!("wvmn{n}"), format!("wvmnl{n}"));
+        sh(
+            "ip",
+            &["-n", &node.ns.name, "link", "add", &here, "type", "veth", "peer", "name", &there, "netns", &lan.name],
+        );
+        lan.ip(&["link", "set", &there, "master", "br0", "up"]);
+        node.ns.ip(&["addr", "add", &format!("192.168.50.{n}/24"), "dev", &here]);
+        node.ns.ip(&["link", "set", &here, "up"]);
+        let conf = node.conf(
+            "1.0.0",
+            "podnet",
+            json!({"ipam": {"type": "weavice-ipam", "dataDir": node.dir.path("ipam"),
+                "ranges": [[{"subnet": format!("10.31.{n}.0/24")}]]}}),
+        );
+        node.write_conflist("podnet", "1.0.0", vec![conf]);
+        items.push(node_json(&format!("node-{n}"), Some(&format!("10.31.{n}.0/24")), &format!("192.168.50.{n}")));
+    }
+    // a node the API knows without a podCIDR yet: named and skipped
+    items.push(node_json("node-4", None, "192.168.50.4"));
+    write_nodes(&file, items.clone());
+    let pods: Vec<Netns> = (1..=3).map(|_| Netns::new("mnp")).collect();
+    let ips: Vec<String> =
+        nodes.iter().zip(&pods).enumerate().map(|(i, (n, p))| add_pod(n, p, &format!("p-{}", i + 1))).collect();
+    let daemons: Vec<Daemon> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Daemon::start(n, &["--nodes", &file, "--node-name", &format!("node-{}", i + 1)]))
+        .collect();
+    let route = |node: &Node, cidr: &str| node.ns.ip(&["route", "show", cidr]);
+    assert!(
+        eventually(|| route(&nodes[0], "10.31.3.0/24").contains("via 192.168.50.3")),
+        "{}",
+        route(&nodes[0], "10.31.3.0/24")
+    );
+    assert!(eventually(|| (0..3).all(|i| nodes[i].ns.ip(&["route"]).matches("metric 4242").count() == 2)));
+
+    for (i, pod) in pods.iter().enumerate().skip(1) {
+        serve_tcp(pod, "0.0.0.0:8080", "pod");
+        assert_eq!(tcp_fetch(&pods[0], &format!("{}:8080", ips[i])), "pod", "p-1 reaches p-{}", i + 1);
+    }
+    // the pod's own address arrives, not node-1's
+    let to: SocketAddr = format!("{}:5000", ips[1]).parse().unwrap();
+    let seen = udp_source_seen(&pods[0], &pods[1], to).expect("p-2 hears p-1");
+    assert_eq!(seen.ip().to_string(), ips[0], "no masquerade inside the cluster's pod ranges");
+    // the masquerade's exceptions: every node's pod range (adjacent ones merged)
+    let cluster = || {
+        let out = nodes[0].ns.exec("nft", &["list", "set", "inet", "weavice", "cluster_v4"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(cluster().contains("elements = { 10.31.1.0/24, 10.31.2.0/23 }"), "{}", cluster());
+
+    let log = std::fs::read_to_string(nodes[0].dir.path("agent.log")).unwrap();
+    assert!(log.contains("node node-4 has no podCIDR"), "{log}");
+
+    // node-3 leaves: its route goes from the others
+    write_nodes(&file, items[..2].to_vec());
+    assert!(eventually(|| route(&nodes[0], "10.31.3.0/24").is_empty()), "{}", route(&nodes[0], "10.31.3.0/24"));
+    assert!(eventually(|| route(&nodes[1], "10.31.3.0/24").is_empty()));
+    assert!(cluster().contains("elements = { 10.31.1.0/24, 10.31.2.0/24 }"), "{}", cluster());
+    assert!(tcp_fetch(&pods[0], &format!("{}:8080", ips[2])).is_empty(), "no route to node-3's pods");
+    for d in daemons {
+        assert!(d.stop().success());
+    }
+}
