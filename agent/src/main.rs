@@ -64,8 +64,12 @@ enum Cmd {
         journal_max_files: usize,
         /// The cluster's nodes, as `kubectl get nodes -o json` prints them
         /// (read again when it changes): routes to the other nodes' pods.
-        #[arg(long, value_name = "FILE", value_parser = absolute)]
+        #[arg(long, value_name = "FILE", value_parser = absolute, conflicts_with = "kube")]
         nodes: Option<PathBuf>,
+        /// The same from the Kubernetes API: a watch on Nodes (in a pod: its
+        /// service account; else $KUBECONFIG or ~/.kube/config).
+        #[arg(long)]
+        kube: bool,
         /// This node's name in the node list (default: $NODE_NAME, then the host name).
         #[arg(long, value_name = "NAME")]
         node_name: Option<String>,
@@ -184,11 +188,16 @@ fn main() -> ExitCode {
     };
     logging::install(cli.verbose || log_file.is_some(), log_file.as_deref());
     match cli.command {
-        Cmd::Run { state_dir, interval_ms, journal_max_bytes, journal_max_files, nodes, node_name, .. } => {
+        Cmd::Run { state_dir, interval_ms, journal_max_bytes, journal_max_files, nodes, kube, node_name, .. } => {
             let me = node_name
                 .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
                 .unwrap_or_else(journal::node_name);
-            let nodes = nodes.map(|f| nodes::NodeFile::new(f, me));
+            let from = match (nodes, kube) {
+                (Some(file), _) => Some(nodes::From::File(file)),
+                (None, true) => Some(nodes::From::Api),
+                (None, false) => None,
+            };
+            let nodes = from.map(|f| (f, me));
             let limits = journal::rotate::Limits { max_bytes: journal_max_bytes, max_files: journal_max_files };
             let interval = std::time::Duration::from_millis(interval_ms);
             match run::run(&state_dir.to_string_lossy(), interval, limits, nodes) {

@@ -14,7 +14,7 @@
 //! their pods alone (without the daemon, nothing probes).
 
 use crate::flows;
-use crate::nodes::NodeFile;
+use crate::nodes;
 use crate::notify::notify;
 use crate::probe::{Prober, Target};
 use datapath::attachment::Attachment;
@@ -47,7 +47,7 @@ pub fn run(
     state_dir: &str,
     interval: Duration,
     limits: journal::rotate::Limits,
-    mut nodes: Option<NodeFile>,
+    nodes_from: Option<(nodes::From, String)>,
 ) -> Result<()> {
     let handler = on_signal as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t;
     // SAFETY: the handler only stores to an atomic.
@@ -84,6 +84,10 @@ pub fn run(
         Ok(Err(e)) => return Err(DatapathError::io("record flows")(std::io::Error::other(e))),
         Err(_) => return Err(DatapathError::io("record flows")(std::io::Error::other("the capture thread ended"))),
     }
+    let mut nodes = match nodes_from.map(|(from, me)| nodes::Source::start(from, me, &STOP)).transpose() {
+        Ok(n) => n,
+        Err(e) => return Err(DatapathError::io("start following the node list")(e)),
+    };
     let mut misses = Misses::new();
     let mut probers: BTreeMap<String, Prober> = BTreeMap::new();
     let mut seq = 0u64;

@@ -111,3 +111,147 @@ fn pods_of_three_nodes_reach_each_other_by_routes_from_the_node_list() {
         assert!(d.stop().success());
     }
 }
+
+/// A Kubernetes API server for Nodes only, in a namespace the test made:
+/// list (`GET /api/v1/nodes`) and watch (`?watch=true`, chunked JSON
+/// events), as the API server speaks them.
+struct NodeApi {
+    state: std::sync::Arc<std::sync::Mutex<ApiState>>,
+}
+
+#[derive(Default)]
+struct ApiState {
+    nodes: std::collections::BTreeMap<String, Value>,
+    version: u64,
+    watches: Vec<std::sync::mpsc::Sender<Value>>,
+}
+
+impl NodeApi {
+    fn serve(listener: std::net::TcpListener) -> NodeApi {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ApiState::default()));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || NodeApi::connection(conn, &state));
+            }
+        });
+        NodeApi { state }
+    }
+
+    fn connection(mut conn: std::net::TcpStream, state: &std::sync::Mutex<ApiState>) {
+        use std::io::{BufRead, BufReader, Write};
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        loop {
+            let mut head = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                head += &line;
+                line.clear();
+            }
+            let Some(path) = head.split_whitespace().nth(1).map(str::to_string) else { return };
+            if !path.starts_with("/api/v1/nodes") {
+                let body = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":404}"#;
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                continue;
+            }
+            if path.contains("watch=true") || path.contains("watch=1") {
+                let (tx, rx) = std::sync::mpsc::channel();
+                state.lock().unwrap().watches.push(tx);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                );
+                for event in rx {
+                    let chunk = format!("{event}\n");
+                    if write!(conn, "{:x}\r\n{chunk}\r\n", chunk.len()).is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+            let body = {
+                let s = state.lock().unwrap();
+                json!({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": s.version.to_string()},
+                    "items": s.nodes.values().collect::<Vec<_>>()})
+                .to_string()
+            };
+            if write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Adds or changes a Node and tells the watches.
+    fn set(&self, mut node: Value) {
+        let mut s = self.state.lock().unwrap();
+        s.version += 1;
+        node["metadata"]["resourceVersion"] = json!(s.version.to_string());
+        let name = node["metadata"]["name"].as_str().unwrap().to_string();
+        let kind = if s.nodes.insert(name, node.clone()).is_some() { "MODIFIED" } else { "ADDED" };
+        s.watches.retain(|w| w.send(json!({"type": kind, "object": node})).is_ok());
+    }
+
+    fn delete(&self, name: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.version += 1;
+        let Some(mut node) = s.nodes.remove(name) else { return };
+        node["metadata"]["resourceVersion"] = json!(s.version.to_string());
+        s.watches.retain(|w| w.send(json!({"type": "DELETED", "object": node})).is_ok());
+    }
+}
+
+#[test]
+fn the_node_list_also_comes_from_a_watch_on_the_kubernetes_api() {
+    if !require_root() {
+        return;
+    }
+    let node = Node::new("mk");
+    node.write_conflist("podnet", "1.0.0", vec![node.conf("1.0.0", "podnet", json!({}))]);
+    // the node's link to the others (no module for dummy links on these machines)
+    node.ns.ip(&["link", "add", "wvmk", "type", "veth", "peer", "name", "wvmkp"]);
+    node.ns.ip(&["addr", "add", "192.168.60.1/24", "dev", "wvmk"]);
+    node.ns.ip(&["link", "set", "wvmk", "up"]);
+    node.ns.ip(&["link", "set", "wvmkp", "up"]);
+    let pod = Netns::new("mkp");
+    add_pod(&node, &pod, "p-1");
+    // the API server's address, nothing listening there yet
+    let port = node.ns.run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let kubeconfig = node.dir.path("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_env(&node, &["--kube", "--node-name", "node-1"], &[("KUBECONFIG", &kubeconfig)]);
+    let log = || std::fs::read_to_string(node.dir.path("agent.log")).unwrap_or_default();
+    assert!(eventually(|| log().contains("the watch on Nodes")), "an unreachable API server is logged: {}", log());
+
+    let listener = node.ns.run(move || std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let api = NodeApi::serve(listener);
+    api.set(node_json("node-1", Some("10.88.0.0/24"), "192.168.60.1"));
+    api.set(node_json("node-2", Some("10.32.2.0/24"), "192.168.60.2"));
+    let route = |cidr: &str| node.ns.ip(&["route", "show", cidr]);
+    assert!(eventually(|| route("10.32.2.0/24").contains("via 192.168.60.2")), "after a retry: {}", log());
+    // then through the watch: a node joins, one without a podCIDR is named, one leaves
+    api.set(node_json("node-3", Some("10.32.3.0/24"), "192.168.60.3"));
+    api.set(node_json("node-4", None, "192.168.60.4"));
+    assert!(eventually(|| route("10.32.3.0/24").contains("via 192.168.60.3")), "{}", log());
+    assert!(log().contains("node node-4 has no podCIDR"), "{}", log());
+    api.delete("node-2");
+    assert!(eventually(|| route("10.32.2.0/24").is_empty()), "{}", log());
+    assert!(!route("10.32.3.0/24").is_empty());
+    assert!(daemon.stop().success(), "{}", log());
+}

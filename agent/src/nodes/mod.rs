@@ -1,13 +1,20 @@
 //! The other nodes of the cluster, without an overlay: each other node's
 //! podCIDR is routed to that node's InternalIP, as kind's own networking
 //! does, and traffic to any node's podCIDR keeps the pod's source address
-//! (the masquerade skips the cluster's pod ranges). The node list is what
-//! `kubectl get nodes -o json` prints (`--nodes FILE`), read again when the
-//! file changes. A node without a podCIDR or an address is logged and
-//! skipped; the rest is served.
+//! (the masquerade skips the cluster's pod ranges). The node list comes
+//! from a file (file.rs: what `kubectl get nodes -o json` prints, read again
+//! when it changes) or from the Kubernetes API (api.rs: a watch on Nodes).
+//! A node without a podCIDR or an address is logged and skipped; the rest
+//! is served.
 //!
 //! The routes carry [`ROUTE_METRIC`], so the daemon finds its own in the
 //! kernel (after a restart, for a node gone meanwhile) without state.
+
+mod api;
+mod file;
+
+pub use api::Watch;
+pub use file::NodeFile;
 
 use datapath::firewall::nftables::masquerade;
 use datapath::netlink::RouteSocket;
@@ -17,7 +24,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::sync::atomic::AtomicBool;
 
 /// The metric of the routes to other nodes' pods: weavice's mark on them.
 pub const ROUTE_METRIC: u32 = 4242;
@@ -37,29 +44,38 @@ pub fn parse(text: &[u8]) -> std::result::Result<(Vec<Node>, Vec<String>), Strin
     let items = list["items"].as_array().ok_or("no `items`: expected what `kubectl get nodes -o json` prints")?;
     let (mut nodes, mut skipped) = (Vec::new(), Vec::new());
     for (i, item) in items.iter().enumerate() {
-        let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        if item["kind"] != "Node" || name.is_empty() {
-            skipped.push(format!("items[{i}] is not a named Node"));
-            continue;
-        }
-        let cidrs = item["spec"]["podCIDRs"].as_array().into_iter().flatten().chain([&item["spec"]["podCIDR"]]);
-        let mut pod_cidrs: Vec<IpNet> = cidrs.filter_map(|c| c.as_str()?.parse().ok()).collect();
-        pod_cidrs.sort();
-        pod_cidrs.dedup();
-        let addresses: Vec<IpAddr> = item["status"]["addresses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|a| a["type"] == "InternalIP")
-            .filter_map(|a| a["address"].as_str()?.parse().ok())
-            .collect();
-        match (pod_cidrs.is_empty(), addresses.is_empty()) {
-            (true, _) => skipped.push(format!("node {name} has no podCIDR (spec.podCIDRs)")),
-            (_, true) => skipped.push(format!("node {name} has no InternalIP address (status.addresses)")),
-            _ => nodes.push(Node { name, pod_cidrs, addresses }),
+        match node(item) {
+            Ok(n) => nodes.push(n),
+            Err(e) if e.is_empty() => skipped.push(format!("items[{i}] is not a named Node")),
+            Err(e) => skipped.push(e),
         }
     }
     Ok((nodes, skipped))
+}
+
+/// One Node object as the API gives it; `Err` says why it cannot be used
+/// ("" for what is no named Node).
+pub fn node(item: &Value) -> std::result::Result<Node, String> {
+    let name = item["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if item["kind"] != "Node" || name.is_empty() {
+        return Err(String::new());
+    }
+    let cidrs = item["spec"]["podCIDRs"].as_array().into_iter().flatten().chain([&item["spec"]["podCIDR"]]);
+    let mut pod_cidrs: Vec<IpNet> = cidrs.filter_map(|c| c.as_str()?.parse().ok()).collect();
+    pod_cidrs.sort();
+    pod_cidrs.dedup();
+    let addresses: Vec<IpAddr> = item["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["type"] == "InternalIP")
+        .filter_map(|a| a["address"].as_str()?.parse().ok())
+        .collect();
+    match (pod_cidrs.is_empty(), addresses.is_empty()) {
+        (true, _) => Err(format!("node {name} has no podCIDR (spec.podCIDRs)")),
+        (_, true) => Err(format!("node {name} has no InternalIP address (status.addresses)")),
+        _ => Ok(Node { name, pod_cidrs, addresses }),
+    }
 }
 
 /// The routes to the other nodes' pods: each podCIDR via the node's
@@ -100,53 +116,49 @@ pub fn sync_routes(nl: &mut RouteSocket, want: &[Route]) -> Result<()> {
     Ok(())
 }
 
-/// `--nodes FILE`, followed: [`poll`](Self::poll) acts when it changed.
-pub struct NodeFile {
-    path: PathBuf,
-    me: String,
-    seen: Option<(SystemTime, u64)>,
+/// Where the node list comes from.
+pub enum From {
+    File(PathBuf),
+    Api,
 }
 
-impl NodeFile {
-    pub fn new(path: PathBuf, me: String) -> NodeFile {
-        NodeFile { path, me, seen: None }
+/// The node list, followed: [`poll`](Self::poll) applies what changed.
+pub enum Source {
+    File(NodeFile),
+    Api(Watch),
+}
+
+impl Source {
+    /// `me`: this node's name in the list.
+    pub fn start(from: From, me: String, stop: &'static AtomicBool) -> std::io::Result<Source> {
+        Ok(match from {
+            From::File(path) => Source::File(NodeFile::new(path, me)),
+            From::Api => Source::Api(Watch::start(me, stop)?),
+        })
     }
 
-    /// Reads the file again if it changed, then routes and the masquerade
-    /// exceptions follow it. Errors are logged: the last good state stays.
     pub fn poll(&mut self, nl: &mut RouteSocket) {
-        let stamp = std::fs::metadata(&self.path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
-        if stamp.is_none() || stamp == self.seen {
-            if stamp.is_none() && self.seen.is_some() {
-                log::error!("nodes: {} is gone; the routes stay as they are", self.path.display());
-                self.seen = None;
-            }
-            return;
+        match self {
+            Source::File(f) => f.poll(nl),
+            Source::Api(w) => w.poll(nl),
         }
-        self.seen = stamp;
-        let parsed = std::fs::read(&self.path).map_err(|e| e.to_string()).and_then(|t| parse(&t));
-        let (nodes, skipped) = match parsed {
-            Ok(p) => p,
-            Err(e) => {
-                log::error!("nodes: {}: {e}; the routes stay as they are", self.path.display());
-                return;
-            }
-        };
-        for s in skipped {
-            log::error!("nodes: {}: {s}; skipped", self.path.display());
-        }
-        if !nodes.iter().any(|n| n.name == self.me) {
-            log::warn!("nodes: this node ({}) is not in {}; --node-name names it", self.me, self.path.display());
-        }
-        if let Err(e) = sync_routes(nl, &routes(&nodes, &self.me)) {
-            log::error!("nodes: {e}");
-        }
-        let cluster: Vec<IpNet> = nodes.iter().flat_map(|n| n.pod_cidrs.iter().map(IpNet::trunc)).collect();
-        if let Err(e) = masquerade::set_cluster_ranges(&cluster) {
-            log::error!("nodes: the masquerade's cluster ranges: {e}");
-        }
-        log::info!("nodes: {} nodes from {}", nodes.len(), self.path.display());
     }
+}
+
+/// Routes and the masquerade's exceptions follow `nodes` (from `source`,
+/// for the log). Errors are logged: what could be done is done.
+pub fn apply(nl: &mut RouteSocket, nodes: &[Node], me: &str, source: &str) {
+    if !nodes.iter().any(|n| n.name == me) {
+        log::warn!("nodes: this node ({me}) is not among {source}'s; --node-name names it");
+    }
+    if let Err(e) = sync_routes(nl, &routes(nodes, me)) {
+        log::error!("nodes: {e}");
+    }
+    let cluster: Vec<IpNet> = nodes.iter().flat_map(|n| n.pod_cidrs.iter().map(IpNet::trunc)).collect();
+    if let Err(e) = masquerade::set_cluster_ranges(&cluster) {
+        log::error!("nodes: the masquerade's cluster ranges: {e}");
+    }
+    log::info!("nodes: {} nodes from {source}", nodes.len());
 }
 
 #[cfg(test)]

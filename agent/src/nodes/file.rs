@@ -1,0 +1,42 @@
+//! `--nodes FILE`: the node list as `kubectl get nodes -o json` prints it,
+//! read again when the file changes.
+
+use datapath::netlink::RouteSocket;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+pub struct NodeFile {
+    path: PathBuf,
+    me: String,
+    seen: Option<(SystemTime, u64)>,
+}
+
+impl NodeFile {
+    pub fn new(path: PathBuf, me: String) -> NodeFile {
+        NodeFile { path, me, seen: None }
+    }
+
+    /// Reads the file again if it changed and applies it. A file gone or
+    /// unreadable is logged: the last good state stays.
+    pub fn poll(&mut self, nl: &mut RouteSocket) {
+        let stamp = std::fs::metadata(&self.path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        if stamp.is_none() || stamp == self.seen {
+            if stamp.is_none() && self.seen.is_some() {
+                log::error!("nodes: {} is gone; the routes stay as they are", self.path.display());
+                self.seen = None;
+            }
+            return;
+        }
+        self.seen = stamp;
+        let source = self.path.display().to_string();
+        match std::fs::read(&self.path).map_err(|e| e.to_string()).and_then(|t| super::parse(&t)) {
+            Ok((nodes, skipped)) => {
+                for s in skipped {
+                    log::error!("nodes: {source}: {s}; skipped");
+                }
+                super::apply(nl, &nodes, &self.me, &source);
+            }
+            Err(e) => log::error!("nodes: {source}: {e}; the routes stay as they are"),
+        }
+    }
+}
