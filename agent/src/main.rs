@@ -9,6 +9,7 @@
 
 mod chain;
 mod flows;
+mod install;
 mod journal_tail;
 mod logging;
 mod nodes;
@@ -102,6 +103,23 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "text")]
         format: Output,
     },
+    /// Install the CNI plugins and the node's conflist (the DaemonSet's init
+    /// container): the plugins beside this binary into --cni-bin-dir, the
+    /// conflist with the node's podCIDRs into --cni-conf-dir. Retries with
+    /// backoff until done.
+    Install {
+        #[arg(long, default_value = "/opt/cni/bin", value_parser = absolute)]
+        cni_bin_dir: PathBuf,
+        #[arg(long, default_value = "/etc/cni/net.d", value_parser = absolute)]
+        cni_conf_dir: PathBuf,
+        /// The node's pod ranges; without it, the node's Node object says
+        /// (`spec.podCIDRs`, through the Kubernetes API).
+        #[arg(long, value_name = "CIDR")]
+        pod_cidr: Vec<ipnet::IpNet>,
+        /// This node's name (default: $NODE_NAME, then the host name).
+        #[arg(long, value_name = "NAME")]
+        node_name: Option<String>,
+    },
     /// Security-function chains: steer chosen pod-to-pod traffic through
     /// functions (docs/chains.md).
     Chain {
@@ -159,6 +177,11 @@ enum Output {
     Json,
 }
 
+/// `--node-name`, else `$NODE_NAME`, else the host name.
+fn this_node(given: Option<String>) -> String {
+    given.or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty())).unwrap_or_else(journal::node_name)
+}
+
 fn absolute(s: &str) -> Result<PathBuf, String> {
     let p = PathBuf::from(s);
     if p.is_absolute() {
@@ -189,9 +212,7 @@ fn main() -> ExitCode {
     logging::install(cli.verbose || log_file.is_some(), log_file.as_deref());
     match cli.command {
         Cmd::Run { state_dir, interval_ms, journal_max_bytes, journal_max_files, nodes, kube, node_name, .. } => {
-            let me = node_name
-                .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
-                .unwrap_or_else(journal::node_name);
+            let me = this_node(node_name);
             let from = match (nodes, kube) {
                 (Some(file), _) => Some(nodes::From::File(file)),
                 (None, true) => Some(nodes::From::Api),
@@ -259,6 +280,16 @@ fn main() -> ExitCode {
                     ExitCode::from(e.exit_code())
                 }
             }
+        }
+        Cmd::Install { cni_bin_dir, cni_conf_dir, pod_cidr, node_name } => {
+            let node_name = this_node(node_name);
+            install::run(&install::Install {
+                bin_dir: cni_bin_dir,
+                conf_dir: cni_conf_dir,
+                pod_cidrs: pod_cidr,
+                node_name,
+            });
+            ExitCode::SUCCESS
         }
         Cmd::Repair { state_dir } => match repair::run(&state_dir.to_string_lossy()) {
             Ok(report) => {

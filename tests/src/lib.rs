@@ -4,6 +4,7 @@
 //! Every test makes its own node namespace (lo up), pod namespaces and state
 //! directory with unique names; `Drop` removes them on success and failure.
 
+pub mod kube_api;
 pub mod netpol;
 
 use serde_json::{json, Value};
