@@ -66,8 +66,8 @@ enum Command {
         /// A number, or a container port name of the destination pod.
         #[arg(long, value_name = "N|NAME")]
         port: String,
-        #[arg(long, value_enum, default_value = "tcp", ignore_case = true)]
-        protocol: ProtocolArg,
+        #[arg(long, value_enum, default_value = "TCP", ignore_case = true)]
+        protocol: Protocol,
         #[arg(long, value_enum, default_value = "text")]
         format: Output,
     },
@@ -113,13 +113,6 @@ struct Input {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum ProtocolArg {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
 enum Output {
     Text,
     Json,
@@ -149,11 +142,6 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Explain { policies, cluster, from, to, port, protocol, format } => {
             let policies = netpol::load::policies(&policies)?;
             let cluster = Cluster::load(&cluster)?;
-            let protocol = match protocol {
-                ProtocolArg::Tcp => Protocol::TCP,
-                ProtocolArg::Udp => Protocol::UDP,
-                ProtocolArg::Sctp => Protocol::SCTP,
-            };
             let from_end = explain::named("--from", &from, &cluster, &policies)?;
             let to_end = explain::named("--to", &to, &cluster, &policies)?;
             let port = explain::port(&port, protocol, &to_end)?;

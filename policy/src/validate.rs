@@ -4,7 +4,7 @@
 //! named ports that match no pod.
 
 use crate::cluster::Cluster;
-use crate::connections::{Connection, Peer, Protocol as Seen};
+use crate::connections::{Connection, Peer};
 use crate::list;
 use crate::netpol::evaluate::{self, Namespaces, Owned, Pod};
 use crate::netpol::model::{NetworkPolicy, Peer as PolicyPeer, PortRef, Protocol};
@@ -46,14 +46,9 @@ pub fn validate(connections: &[Connection], policies: &[NetworkPolicy], cluster:
     }
     let namespaces = cluster.map(Cluster::namespaces).unwrap_or_default();
     for c in connections {
-        let protocol = match c.key.protocol {
-            Seen::TCP => Protocol::TCP,
-            Seen::UDP => Protocol::UDP,
-            Seen::SCTP => Protocol::SCTP,
-            _ => {
-                r.flows_without_ports += c.evidence.flows;
-                continue;
-            }
+        let Ok(protocol) = Protocol::try_from(c.key.protocol) else {
+            r.flows_without_ports += c.evidence.flows;
+            continue;
         };
         let (from, to) = match (end(&c.key.client, cluster), end(&c.key.server, cluster)) {
             (Ok(f), Ok(t)) => (f, t),

@@ -7,11 +7,27 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+#[value(rename_all = "UPPER")]
 pub enum Protocol {
     TCP,
     UDP,
     SCTP,
+}
+
+impl TryFrom<crate::connections::Protocol> for Protocol {
+    type Error = ();
+
+    /// The protocols a policy can name; not ICMP and the like.
+    fn try_from(p: crate::connections::Protocol) -> Result<Protocol, ()> {
+        use crate::connections::Protocol as Seen;
+        match p {
+            Seen::TCP => Ok(Protocol::TCP),
+            Seen::UDP => Ok(Protocol::UDP),
+            Seen::SCTP => Ok(Protocol::SCTP),
+            _ => Err(()),
+        }
+    }
 }
 
 impl Protocol {
