@@ -60,10 +60,17 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
     network::ensure(&mut node, &net.state_dir, &net.name, &network::Wanted::chained(backend), false)?;
     // the previous plugin's veth, found from the pod's side; none (another
     // kind of interface) leaves the pod unchecked
-    let (pod_link, port) = match pod_link_and_peer(&mut node, &args.netns, &args.ifname) {
-        Some((pod_link, peer)) => (Some(pod_link), peer.name),
-        None => (None, String::new()),
+    let (pod_link, port, master) = match pod_link_and_peer(&mut node, &args.netns, &args.ifname) {
+        Some((pod_link, peer)) => (Some(pod_link), peer.name, peer.master),
+        None => (None, String::new(), None),
     };
+    // 127.0.0.1:hostPort DNATed to the pod leaves through the previous
+    // plugin's bridge with a loopback source until it is masqueraded
+    if pod_ips.iter().any(IpAddr::is_ipv4) && !net.port_mappings.is_empty() {
+        if let Some(bridge) = master.and_then(|m| node.link().get_index(m).ok().flatten()) {
+            datapath::sysctl::set_if("ipv4", &bridge.name, "route_localnet", "1")?;
+        }
+    }
     let id = pod_link.and_then(|l| identity(net, backend, &port, &l.mac, &pod_ips));
     // refused (a hostIP of a family the pod lacks) before anything is claimed
     let rules = port_mappings::rules(&net.port_mappings, &pod_ips, id.clone())?;
