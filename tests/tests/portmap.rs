@@ -267,7 +267,8 @@ fn bad_port_mappings_are_invalid_config_and_install_nothing() {
 
 /// Chained after the reference bridge plugin, weavice maps ports to the
 /// address in prevResult (from outside, from the node, from the node to
-/// 127.0.0.1 through route_localnet on the bridge plugin's bridge) and holds
+/// 127.0.0.1 through route_localnet on the bridge plugin's bridge, from the
+/// pod itself through hairpin on its port) and holds
 /// the pod to its identity on the bridge plugin's veth (found as the peer of
 /// the pod's interface).
 #[test]
@@ -294,6 +295,7 @@ fn weavice_chained_after_the_reference_bridge_maps_ports() {
     assert_eq!(tcp_fetch(&outside, "203.0.113.1:8081"), "chained-pod");
     assert_eq!(tcp_fetch(&node.ns, "203.0.113.1:8081"), "chained-pod", "from the node");
     assert_eq!(tcp_fetch(&node.ns, "127.0.0.1:8081"), "chained-pod", "from the node to 127.0.0.1");
+    assert_eq!(tcp_fetch(&pod, "203.0.113.1:8081"), "chained-pod", "hairpin: the pod to its own hostPort");
     // the bridge plugin's veth is held to the pod's identity from prevResult
     // (to the node, which can answer an address of the range it was not given)
     let own = pod.exec("ping", &["-c", "1", "-W", "1", "10.93.0.1"]);

@@ -110,6 +110,15 @@ impl LinkHandle<'_> {
             .map_err(DatapathError::netlink(format!("attach {}", port.name)))
     }
 
+    /// Turns hairpin on for a bridge port another plugin made (chained mode:
+    /// a pod reaching its own hostPort comes back through its own port).
+    pub fn set_hairpin(&mut self, port: &Link) -> Result<()> {
+        let msg = LinkBridgePort::new(port.index).hairpin(true).build();
+        self.0
+            .ack(RouteNetlinkMessage::NewLink(msg), 0)
+            .map_err(DatapathError::netlink(format!("hairpin on {}", port.name)))
+    }
+
     /// Detaches the host veth and renames it out of the attachment's way, so the
     /// slow kernel deletion (RCU grace periods) can finish after DEL returns.
     /// Returns the link to delete, or None when the rename could not be done and

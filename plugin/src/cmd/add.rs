@@ -60,14 +60,19 @@ fn chained(net: &NetConf, args: &CmdArgs, prev: &serde_json::Value) -> Result<se
     network::ensure(&mut node, &net.state_dir, &net.name, &network::Wanted::chained(backend), false)?;
     // the previous plugin's veth, found from the pod's side; none (another
     // kind of interface) leaves the pod unchecked
-    let (pod_link, port, master) = match pod_link_and_peer(&mut node, &args.netns, &args.ifname) {
-        Some((pod_link, peer)) => (Some(pod_link), peer.name, peer.master),
-        None => (None, String::new(), None),
+    let (pod_link, peer) = match pod_link_and_peer(&mut node, &args.netns, &args.ifname) {
+        Some((pod_link, peer)) => (Some(pod_link), Some(peer)),
+        None => (None, None),
     };
-    // 127.0.0.1:hostPort DNATed to the pod leaves through the previous
-    // plugin's bridge with a loopback source until it is masqueraded
-    if pod_ips.iter().any(IpAddr::is_ipv4) && !net.port_mappings.is_empty() {
-        if let Some(bridge) = master.and_then(|m| node.link().get_index(m).ok().flatten()) {
+    let port = peer.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+    if let Some(peer) = peer.as_ref().filter(|p| p.master.is_some() && !net.port_mappings.is_empty()) {
+        // a pod reaching its own hostPort: br_netfilter sends the DNATed
+        // packet back out of the port it came in by
+        node.link().set_hairpin(peer)?;
+        // 127.0.0.1:hostPort DNATed to the pod leaves through the previous
+        // plugin's bridge with a loopback source until it is masqueraded
+        let bridge = peer.master.and_then(|m| node.link().get_index(m).ok().flatten());
+        if let Some(bridge) = bridge.filter(|_| pod_ips.iter().any(IpAddr::is_ipv4)) {
             datapath::sysctl::set_if("ipv4", &bridge.name, "route_localnet", "1")?;
         }
     }
