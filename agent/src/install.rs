@@ -93,8 +93,7 @@ fn node_cidrs(name: &str) -> Result<Vec<IpNet>, String> {
         let client = kube::Client::try_default().await.map_err(|e| format!("no Kubernetes client: {e}"))?;
         let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
         let n = api.get(name).await.map_err(|e| format!("the Node {name}: {e}"))?;
-        let mut value = serde_json::to_value(&n).map_err(|e| e.to_string())?;
-        value["kind"] = "Node".into();
+        let value = crate::nodes::as_kubectl_prints(&n);
         match crate::nodes::node(&value) {
             Ok(node) => Ok(node.pod_cidrs),
             // the podCIDR may come later: the controller manager assigns it

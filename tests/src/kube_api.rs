@@ -117,3 +117,13 @@ impl NodeApi {
         s.watches.retain(|w| w.send(json!({"type": "DELETED", "object": node})).is_ok());
     }
 }
+
+/// A kubeconfig at `path` for the server on 127.0.0.1:`port` (plain HTTP,
+/// any token).
+pub fn write_kubeconfig(path: &str, port: u16) {
+    let server = format!("http://127.0.0.1:{port}");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
+    );
+    std::fs::write(path, config).expect("write the kubeconfig");
+}

@@ -269,6 +269,19 @@ impl Node {
         cmd.output().expect("run cnitool")
     }
 
+    /// `cnitool add NETWORK` for a pod named `namespace/name`, as a kubelet
+    /// names it (`K8S_POD_*` in CNI_ARGS); its IPv4 address.
+    pub fn add_k8s_pod(&self, network: &str, pod: &Netns, namespace: &str, name: &str) -> String {
+        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}");
+        let out = self.cnitool("add", network, pod, &[("CNI_ARGS", &args)]);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ips = result["ips"].as_array().unwrap();
+        let v4 = ips.iter().map(|i| i["address"].as_str().unwrap()).find(|a| a.contains('.')).unwrap();
+        v4.split('/').next().unwrap().to_string()
+    }
+
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path("weavice.log")).unwrap_or_default()
     }

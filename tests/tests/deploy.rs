@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde_json::{json, Value};
 use std::process::Command;
-use weavice_tests::kube_api::NodeApi;
+use weavice_tests::kube_api::{write_kubeconfig, NodeApi};
 use weavice_tests::*;
 
 fn manifests() -> Vec<Value> {
@@ -150,11 +150,7 @@ fn install_takes_the_pod_cidr_from_the_node_object_and_retries_until_it_can() {
     let port = listener.local_addr().unwrap().port();
     let api = NodeApi::serve(listener);
     let kubeconfig = node.dir.path("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!("apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"),
-    )
-    .unwrap();
+    write_kubeconfig(&kubeconfig, port);
     // the node has no podCIDR yet either
     api.set(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}, "spec": {},
         "status": {"addresses": [{"type": "InternalIP", "address": "192.168.70.1"}]}}));

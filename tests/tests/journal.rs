@@ -35,17 +35,6 @@ fn node_with_podnet(tag: &str, extra: Value) -> Node {
     node
 }
 
-/// `cnitool add podnet` for a pod named shop/`name`, as a kubelet names it;
-/// returns its IPv4 address.
-fn add_pod(node: &Node, pod: &Netns, name: &str) -> String {
-    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}");
-    let out = node.cnitool("add", "podnet", pod, &[("CNI_ARGS", &args)]);
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let v4 = result["ips"].as_array().unwrap().iter().map(|i| i["address"].as_str().unwrap()).find(|a| a.contains('.'));
-    v4.unwrap().split('/').next().unwrap().to_string()
-}
-
 /// The flow records of connections to `ip` port `port` (after any DNAT).
 fn flows_to<'a>(flows: &'a [Value], ip: &str, port: u16) -> Vec<&'a Value> {
     flows
@@ -150,8 +139,8 @@ fn the_daemon_records_flows_between_pods_to_a_service_and_outside() {
     }
     let node = node_with_podnet("jfl", json!({}));
     let (a, b, outside) = (Netns::new("jfla"), Netns::new("jflb"), Netns::new("jflo"));
-    let a_ip = add_pod(&node, &a, "frontend-1");
-    let b_ip = add_pod(&node, &b, "api-2");
+    let a_ip = node.add_k8s_pod("podnet", &a, "shop", "frontend-1");
+    let b_ip = node.add_k8s_pod("podnet", &b, "shop", "api-2");
     attach_outside(&node.ns, &outside);
     // a Service address DNATed to api-2, as kube-proxy's nftables mode does
     service_dnat(&node, &b_ip);
@@ -250,8 +239,8 @@ fn kill_9_and_a_restart_lose_nothing_written_and_a_torn_line_is_skipped() {
     }
     let node = node_with_podnet("jfk", json!({}));
     let (a, b) = (Netns::new("jfka"), Netns::new("jfkb"));
-    add_pod(&node, &a, "frontend-1");
-    let b_ip = add_pod(&node, &b, "api-2");
+    node.add_k8s_pod("podnet", &a, "shop", "frontend-1");
+    let b_ip = node.add_k8s_pod("podnet", &b, "shop", "api-2");
     serve_tcp(&b, "0.0.0.0:8080", "api");
     let daemon = Daemon::start(&node, &[]);
     connect_and_close(&a, format!("{b_ip}:8080"));
@@ -296,7 +285,7 @@ fn rotation_under_a_small_limit_keeps_every_record_once() {
     }
     let node = node_with_podnet("jfr", json!({"journalMaxBytes": 4096, "journalMaxFiles": 1000}));
     let b = Netns::new("jfrb");
-    let b_ip = add_pod(&node, &b, "api-2");
+    let b_ip = node.add_k8s_pod("podnet", &b, "shop", "api-2");
     serve_tcp(&b, "0.0.0.0:8080", "api");
     let daemon = Daemon::start(&node, &["--journal-max-bytes", "4096", "--journal-max-files", "1000"]);
     let clients: Vec<Netns> = (0..20).map(|_| Netns::new("jfrc")).collect();
@@ -305,7 +294,7 @@ fn rotation_under_a_small_limit_keeps_every_record_once() {
         for (i, pod) in clients.iter().enumerate() {
             let (node, b_ip) = (&node, &b_ip);
             scope.spawn(move || {
-                add_pod(node, pod, &format!("client-{i}"));
+                node.add_k8s_pod("podnet", pod, "shop", &format!("client-{i}"));
                 for _ in 0..5 {
                     connect_and_close(pod, format!("{b_ip}:8080"));
                 }
@@ -346,8 +335,8 @@ fn journal_tail_prints_one_line_per_record_and_counts_what_it_skips() {
     }
     let node = node_with_podnet("jft", json!({}));
     let (a, b) = (Netns::new("jfta"), Netns::new("jftb"));
-    add_pod(&node, &a, "frontend-1");
-    let b_ip = add_pod(&node, &b, "api-2");
+    node.add_k8s_pod("podnet", &a, "shop", "frontend-1");
+    let b_ip = node.add_k8s_pod("podnet", &b, "shop", "api-2");
     service_dnat(&node, &b_ip);
     serve_tcp(&b, "0.0.0.0:8080", "api");
     let daemon = Daemon::start(&node, &[]);
@@ -388,8 +377,8 @@ fn events_the_kernel_drops_are_counted_and_open_connections_found_again() {
     }
     let node = node_with_podnet("jfd", json!({}));
     let (a, b) = (Netns::new("jfda"), Netns::new("jfdb"));
-    add_pod(&node, &a, "frontend-1");
-    let b_ip = add_pod(&node, &b, "api-2");
+    node.add_k8s_pod("podnet", &a, "shop", "frontend-1");
+    let b_ip = node.add_k8s_pod("podnet", &b, "shop", "api-2");
     serve_tcp(&b, "0.0.0.0:8080", "api");
     let listener = b.run(|| std::net::TcpListener::bind("0.0.0.0:9000").unwrap());
     let daemon = Daemon::start(&node, &[]);
@@ -431,7 +420,7 @@ fn the_daemon_tells_systemd_when_it_is_ready_and_when_it_stops() {
         return;
     }
     let node = node_with_podnet("jfn", json!({}));
-    add_pod(&node, &Netns::new("jfna"), "frontend-1");
+    node.add_k8s_pod("podnet", &Netns::new("jfna"), "shop", "frontend-1");
     let path = node.dir.path("notify.sock");
     let systemd = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     systemd.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
@@ -455,10 +444,10 @@ fn an_address_reused_at_once_is_joined_to_the_pod_holding_it_then() {
         "ranges": [[{"subnet": "10.66.0.0/29"}]]}});
     node.write_conflist("podnet", "1.0.0", vec![node.conf("1.0.0", "podnet", ipam)]);
     let srv = Netns::new("jfus");
-    let srv_ip = add_pod(&node, &srv, "srv");
+    let srv_ip = node.add_k8s_pod("podnet", &srv, "shop", "srv");
     let fillers: Vec<Netns> = (0..3).map(|_| Netns::new("jfuf")).collect();
     for (i, f) in fillers.iter().enumerate() {
-        add_pod(&node, f, &format!("filler-{i}"));
+        node.add_k8s_pod("podnet", f, "shop", &format!("filler-{i}"));
     }
     serve_tcp(&srv, "0.0.0.0:8080", "srv");
     let daemon = Daemon::start(&node, &[]);
@@ -466,7 +455,7 @@ fn an_address_reused_at_once_is_joined_to_the_pod_holding_it_then() {
     for i in 0..4 {
         let c = Netns::new("jfuc");
         let name = format!("client-{i}");
-        reused.push(add_pod(&node, &c, &name));
+        reused.push(node.add_k8s_pod("podnet", &c, "shop", &name));
         connect_and_close(&c, format!("{srv_ip}:8080"));
         let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}");
         assert!(node.cnitool("del", "podnet", &c, &[("CNI_ARGS", &args)]).status.success());
@@ -495,7 +484,7 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
         return;
     }
     let node = node_with_podnet("jf2", json!({}));
-    add_pod(&node, &Netns::new("jf2a"), "frontend-1");
+    node.add_k8s_pod("podnet", &Netns::new("jf2a"), "shop", "frontend-1");
     let daemon = Daemon::start(&node, &[]);
     let second = Command::new("ip")
         .args(["netns", "exec", &node.ns.name, &bin("weavice-agent"), "run", "--state-dir", &node.dir.path("state")])

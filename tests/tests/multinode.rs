@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use weavice_tests::kube_api::NodeApi;
+use weavice_tests::kube_api::{write_kubeconfig, NodeApi};
 use weavice_tests::*;
 
 fn node_json(name: &str, cidr: Option<&str>, ip: &str) -> Value {
@@ -22,15 +22,6 @@ fn write_nodes(path: &str, items: Vec<Value>) {
     let tmp = format!("{path}.tmp");
     std::fs::write(&tmp, json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-fn add_pod(node: &Node, pod: &Netns, name: &str) -> String {
-    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}");
-    let out = node.cnitool("add", "podnet", pod, &[("CNI_ARGS", &args)]);
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ip = result["ips"][0]["address"].as_str().unwrap();
-    ip.split('/').next().unwrap().to_string()
 }
 
 #[test]
@@ -69,8 +60,12 @@ fn pods_of_three_nodes_reach_each_other_by_routes_from_the_node_list() {
     items.push(node_json("node-4", None, "192.168.50.4"));
     write_nodes(&file, items.clone());
     let pods: Vec<Netns> = (1..=3).map(|_| Netns::new("mnp")).collect();
-    let ips: Vec<String> =
-        nodes.iter().zip(&pods).enumerate().map(|(i, (n, p))| add_pod(n, p, &format!("p-{}", i + 1))).collect();
+    let ips: Vec<String> = nodes
+        .iter()
+        .zip(&pods)
+        .enumerate()
+        .map(|(i, (n, p))| n.add_k8s_pod("podnet", p, "shop", &format!("p-{}", i + 1)))
+        .collect();
     let daemons: Vec<Daemon> = nodes
         .iter()
         .enumerate()
@@ -126,17 +121,11 @@ fn the_node_list_also_comes_from_a_watch_on_the_kubernetes_api() {
     node.ns.ip(&["link", "set", "wvmk", "up"]);
     node.ns.ip(&["link", "set", "wvmkp", "up"]);
     let pod = Netns::new("mkp");
-    add_pod(&node, &pod, "p-1");
+    node.add_k8s_pod("podnet", &pod, "shop", "p-1");
     // the API server's address, nothing listening there yet
     let port = node.ns.run(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let kubeconfig = node.dir.path("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://127.0.0.1:{port}\"}}}}]\nusers: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n"
-        ),
-    )
-    .unwrap();
+    write_kubeconfig(&kubeconfig, port);
     let daemon = Daemon::start_with_env(&node, &["--kube", "--node-name", "node-1"], &[("KUBECONFIG", &kubeconfig)]);
     let log = || std::fs::read_to_string(node.dir.path("agent.log")).unwrap_or_default();
     assert!(eventually(|| log().contains("the watch on Nodes")), "an unreachable API server is logged: {}", log());

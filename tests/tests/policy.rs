@@ -26,13 +26,8 @@ struct Pod {
 /// `cnitool add podnet` as a kubelet names the pod; its IPv4 address.
 fn add(node: &Node, ns: &'static str, name: &'static str, app: &'static str) -> Pod {
     let netns = Netns::new("pol");
-    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={ns};K8S_POD_NAME={name}");
-    let out = node.cnitool("add", "podnet", &netns, &[("CNI_ARGS", &args)]);
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ips = result["ips"].as_array().unwrap();
-    let v4 = ips.iter().map(|i| i["address"].as_str().unwrap()).find(|a| a.contains('.')).unwrap();
-    Pod { ns, name, app, netns, ip: v4.split('/').next().unwrap().to_string() }
+    let ip = node.add_k8s_pod("podnet", &netns, ns, name);
+    Pod { ns, name, app, netns, ip }
 }
 
 /// The cluster file: namespaces, a Deployment (with its ReplicaSet) or

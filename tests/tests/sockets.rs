@@ -9,16 +9,6 @@ use serde_json::{json, Value};
 use std::process::Command;
 use weavice_tests::*;
 
-fn add(node: &Node, pod: &Netns, name: &str) -> String {
-    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={name}");
-    let out = node.cnitool("add", "podnet", pod, &[("CNI_ARGS", &args)]);
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ips = result["ips"].as_array().unwrap();
-    let v4 = ips.iter().map(|i| i["address"].as_str().unwrap()).find(|a| a.contains('.')).unwrap();
-    v4.split('/').next().unwrap().to_string()
-}
-
 fn sockets(node: &Node, extra: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin("weavice-agent"))
         .args(["sockets", "--state-dir", &node.dir.path("state")])
@@ -40,9 +30,9 @@ fn sockets_lists_each_pods_listeners_and_checks_them_against_policies() {
     let node = Node::new("sk");
     node.write_conflist("podnet", "1.0.0", vec![node.conf("1.0.0", "podnet", json!({}))]);
     let (api, web, gone) = (Netns::new("ska"), Netns::new("skw"), Netns::new("skg"));
-    let api_ip = add(&node, &api, "api-0");
-    add(&node, &web, "web-0");
-    add(&node, &gone, "gone-0");
+    let api_ip = node.add_k8s_pod("podnet", &api, "shop", "api-0");
+    node.add_k8s_pod("podnet", &web, "shop", "web-0");
+    node.add_k8s_pod("podnet", &gone, "shop", "gone-0");
     // the runtime lost gone-0's namespace without a DEL
     sh("ip", &["netns", "del", &gone.name]);
 

@@ -98,16 +98,21 @@ fn name(n: &KubeNode) -> String {
 fn usable(nodes: &BTreeMap<String, KubeNode>) -> Vec<Node> {
     let mut out = Vec::new();
     for n in nodes.values() {
-        let mut value = serde_json::to_value(n).unwrap_or_default();
-        // as kubectl prints it; watch events may leave the kind out
-        value["kind"] = "Node".into();
-        match super::node(&value) {
+        match super::node(&as_kubectl_prints(n)) {
             Ok(node) => out.push(node),
             Err(e) if !e.is_empty() => log::error!("nodes: {e}; skipped"),
             Err(_) => {}
         }
     }
     out
+}
+
+/// A Node as JSON with its kind, as kubectl prints it (watch events and
+/// gets may leave the kind out), for [`super::node`].
+pub fn as_kubectl_prints(n: &KubeNode) -> serde_json::Value {
+    let mut value = serde_json::to_value(n).unwrap_or_default();
+    value["kind"] = "Node".into();
+    value
 }
 
 /// Sleeps `d`, or less when the daemon stops; whether it stopped.

@@ -13,7 +13,7 @@
 mod api;
 mod file;
 
-pub use api::Watch;
+pub use api::{as_kubectl_prints, Watch};
 pub use file::NodeFile;
 
 use datapath::firewall::nftables::masquerade;
