@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # Installs what weavice's build, demo and tests need, only when missing.
-# Debian 12, as root. Safe to run again. Arguments: more packages (the tests add chromium).
+# Debian 12, as root. Safe to run again. Arguments: more Debian packages (the
+# tests add chromium and the runtimes), or pip:NAME==VERSION for target/venv
+# (the containerd tests' CRI client: Debian has no crictl).
 set -euo pipefail
-pkgs=(iproute2 nftables iptables iputils-ping conntrack socat golang-go golang-github-appc-cni-dev containernetworking-plugins "$@")
+cd "$(dirname "$0")/.."
+pkgs=(iproute2 nftables iptables iputils-ping conntrack socat golang-go golang-github-appc-cni-dev containernetworking-plugins)
+pips=()
+for a in "$@"; do
+    case "$a" in
+        pip:*) pips+=("${a#pip:}") ;;
+        *) pkgs+=("$a") ;;
+    esac
+done
+((${#pips[@]})) && pkgs+=(python3 python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -12,6 +23,16 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ((${#pips[@]})); then
+    venv=target/venv
+    [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
+    for p in "${pips[@]}"; do
+        if ! "$venv/bin/python" -m pip show -q "${p%%==*}" >/dev/null 2>&1; then
+            echo "deps: installing $p into $venv"
+            "$venv/bin/python" -m pip install -q --disable-pip-version-check "$p"
+        fi
+    done
 fi
 if ! command -v cargo >/dev/null; then
     echo "deps: cargo (Rust toolchain) is required" >&2

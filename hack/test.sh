@@ -7,7 +7,9 @@ if [ "$(id -u)" != 0 ]; then
     echo "test.sh: run as root (the integration tests create network namespaces)" >&2
     exit 1
 fi
-hack/deps.sh chromium   # the policy report is opened in headless Chromium
+# headless Chromium opens the policy report; podman and containerd run pods
+# from a busybox-static image, containerd driven over CRI by a Python client
+hack/deps.sh chromium podman crun busybox-static containerd pip:container-runtime-interface-api==2.0.1
 cargo build --release --workspace --bins
 hack/build-cnitool.sh target/cnitool >/dev/null
 cargo test --release --workspace "$@"

@@ -5,7 +5,9 @@
 //! directory with unique names; `Drop` removes them on success and failure.
 
 pub mod kube_api;
+pub mod leftovers;
 pub mod netpol;
+pub mod runtime;
 
 use serde_json::{json, Value};
 use std::fs;

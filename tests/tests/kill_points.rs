@@ -15,16 +15,14 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use weavice_tests::leftovers::{held_for_pods, Thing};
 use weavice_tests::*;
 
 const NET: &str = "kpnet";
 const SEED: u64 = 0x5eed_0014_0000_0000;
-
-/// Something the node holds: (kind, which).
-type Thing = (&'static str, String);
 
 /// xorshift64*: uniform in [0, 1).
 struct Rng(u64);
@@ -62,63 +60,10 @@ fn spawn(node: &Node, verb: &str, conf: &Value, id: &str, netns: &str) -> Child 
     child
 }
 
-/// Relative paths of the files under `dir`.
-fn files(dir: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![(PathBuf::from(dir), String::new())];
-    while let Some((path, rel)) = todo.pop() {
-        for e in std::fs::read_dir(&path).into_iter().flatten().flatten() {
-            let name = format!("{rel}{}", e.file_name().to_string_lossy());
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push((e.path(), format!("{name}/")));
-            } else {
-                out.push(name);
-            }
-        }
-    }
-    out
-}
-
-/// Everything on the node that belongs to some attachment.
+/// Everything on the node that belongs to some attachment, and processes
+/// left in it.
 fn inventory(node: &Node) -> BTreeSet<Thing> {
-    let mut out = BTreeSet::new();
-    for l in node.ns.links().into_iter().filter(|l| l != "wv0") {
-        match l.get(..2) {
-            Some("wv") => out.insert(("wv veth", l)),
-            Some("wb") => out.insert(("wb veth", l)),
-            Some("wx") => out.insert(("retired wx veth", l)),
-            _ => false,
-        };
-    }
-    for f in files(&node.dir.path(&format!("ipam/{NET}"))) {
-        if f.parse::<std::net::IpAddr>().is_ok() {
-            out.insert(("reservation", f));
-        } else if f.starts_with("attachments/") {
-            out.insert(("ipam index", f));
-        }
-    }
-    for f in files(&node.dir.path(&format!("state/attachments/{NET}"))) {
-        out.insert(("state file", f));
-    }
-    for f in files(&node.dir.path("state/hostports")).into_iter().filter(|f| f.matches('/').count() == 2) {
-        let name = f.rsplit('/').next().unwrap_or_default();
-        let claim = name == "any" || name.parse::<std::net::IpAddr>().is_ok();
-        out.insert((if claim { "host-port claim" } else { "claim temp file" }, f));
-    }
-    // pods' elements: forwards in inet weavice, identities (anti-spoofing) in bridge weavice
-    for family in ["inet", "bridge"] {
-        let listing = node.ns.exec("nft", &["-j", "list", "table", family, "weavice"]);
-        let v: Value = serde_json::from_slice(&listing.stdout).unwrap_or_default();
-        for o in v["nftables"].as_array().into_iter().flatten() {
-            let Some(set) = o.get("map").or(o.get("set")) else { continue };
-            let name = set["name"].as_str().unwrap_or_default();
-            if family == "bridge" || name.starts_with("hostport") || name.starts_with("hairpin") {
-                for e in set["elem"].as_array().into_iter().flatten() {
-                    out.insert(("nft element", format!("{name} {e}")));
-                }
-            }
-        }
-    }
+    let mut out = held_for_pods(node, NET);
     // processes in the node namespace (none of ours runs now)
     let ns = format!("net:[{}]", std::fs::metadata(node.ns.path()).map(|m| m.ino()).unwrap_or(0));
     let in_node = |p: &Path| std::fs::read_link(p.join("ns/net")).is_ok_and(|l| l == Path::new(&ns));
