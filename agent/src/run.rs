@@ -84,7 +84,7 @@ pub fn run(
         Ok(Err(e)) => return Err(DatapathError::io("record flows")(std::io::Error::other(e))),
         Err(_) => return Err(DatapathError::io("record flows")(std::io::Error::other("the capture thread ended"))),
     }
-    let mut nodes = match nodes_from.map(|(from, me)| nodes::Source::start(from, me, &STOP)).transpose() {
+    let mut nodes = match nodes_from.map(|(from, me)| nodes::Source::start(from, me, state_dir, &STOP)).transpose() {
         Ok(n) => n,
         Err(e) => return Err(DatapathError::io("start following the node list")(e)),
     };

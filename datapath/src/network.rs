@@ -101,6 +101,18 @@ pub fn recorded(state_dir: &str) -> Result<Vec<(String, Wanted)>> {
     markers(state_dir).into_iter().map(|(name, m)| m.map(|m| (name, m.wanted))).collect()
 }
 
+/// When each network's rules were last set up (its marker written), by
+/// network: cheap to read every second, to follow what the plugin did.
+pub fn set_up_times(state_dir: &str) -> Vec<(String, std::time::SystemTime)> {
+    let Ok(entries) = fs::read_dir(PathBuf::from(state_dir).join("networks")) else { return Vec::new() };
+    let mut out: Vec<(String, std::time::SystemTime)> = entries
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_string_lossy().into_owned(), e.metadata().ok()?.modified().ok()?)))
+        .collect();
+    out.sort();
+    out
+}
+
 /// Every marker in `state_dir`, each read on its own, sorted by network.
 fn markers(state_dir: &str) -> Vec<(String, Result<Marker>)> {
     let dir = PathBuf::from(state_dir).join("networks");

@@ -7,7 +7,6 @@
 //! `$KUBECONFIG` or `~/.kube/config`.
 
 use super::Node;
-use datapath::netlink::RouteSocket;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node as KubeNode;
 use kube::runtime::watcher::{self, Event};
@@ -20,13 +19,12 @@ use std::time::Duration;
 
 /// The watch, as the main loop sees it.
 pub struct Watch {
-    me: String,
     latest: Receiver<Vec<Node>>,
 }
 
 impl Watch {
     /// Starts the watch thread; it ends with `stop`.
-    pub fn start(me: String, stop: &'static AtomicBool) -> std::io::Result<Watch> {
+    pub fn start(stop: &'static AtomicBool) -> std::io::Result<Watch> {
         let (tx, latest) = channel();
         std::thread::Builder::new().name("nodes".into()).spawn(move || {
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -34,14 +32,12 @@ impl Watch {
                 Err(e) => log::error!("nodes: cannot start the Kubernetes client's runtime: {e}"),
             }
         })?;
-        Ok(Watch { me, latest })
+        Ok(Watch { latest })
     }
 
-    /// Applies the newest list the watch sent, if any came.
-    pub fn poll(&mut self, nl: &mut RouteSocket) {
-        if let Some(nodes) = self.latest.try_iter().last() {
-            super::apply(nl, &nodes, &self.me, "the Kubernetes API");
-        }
+    /// The newest list the watch sent, if any came.
+    pub fn poll(&mut self) -> Option<Vec<Node>> {
+        self.latest.try_iter().last()
     }
 }
 

@@ -1,31 +1,30 @@
 //! `--nodes FILE`: the node list as `kubectl get nodes -o json` prints it,
 //! read again when the file changes.
 
-use datapath::netlink::RouteSocket;
+use super::Node;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 pub struct NodeFile {
-    path: PathBuf,
-    me: String,
+    pub path: PathBuf,
     seen: Option<(SystemTime, u64)>,
 }
 
 impl NodeFile {
-    pub fn new(path: PathBuf, me: String) -> NodeFile {
-        NodeFile { path, me, seen: None }
+    pub fn new(path: PathBuf) -> NodeFile {
+        NodeFile { path, seen: None }
     }
 
-    /// Reads the file again if it changed and applies it. A file gone or
-    /// unreadable is logged: the last good state stays.
-    pub fn poll(&mut self, nl: &mut RouteSocket) {
+    /// The list, read again if the file changed. A file gone or unreadable
+    /// is logged: the last good state stays.
+    pub fn poll(&mut self) -> Option<Vec<Node>> {
         let stamp = std::fs::metadata(&self.path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
         if stamp.is_none() || stamp == self.seen {
             if stamp.is_none() && self.seen.is_some() {
                 log::error!("nodes: {} is gone; the routes stay as they are", self.path.display());
                 self.seen = None;
             }
-            return;
+            return None;
         }
         self.seen = stamp;
         let source = self.path.display().to_string();
@@ -34,9 +33,12 @@ impl NodeFile {
                 for s in skipped {
                     log::error!("nodes: {source}: {s}; skipped");
                 }
-                super::apply(nl, &nodes, &self.me, &source);
+                Some(nodes)
             }
-            Err(e) => log::error!("nodes: {source}: {e}; the routes stay as they are"),
+            Err(e) => {
+                log::error!("nodes: {source}: {e}; the routes stay as they are");
+                None
+            }
         }
     }
 }

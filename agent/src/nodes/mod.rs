@@ -16,8 +16,9 @@ mod file;
 pub use api::{as_kubectl_prints, Watch};
 pub use file::NodeFile;
 
-use datapath::firewall::nftables::masquerade;
+use datapath::firewall;
 use datapath::netlink::RouteSocket;
+use datapath::network;
 use datapath::route::{Route, RouteFilter, MAIN_TABLE};
 use datapath::Result;
 use ipnet::IpNet;
@@ -25,6 +26,7 @@ use serde_json::Value;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
+use std::time::SystemTime;
 
 /// The metric of the routes to other nodes' pods: weavice's mark on them.
 pub const ROUTE_METRIC: u32 = 4242;
@@ -122,43 +124,85 @@ pub enum From {
     Api,
 }
 
-/// The node list, followed: [`poll`](Self::poll) applies what changed.
-pub enum Source {
+enum Feed {
     File(NodeFile),
     Api(Watch),
 }
 
+/// The node list, followed: [`poll`](Self::poll) applies what changed.
+pub struct Source {
+    feed: Feed,
+    /// This node's name in the list.
+    me: String,
+    state_dir: String,
+    /// The exceptions last applied, and the networks' set-up times then: a
+    /// network set up again (its rules made anew by the plugin, or repaired)
+    /// gets them again.
+    applied: Option<(Exceptions, Vec<(String, SystemTime)>)>,
+}
+
 impl Source {
-    /// `me`: this node's name in the list.
-    pub fn start(from: From, me: String, stop: &'static AtomicBool) -> std::io::Result<Source> {
-        Ok(match from {
-            From::File(path) => Source::File(NodeFile::new(path, me)),
-            From::Api => Source::Api(Watch::start(me, stop)?),
-        })
+    pub fn start(from: From, me: String, state_dir: &str, stop: &'static AtomicBool) -> std::io::Result<Source> {
+        let feed = match from {
+            From::File(path) => Feed::File(NodeFile::new(path)),
+            From::Api => Feed::Api(Watch::start(stop)?),
+        };
+        Ok(Source { feed, me, state_dir: state_dir.to_string(), applied: None })
     }
 
     pub fn poll(&mut self, nl: &mut RouteSocket) {
-        match self {
-            Source::File(f) => f.poll(nl),
-            Source::Api(w) => w.poll(nl),
-        }
+        let (nodes, source) = match &mut self.feed {
+            Feed::File(f) => (f.poll(), f.path.display().to_string()),
+            Feed::Api(w) => (w.poll(), "the Kubernetes API".to_string()),
+        };
+        let set_up = network::set_up_times(&self.state_dir);
+        let exceptions = match nodes {
+            Some(nodes) => apply(nl, &nodes, &self.me, &source),
+            None => match self.applied.take() {
+                Some((ex, then)) if then != set_up => {
+                    log::info!("nodes: a network's rules were set up again; the masquerade's exceptions with them");
+                    set_exceptions(&ex);
+                    ex
+                }
+                Some((ex, _)) => ex,
+                None => return,
+            },
+        };
+        self.applied = Some((exceptions, set_up));
+    }
+}
+
+/// The ranges the masquerade skips: every node's pod ranges, and which of
+/// them are this node's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Exceptions {
+    cluster: Vec<IpNet>,
+    mine: Vec<IpNet>,
+}
+
+fn set_exceptions(ex: &Exceptions) {
+    if let Err(e) = firewall::set_cluster_ranges(&ex.cluster, &ex.mine) {
+        log::error!("nodes: the masquerade's cluster ranges: {e}");
     }
 }
 
 /// Routes and the masquerade's exceptions follow `nodes` (from `source`,
 /// for the log). Errors are logged: what could be done is done.
-pub fn apply(nl: &mut RouteSocket, nodes: &[Node], me: &str, source: &str) {
+fn apply(nl: &mut RouteSocket, nodes: &[Node], me: &str, source: &str) -> Exceptions {
     if !nodes.iter().any(|n| n.name == me) {
         log::warn!("nodes: this node ({me}) is not among {source}'s; --node-name names it");
     }
     if let Err(e) = sync_routes(nl, &routes(nodes, me)) {
         log::error!("nodes: {e}");
     }
-    let cluster: Vec<IpNet> = nodes.iter().flat_map(|n| n.pod_cidrs.iter().map(IpNet::trunc)).collect();
-    if let Err(e) = masquerade::set_cluster_ranges(&cluster) {
-        log::error!("nodes: the masquerade's cluster ranges: {e}");
-    }
+    let ranges = |n: &Node| n.pod_cidrs.iter().map(IpNet::trunc).collect::<Vec<_>>();
+    let ex = Exceptions {
+        cluster: nodes.iter().flat_map(ranges).collect(),
+        mine: nodes.iter().filter(|n| n.name == me).flat_map(ranges).collect(),
+    };
+    set_exceptions(&ex);
     log::info!("nodes: {} nodes from {source}", nodes.len());
+    ex
 }
 
 #[cfg(test)]

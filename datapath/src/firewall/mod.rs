@@ -131,6 +131,21 @@ pub fn install_pod(backend: Backend, r: &PodRules, fresh: bool) -> Result<()> {
     Ok(())
 }
 
+/// The masquerade's exceptions when the node list changes, or a network's
+/// rules were set up again: `cluster` holds every node's pod ranges, `mine`
+/// this node's. Under each backend this node has.
+pub fn set_cluster_ranges(cluster: &[ipnet::IpNet], mine: &[ipnet::IpNet]) -> Result<()> {
+    let mut errors = Vec::new();
+    if nftables::available() {
+        errors.extend(nftables::masquerade::set_cluster_ranges(cluster).err());
+    }
+    if iptables::available() {
+        let others: Vec<ipnet::IpNet> = cluster.iter().filter(|r| !mine.contains(r)).copied().collect();
+        errors.extend(iptables::cluster::set_cluster_ranges(&others).err());
+    }
+    errors.into_iter().next().map_or(Ok(()), Err)
+}
+
 /// Where a netfilter tool is installed, if it is (runtimes often pass a bare PATH).
 fn find_tool(name: &str) -> Option<String> {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]

@@ -6,6 +6,7 @@
 //! not: its checks and a pod's identity are nf_tables' table `bridge weavice`
 //! (nftables/antispoof.rs) under this backend too, when `nft` is installed.
 
+pub mod cluster;
 mod commit_watch;
 mod forwards;
 pub mod queue;
