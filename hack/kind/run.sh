@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # weavice in a kind cluster: creates the cluster (hack/kind/cluster.yaml, no
 # default CNI), builds and loads the image, deploys deploy/weavice.yaml,
-# checks pod-to-pod connectivity across nodes, lists the nodes' chains,
-# reads the flows back and generates policies. Needs Docker and the kind binary; where
-# they are missing it says so and exits 0. Usage: hack/kind/run.sh [--keep]
+# checks pod-to-pod connectivity across nodes, applies a chain through a
+# firewall pod, reads the flows back and generates policies. Needs Docker
+# and the kind binary; where they are missing it says so and exits 0.
+# Usage: hack/kind/run.sh [--keep]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 for tool in docker kind kubectl; do
@@ -49,10 +50,44 @@ for ip in $(kubectl -n shop get pods -l app=api -o jsonpath='{.items[*].status.p
 done
 kubectl -n shop exec "$frontend" -- /agnhost connect api.shop:80 --timeout 5s && echo "frontend -> Service api ok"
 
-echo "== the chains each node holds (applying one here is still to come: docs/chains.md)"
-for node in $(kind get nodes --name "$cluster"); do
-    docker exec "$node" weavice-agent chain list 2>/dev/null || true
+echo "== a chain: frontend -> api:8080 through a firewall pod on the frontend's node"
+# chains are per node: the function serves the pods of its own node
+fnode=$(kubectl -n shop get pod "$frontend" -o jsonpath='{.spec.nodeName}')
+agent=$(kubectl -n kube-system get pod -l app.kubernetes.io/name=weavice \
+    --field-selector "spec.nodeName=$fnode" -o jsonpath='{.items[0].metadata.name}')
+kubectl create namespace sec --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n sec apply -f - <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: fw-0}
+spec:
+  nodeName: $fnode
+  containers:
+    - name: fw
+      image: registry.k8s.io/e2e-test-images/agnhost:2.52
+      # a route function forwards and sends back to its gateway (docs/chains.md)
+      command: [sh, -c, "sysctl -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.send_redirects=0 && exec /agnhost pause"]
+      securityContext: {privileged: true}
+EOF
+kubectl -n sec wait --for=condition=Ready pod/fw-0 --timeout 180s
+cat > target/kind-chain.yaml <<EOF
+apiVersion: weavice.io/v1alpha1
+kind: SecurityFunctionChain
+metadata: {name: shop-guard}
+spec:
+  network: weavice
+  from: {namespace: shop, pods: "frontend-*"}
+  to: {namespace: shop, pods: "api-*"}
+  ports: [{protocol: TCP, port: 8080}]
+  functions:
+    - {name: fw, mode: route, pod: {namespace: sec, name: fw-0}}
+EOF
+kubectl -n kube-system cp target/kind-chain.yaml "$agent:/tmp/kind-chain.yaml" -c agent
+kubectl -n kube-system exec "$agent" -c agent -- weavice-agent chain apply -f /tmp/kind-chain.yaml
+for ip in $(kubectl -n shop get pods -l app=api -o jsonpath='{.items[*].status.podIP}'); do
+    kubectl -n shop exec "$frontend" -- /agnhost connect "$ip:8080" --timeout 5s && echo "frontend -> $ip:8080 through fw ok"
 done
+kubectl -n kube-system exec "$agent" -c agent -- weavice-agent chain list
 
 echo "== the flows recorded, and policies generated from them"
 mkdir -p target/kind-journals
