@@ -26,6 +26,20 @@ mount -t tmpfs tmpfs /var/lib
 echo ready
 exec sleep infinity"#;
 
+/// Whether this kernel has what a container runtime needs here: the
+/// namespaces it creates for each container. Prints the one line saying what
+/// is missing (the test is then skipped).
+pub fn kernel_ready(runtime: &str) -> bool {
+    let missing: Vec<&str> = ["mnt", "pid", "ipc", "uts", "net"]
+        .into_iter()
+        .filter(|ns| !Path::new(&format!("/proc/self/ns/{ns}")).exists())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("skipped: {runtime} needs {} namespaces, which this kernel lacks", missing.join(", "));
+    }
+    missing.is_empty()
+}
+
 /// A test node with a runtime's view of the machine; every process started in
 /// its mount namespace (runtimes, shims, containers) is killed on drop.
 pub struct RuntimeNode {

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use weavice_tests::leftovers::held_for_pods;
-use weavice_tests::runtime::{busybox_rootfs, check, http_get, oci_archive, plugin_dir, RuntimeNode, PAGE};
+use weavice_tests::runtime::{self, busybox_rootfs, check, http_get, oci_archive, plugin_dir, RuntimeNode, PAGE};
 use weavice_tests::*;
 
 const NET: &str = "ctdnet";
@@ -135,7 +135,7 @@ impl Drop for Containerd<'_> {
 
 #[test]
 fn containerd_cri_sandboxes_talk_map_host_ports_and_leave_nothing_after_remove() {
-    if !require_root() {
+    if !require_root() || !runtime::kernel_ready("containerd") {
         return;
     }
     let rt = RuntimeNode::new("ctd");
