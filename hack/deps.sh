@@ -22,17 +22,14 @@ if ((${#missing[@]})); then
     echo "deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # --no-remove: never at the cost of what is installed (Docker's containerd.io)
+    apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >/dev/null
 fi
 if ((${#pips[@]})); then
     venv=target/venv
     [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
-    for p in "${pips[@]}"; do
-        if ! "$venv/bin/python" -m pip show -q "${p%%==*}" >/dev/null 2>&1; then
-            echo "deps: installing $p into $venv"
-            "$venv/bin/python" -m pip install -q --disable-pip-version-check "$p"
-        fi
-    done
+    # does nothing when the pinned version is there
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pips[@]}"
 fi
 if ! command -v cargo >/dev/null; then
     echo "deps: cargo (Rust toolchain) is required" >&2

@@ -9,7 +9,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 # headless Chromium opens the policy report; podman and containerd run pods
 # from a busybox-static image, containerd driven over CRI by a Python client
-hack/deps.sh chromium podman crun busybox-static containerd pip:container-runtime-interface-api==2.0.1
+# (a containerd already installed, such as Docker's, is used as it is)
+runtimes=(podman crun busybox-static)
+command -v containerd >/dev/null || runtimes+=(containerd)
+hack/deps.sh chromium "${runtimes[@]}" pip:container-runtime-interface-api==2.0.1
 cargo build --release --workspace --bins
 hack/build-cnitool.sh target/cnitool >/dev/null
 cargo test --release --workspace "$@"

@@ -45,10 +45,12 @@ kubectl -n shop rollout status deployment/api --timeout 180s
 kubectl -n shop rollout status deployment/frontend --timeout 180s
 kubectl -n shop get pods -o wide
 frontend=$(kubectl -n shop get pod -l app=frontend -o jsonpath='{.items[0].metadata.name}')
+fail() { echo "kind: $*" >&2; exit 1; }
+reach() { kubectl -n shop exec "$frontend" -- /agnhost connect "$1" --timeout 5s || fail "frontend -> $1 failed"; echo "frontend -> $1 ok"; }
 for ip in $(kubectl -n shop get pods -l app=api -o jsonpath='{.items[*].status.podIP}'); do
-    kubectl -n shop exec "$frontend" -- /agnhost connect "$ip:8080" --timeout 5s && echo "frontend -> $ip:8080 ok"
+    reach "$ip:8080"
 done
-kubectl -n shop exec "$frontend" -- /agnhost connect api.shop:80 --timeout 5s && echo "frontend -> Service api ok"
+reach api.shop:80
 
 echo "== a chain: frontend -> api:8080 through a firewall pod on the frontend's node"
 # chains are per node: the function serves the pods of its own node
@@ -64,12 +66,25 @@ spec:
   nodeName: $fnode
   containers:
     - name: fw
-      image: registry.k8s.io/e2e-test-images/agnhost:2.52
+      image: registry.k8s.io/e2e-test-images/busybox:1.36.1-1
       # a route function forwards and sends back to its gateway (docs/chains.md)
-      command: [sh, -c, "sysctl -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.send_redirects=0 && exec /agnhost pause"]
+      command: [sh, -c, "sysctl -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv4.conf.all.send_redirects=0 && exec sleep 2147483647"]
       securityContext: {privileged: true}
 EOF
+# an API pod on that node too: a chain steers the pods of its own node
+kubectl -n shop apply -f - <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: api-near, labels: {app: api}}
+spec:
+  nodeName: $fnode
+  containers:
+    - name: api
+      image: registry.k8s.io/e2e-test-images/agnhost:2.52
+      args: [netexec, --http-port=8080]
+EOF
 kubectl -n sec wait --for=condition=Ready pod/fw-0 --timeout 180s
+kubectl -n shop wait --for=condition=Ready pod/api-near --timeout 180s
 cat > target/kind-chain.yaml <<EOF
 apiVersion: weavice.io/v1alpha1
 kind: SecurityFunctionChain
@@ -84,9 +99,15 @@ spec:
 EOF
 kubectl -n kube-system cp target/kind-chain.yaml "$agent:/tmp/kind-chain.yaml" -c agent
 kubectl -n kube-system exec "$agent" -c agent -- weavice-agent chain apply -f /tmp/kind-chain.yaml
-for ip in $(kubectl -n shop get pods -l app=api -o jsonpath='{.items[*].status.podIP}'); do
-    kubectl -n shop exec "$frontend" -- /agnhost connect "$ip:8080" --timeout 5s && echo "frontend -> $ip:8080 through fw ok"
-done
+# the packets fw sent back, counted by the chain (docs/chains.md, chain list)
+through_fw() {
+    kubectl -n kube-system exec "$agent" -c agent -- weavice-agent chain list --output json |
+        python3 -c 'import json, sys; print(sum(f["packets"] or 0 for c in json.load(sys.stdin) for f in c["functions"]))'
+}
+before=$(through_fw)
+reach "$(kubectl -n shop get pod api-near -o jsonpath='{.status.podIP}'):8080"
+after=$(through_fw)
+[ "$after" -gt "$before" ] || fail "no packet went through fw ($before before, $after after)"
 kubectl -n kube-system exec "$agent" -c agent -- weavice-agent chain list
 
 echo "== the flows recorded, and policies generated from them"

@@ -8,8 +8,9 @@ way a kubelet does (PyPI container-runtime-interface-api; Debian has no crictl).
     cri.py SOCKET stop-pod POD_ID | remove-pod POD_ID
     cri.py SOCKET pods                                                  -> [{"id", "name", "state"}]
 
-The pod's UID is derived from its name so that start can rebuild the same
-sandbox config, as the kubelet sends it again with CreateContainer.
+The pod's UID is derived from its name so that start can rebuild the
+sandbox's metadata, which the kubelet sends again with CreateContainer (port
+mappings are not sent again: containerd uses them only at RunPodSandbox).
 """
 import json
 import sys

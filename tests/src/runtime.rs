@@ -40,11 +40,17 @@ pub fn kernel_ready(runtime: &str) -> bool {
     missing.is_empty()
 }
 
-/// A test node with a runtime's view of the machine; every process started in
-/// its mount namespace (runtimes, shims, containers) is killed on drop.
+/// A test node with a runtime's view of the machine. Its holder is the init
+/// of a PID namespace of its own: every process started in the node
+/// (runtimes, shims, conmon, the containers in their nested namespaces) goes
+/// with it when the kernel kills that namespace, on drop or when the test
+/// process dies (`--kill-child`).
 pub struct RuntimeNode {
     pub node: Node,
-    holder: Child,
+    /// `unshare`, whose child is the holder.
+    unshare: Child,
+    /// The holder's PID as this process sees it.
+    init: u32,
 }
 
 impl RuntimeNode {
@@ -52,32 +58,35 @@ impl RuntimeNode {
         let node = Node::new(tag);
         let park = node.dir.path("cgroup-park");
         fs::create_dir_all(&park).expect("mkdir cgroup-park");
-        let mut holder = Command::new("nsenter");
-        holder
-            .args([&format!("--net={}", node.ns.path()), "unshare", "--mount", "--propagation", "slave"])
+        let mut unshare = Command::new("nsenter");
+        unshare
+            .arg(format!("--net={}", node.ns.path()))
+            .args(["unshare", "--mount", "--propagation", "slave", "--pid", "--fork", "--kill-child", "--mount-proc"])
             .args(["sh", "-c", HOLDER, "holder", &park])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: prctl in the child before exec; the holder dies with the test.
-        unsafe { holder.pre_exec(die_with_parent) };
-        let mut holder = holder.spawn().expect("start the runtime node's holder");
+        // SAFETY: prctl in the child before exec; unshare dies with the test.
+        unsafe { unshare.pre_exec(die_with_parent) };
+        let mut unshare = unshare.spawn().expect("start the runtime node's holder");
         let mut line = [0u8; 6];
-        let ready = std::io::Read::read_exact(holder.stdout.as_mut().expect("stdout"), &mut line).is_ok();
-        if !ready || &line != b"ready\n" {
-            let _ = holder.kill();
-            let out = holder.wait_with_output().expect("holder output");
-            panic!("the runtime node's mount namespace: {}", String::from_utf8_lossy(&out.stderr));
+        let ready = std::io::Read::read_exact(unshare.stdout.as_mut().expect("stdout"), &mut line).is_ok();
+        let id = unshare.id();
+        let children = fs::read_to_string(format!("/proc/{id}/task/{id}/children")).unwrap_or_default();
+        match (ready && &line == b"ready\n", children.split_whitespace().next().and_then(|c| c.parse().ok())) {
+            (true, Some(init)) => RuntimeNode { node, unshare, init },
+            _ => {
+                let _ = unshare.kill();
+                let out = unshare.wait_with_output().expect("holder output");
+                panic!("the runtime node's namespaces: {}", String::from_utf8_lossy(&out.stderr));
+            }
         }
-        RuntimeNode { node, holder }
     }
 
-    /// `program` run in the node's network and mount namespaces.
+    /// `program` run in the node's network, mount and PID namespaces.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &self.holder.id().to_string(), "-n", "-m", "--", program]);
-        // SAFETY: as in new: daemons started here die with the test.
-        unsafe { cmd.pre_exec(die_with_parent) };
+        cmd.args(["-t", &self.init.to_string(), "-n", "-m", "-p", "--", program]);
         cmd
     }
 
@@ -86,25 +95,14 @@ impl RuntimeNode {
         let out = self.command(program).args(args).output().expect("nsenter");
         check(program, args, out)
     }
-
-    fn mount_ns(&self) -> Option<std::path::PathBuf> {
-        fs::read_link(format!("/proc/{}/ns/mnt", self.holder.id())).ok()
-    }
 }
 
 impl Drop for RuntimeNode {
     fn drop(&mut self) {
-        if let Some(mnt) = self.mount_ns() {
-            for p in fs::read_dir("/proc").into_iter().flatten().flatten() {
-                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else { continue };
-                if fs::read_link(p.path().join("ns/mnt")).is_ok_and(|m| m == mnt) && pid != self.holder.id() as i32 {
-                    // SAFETY: kill(2); the process lives in the mount namespace this test made.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
+        // SAFETY: kill(2) on the init of the PID namespace this node made:
+        // the kernel kills the rest of it, and unshare's wait returns after.
+        unsafe { libc::kill(self.init as i32, libc::SIGKILL) };
+        let _ = self.unshare.wait();
     }
 }
 
@@ -133,9 +131,9 @@ pub const PAGE: &str = "hello from a weavice pod";
 /// A root filesystem from busybox-static (no registry here): sh, httpd, nc
 /// and sleep, and /www/index.html holding [`PAGE`]. Returns its tar.
 pub fn busybox_rootfs(dir: &TempDir) -> String {
-    // busybox-static's: the image has no libc
     let busybox = "/bin/busybox";
-    assert!(Path::new(busybox).exists(), "{busybox} is missing: hack/deps.sh installs busybox-static");
+    let elf = fs::read(busybox).unwrap_or_default();
+    assert!(!elf.is_empty() && !dynamic(&elf), "{busybox} is missing or dynamic: hack/deps.sh installs busybox-static");
     let root = Path::new(&dir.path("rootfs")).to_path_buf();
     fs::create_dir_all(root.join("bin")).expect("mkdir rootfs/bin");
     fs::create_dir_all(root.join("www")).expect("mkdir rootfs/www");
@@ -147,6 +145,15 @@ pub fn busybox_rootfs(dir: &TempDir) -> String {
     let tar = dir.path("rootfs.tar");
     sh("tar", &["-C", &root.to_string_lossy(), "--owner=0", "--group=0", "-cf", &tar, "."]);
     tar
+}
+
+/// Whether an ELF executable names an interpreter (PT_INTERP): the image
+/// has no libc.
+fn dynamic(elf: &[u8]) -> bool {
+    let word =
+        |at: usize, n: usize| elf.get(at..at + n).map(|b| b.iter().rev().fold(0usize, |v, x| v << 8 | *x as usize));
+    let (Some(phoff), Some(size), Some(count)) = (word(0x20, 8), word(0x36, 2), word(0x38, 2)) else { return true };
+    (0..count).any(|i| word(phoff + i * size, 4) == Some(3))
 }
 
 /// An OCI image archive named `name` (for `ctr images import`) from a rootfs
@@ -162,7 +169,7 @@ pub fn oci_archive(dir: &TempDir, rootfs_tar: &str, name: &str, cmd: &[&str]) ->
     };
     let layer = blob(&fs::read(rootfs_tar).expect("read rootfs tar"));
     let config = json!({
-        "architecture": "amd64", "os": "linux", "config": {"Cmd": cmd},
+        "architecture": oci_arch(), "os": "linux", "config": {"Cmd": cmd},
         "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}
     });
     let mut config = blob(config.to_string().as_bytes());
@@ -182,6 +189,15 @@ pub fn oci_archive(dir: &TempDir, rootfs_tar: &str, name: &str, cmd: &[&str]) ->
     let archive = dir.path("image.tar");
     sh("tar", &["-C", &layout.to_string_lossy(), "-cf", &archive, "oci-layout", "index.json", "blobs"]);
     archive
+}
+
+/// This machine's architecture as OCI names it.
+fn oci_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
 }
 
 /// A directory of links to weavice, weavice-ipam and the reference loopback:

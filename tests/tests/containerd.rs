@@ -24,7 +24,8 @@ fn cri_client() -> (String, String) {
     (python.to_string_lossy().into_owned(), root.join("runtimes/cri.py").to_string_lossy().into_owned())
 }
 
-/// containerd on the node's own root, state and socket; killed on drop.
+/// containerd on the node's own root, state and socket; it goes with the
+/// node's PID namespace.
 struct Containerd<'a> {
     rt: &'a RuntimeNode,
     daemon: Child,
@@ -161,7 +162,8 @@ fn containerd_cri_sandboxes_talk_map_host_ports_and_leave_nothing_after_remove()
     // the kubelet's pod names reached the journal
     let journal = fs::read_to_string(rt.node.dir.path("state/journal/journal.jsonl")).unwrap_or_default();
     for name in ["web", "client"] {
-        assert!(journal.contains(&format!(r#""pod_name":"{name}""#)), "{name} is not in the journal:\n{journal}");
+        let named = format!(r#""pod":{{"namespace":"default","pod_name":"{name}","uid":""#);
+        assert!(journal.contains(&named), "{name} is not in the journal:\n{journal}");
     }
     let held = held_for_pods(&rt.node, NET);
     assert_eq!(held.iter().filter(|(k, _)| *k == "wv veth").count(), 2, "two sandboxes, two host veths: {held:?}");

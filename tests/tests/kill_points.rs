@@ -8,8 +8,10 @@
 //!
 //! WEAVICE_KILL_POINTS: points per scenario (default 100). WEAVICE_KILL_SEED:
 //! the base seed (decimal or 0x hex); scenario k draws its delays from seed + k
-//! (xorshift64*, printed as "seed BASE+k"), so a rerun with the same seed kills
-//! at the same delays (where that lands in the plugin still varies with timing).
+//! (xorshift64*, printed as "seed BASE+k") as fractions of the kill window T.
+//! T follows how fast the plugin runs (it shrinks when the plugin exited before
+//! its kill, grows when the kill landed), so a rerun with the same seed draws
+//! the same fractions; the delays and where they land still vary with timing.
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -165,9 +167,9 @@ fn scenario(k: u64, ports: bool, kill: &str, cleanup: &str, points: usize) -> (S
         // about one run in six exits first, so the last steps get kills too.
         if child.wait().expect("wait").code().is_some() {
             finished += 1;
-            t = t.mul_f64(0.9);
+            t = t.mul_f64(0.9).max(calibrated / 10);
         } else {
-            t = t.mul_f64(1.02);
+            t = t.mul_f64(1.02).min(calibrated * 4);
         }
         let r = if cleanup == "DEL" { node.cni("DEL", &conf, &id, &pod.path(), "eth0") } else { run_gc() };
         if !r.ok {

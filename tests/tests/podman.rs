@@ -30,14 +30,19 @@ impl<'a> Podman<'a> {
             "1.0.0",
             vec![rt.node.conf("1.0.0", NET, json!({"capabilities": {"portMappings": true}}))],
         );
+        // podman import stages the image here, not in the host's /var/tmp
+        let tmp = dir.path("podman-tmp");
+        fs::create_dir_all(&tmp).expect("mkdir podman-tmp");
         // this machine may not raise rlimits (no CAP_SYS_RESOURCE): podman's
         // defaults ask for the maximum, so fixed ones below ours are set
         let conf = format!(
             "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n\n\
              [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{}\"\n\
+             image_copy_tmp_dir = \"{}\"\n\
              runtime = \"crun\"\n\n\
              [network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\"]\nnetwork_config_dir = \"{net_d}\"\n",
             dir.path("podman-events.log"),
+            tmp,
             plugin_dir(dir),
         );
         let path = dir.path("containers.conf");

@@ -26,7 +26,7 @@ use serde_json::Value;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The metric of the routes to other nodes' pods: weavice's mark on them.
 pub const ROUTE_METRIC: u32 = 4242;
@@ -135,10 +135,17 @@ pub struct Source {
     /// This node's name in the list.
     me: String,
     state_dir: String,
-    /// The exceptions last applied, and the networks' set-up times then: a
-    /// network set up again (its rules made anew by the plugin, or repaired)
-    /// gets them again.
-    applied: Option<(Exceptions, Vec<(String, SystemTime)>)>,
+    exceptions: Option<Applied>,
+}
+
+/// The masquerade's exceptions of the newest list, and the networks'
+/// set-up times when they were last applied (`None`: not yet): a network
+/// set up again (its rules made anew by the plugin, or repaired) gets them
+/// again. A failed apply is retried with backoff.
+struct Applied {
+    ex: Exceptions,
+    set_up: Option<Vec<(String, SystemTime)>>,
+    retry: Option<(Instant, Duration)>,
 }
 
 impl Source {
@@ -147,7 +154,7 @@ impl Source {
             From::File(path) => Feed::File(NodeFile::new(path)),
             From::Api => Feed::Api(Watch::start(stop)?),
         };
-        Ok(Source { feed, me, state_dir: state_dir.to_string(), applied: None })
+        Ok(Source { feed, me, state_dir: state_dir.to_string(), exceptions: None })
     }
 
     pub fn poll(&mut self, nl: &mut RouteSocket) {
@@ -155,39 +162,42 @@ impl Source {
             Feed::File(f) => (f.poll(), f.path.display().to_string()),
             Feed::Api(w) => (w.poll(), "the Kubernetes API".to_string()),
         };
+        if let Some(nodes) = nodes {
+            let ex = apply(nl, &nodes, &self.me, &source);
+            self.exceptions = Some(Applied { ex, set_up: None, retry: None });
+        }
+        let Some(a) = self.exceptions.as_mut() else { return };
         let set_up = network::set_up_times(&self.state_dir);
-        let exceptions = match nodes {
-            Some(nodes) => apply(nl, &nodes, &self.me, &source),
-            None => match self.applied.take() {
-                Some((ex, then)) if then != set_up => {
-                    log::info!("nodes: a network's rules were set up again; the masquerade's exceptions with them");
-                    set_exceptions(&ex);
-                    ex
-                }
-                Some((ex, _)) => ex,
-                None => return,
-            },
-        };
-        self.applied = Some((exceptions, set_up));
+        let retry_due = a.retry.is_some_and(|(at, _)| Instant::now() >= at);
+        match &a.set_up {
+            Some(then) if *then == set_up && !retry_due => return,
+            Some(then) if *then != set_up => {
+                log::info!("nodes: a network's rules were set up again; the masquerade's exceptions with them")
+            }
+            _ => {}
+        }
+        a.set_up = Some(set_up);
+        match firewall::set_cluster_ranges(&a.ex.cluster, &a.ex.mine) {
+            Ok(()) => a.retry = None,
+            Err(e) => {
+                let wait = a.retry.map_or(Duration::from_secs(1), |(_, w)| (w * 2).min(Duration::from_secs(60)));
+                log::error!("nodes: the masquerade's cluster ranges: {e}; retrying in {}s", wait.as_secs());
+                a.retry = Some((Instant::now() + wait, wait));
+            }
+        }
     }
 }
 
 /// The ranges the masquerade skips: every node's pod ranges, and which of
 /// them are this node's.
-#[derive(Debug, Clone, PartialEq, Eq)]
 struct Exceptions {
     cluster: Vec<IpNet>,
     mine: Vec<IpNet>,
 }
 
-fn set_exceptions(ex: &Exceptions) {
-    if let Err(e) = firewall::set_cluster_ranges(&ex.cluster, &ex.mine) {
-        log::error!("nodes: the masquerade's cluster ranges: {e}");
-    }
-}
-
-/// Routes and the masquerade's exceptions follow `nodes` (from `source`,
-/// for the log). Errors are logged: what could be done is done.
+/// Routes follow `nodes` (from `source`, for the log); errors are logged,
+/// what could be done is done. Returns the masquerade's exceptions, for
+/// the caller to apply.
 fn apply(nl: &mut RouteSocket, nodes: &[Node], me: &str, source: &str) -> Exceptions {
     if !nodes.iter().any(|n| n.name == me) {
         log::warn!("nodes: this node ({me}) is not among {source}'s; --node-name names it");
@@ -200,7 +210,6 @@ fn apply(nl: &mut RouteSocket, nodes: &[Node], me: &str, source: &str) -> Except
         cluster: nodes.iter().flat_map(ranges).collect(),
         mine: nodes.iter().filter(|n| n.name == me).flat_map(ranges).collect(),
     };
-    set_exceptions(&ex);
     log::info!("nodes: {} nodes from {source}", nodes.len());
     ex
 }

@@ -143,7 +143,11 @@ pub fn set_cluster_ranges(cluster: &[ipnet::IpNet], mine: &[ipnet::IpNet]) -> Re
         let others: Vec<ipnet::IpNet> = cluster.iter().filter(|r| !mine.contains(r)).copied().collect();
         errors.extend(iptables::cluster::set_cluster_ranges(&others).err());
     }
-    errors.into_iter().next().map_or(Ok(()), Err)
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(DatapathError::Firewall(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))),
+    }
 }
 
 /// Where a netfilter tool is installed, if it is (runtimes often pass a bare PATH).

@@ -45,14 +45,17 @@ fn plan(saved: &Saved, ranges: &[IpNet]) -> Vec<String> {
 }
 
 /// Makes each family's `WEAVICE-MASQ` skip `others`, the other nodes' pod
-/// ranges. One restore per family.
+/// ranges (adjacent ones merged), in whichever flavour (nft, legacy) holds
+/// the chain. One restore per family and flavour.
 pub fn set_cluster_ranges(others: &[IpNet]) -> Result<()> {
     for v4 in [true, false] {
-        let tool = Tool::ip(v4);
-        let mine: Vec<IpNet> = others.iter().filter(|r| r.addr().is_ipv4() == v4).map(IpNet::trunc).collect();
-        let lines = plan(&tools::save(tool, Some("nat"))?, &IpNet::aggregate(&mine));
-        if !lines.is_empty() {
-            tools::restore(tool, &restore_input("nat", &lines))?;
+        let family: Vec<IpNet> = others.iter().filter(|r| r.addr().is_ipv4() == v4).map(IpNet::trunc).collect();
+        let family = IpNet::aggregate(&family);
+        for flavour in tools::flavours(Tool::ip(v4)).into_iter().filter(|f| f.has_table("nat")) {
+            let lines = plan(&flavour.save(Some("nat"))?, &family);
+            if !lines.is_empty() {
+                flavour.restore(&restore_input("nat", &lines))?;
+            }
         }
     }
     Ok(())

@@ -53,10 +53,64 @@ pub fn has(tool: Tool) -> bool {
     tool.binary("restore").is_ok() && tool.binary("save").is_ok()
 }
 
+/// An IP family's save and restore in one flavour (nft or legacy).
+pub struct Flavour {
+    tool: Tool,
+    save: String,
+    restore: String,
+    legacy: bool,
+}
+
+/// Every flavour of `tool` installed: the one the alternatives pick, and
+/// `-nft` and `-legacy` by name, each once. The node daemon in an image of
+/// its own cannot know which one the host's plugin used.
+pub fn flavours(tool: Tool) -> Vec<Flavour> {
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    for variant in ["", "nft-", "legacy-"] {
+        let (Ok(save), Ok(restore)) =
+            (tool.binary(&format!("{variant}save")), tool.binary(&format!("{variant}restore")))
+        else {
+            continue;
+        };
+        // the nft tools are one multi-call binary, the legacy ones another
+        let target = std::fs::canonicalize(&save).unwrap_or_else(|_| save.clone().into());
+        if !seen.contains(&target) {
+            let legacy = target.to_string_lossy().contains("legacy");
+            seen.push(target);
+            out.push(Flavour { tool, save, restore, legacy });
+        }
+    }
+    out
+}
+
+impl Flavour {
+    /// Whether this namespace has `table` in this flavour. Asked before a
+    /// save: the legacy tools create the table they are asked to save.
+    pub fn has_table(&self, table: &str) -> bool {
+        if !self.legacy {
+            return true;
+        }
+        let names = if self.tool == Tool::V6 { "/proc/net/ip6_tables_names" } else { "/proc/net/ip_tables_names" };
+        std::fs::read_to_string(names).is_ok_and(|n| n.lines().any(|l| l == table))
+    }
+
+    pub fn save(&self, table: Option<&str>) -> Result<Saved> {
+        save_bin(&self.save, table)
+    }
+
+    pub fn restore(&self, input: &str) -> Result<()> {
+        run_restore(self.tool, &self.restore, input, None)
+    }
+}
+
 /// The rules of one tool, of every table or of `table` only.
 pub fn save(tool: Tool, table: Option<&str>) -> Result<Saved> {
-    let bin = tool.binary("save")?;
-    let mut cmd = Command::new(&bin);
+    save_bin(&tool.binary("save")?, table)
+}
+
+fn save_bin(bin: &str, table: Option<&str>) -> Result<Saved> {
+    let mut cmd = Command::new(bin);
     if let Some(t) = table {
         cmd.args(["-t", t]);
     }
@@ -68,7 +122,7 @@ pub fn save(tool: Tool, table: Option<&str>) -> Result<Saved> {
 }
 
 pub fn restore(tool: Tool, input: &str) -> Result<()> {
-    run_restore(tool, input, None)
+    run_restore(tool, &tool.binary("restore")?, input, None)
 }
 
 /// Deletes rules (one table, one commit) and returns once nf_tables
@@ -77,16 +131,15 @@ pub fn restore(tool: Tool, input: &str) -> Result<()> {
 /// watching socket, whose release would wait the same way, go to
 /// `lingering`, whatever the outcome.
 pub fn restore_until_commit(tool: Tool, input: &str, lingering: &mut Lingering) -> Result<()> {
-    run_restore(tool, input, Some(lingering))
+    run_restore(tool, &tool.binary("restore")?, input, Some(lingering))
 }
 
-fn run_restore(tool: Tool, input: &str, lingering: Option<&mut Lingering>) -> Result<()> {
-    let bin = tool.binary("restore")?;
+fn run_restore(tool: Tool, bin: &str, input: &str, lingering: Option<&mut Lingering>) -> Result<()> {
     // listening starts before the tool does; without it, wait for the exit
     let mut watch = if lingering.is_some() { CommitWatch::new().ok() } else { None };
     // ebtables-restore has no --wait: its nft variant commits atomically
     let args: &[&str] = if tool == Tool::Bridge { &["--noflush"] } else { &["--noflush", "--wait"] };
-    let mut child = Command::new(&bin)
+    let mut child = Command::new(bin)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
