@@ -28,6 +28,11 @@ fn unique(tag: &str) -> String {
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    checked(cmd, args, out)
+}
+
+/// A finished command's stdout, or a panic with what it printed.
+pub fn checked(cmd: &str, args: &[&str], out: Output) -> String {
     assert!(
         out.status.success(),
         "{cmd} {args:?} failed: {}{}",

@@ -4,13 +4,13 @@
 //! namespace in which /run, /var/lib (the CNI cache) and /sys are its own: the
 //! host's runtime state, cgroups and netns mounts stay untouched.
 
-use crate::{bin, sh, Node, TempDir};
+use crate::{bin, checked, sh, Node, TempDir};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// The holder: sets the mount namespace up and keeps it (and the node's
 /// network namespace) alive. `$1` is an empty directory to park the cgroup
@@ -90,10 +90,18 @@ impl RuntimeNode {
         cmd
     }
 
+    /// Writes a conflist of weavice on network `net` as a runtime reads it
+    /// (the portMappings capability declared, or no `-p` reaches it); its
+    /// directory.
+    pub fn write_conflist(&self, net: &str) -> String {
+        let conf = self.node.conf("1.0.0", net, json!({"capabilities": {"portMappings": true}}));
+        self.node.write_conflist(net, "1.0.0", vec![conf])
+    }
+
     /// Runs `program args`, panicking with its output when it fails.
     pub fn run(&self, program: &str, args: &[&str]) -> String {
         let out = self.command(program).args(args).output().expect("nsenter");
-        check(program, args, out)
+        checked(program, args, out)
     }
 }
 
@@ -112,17 +120,6 @@ fn die_with_parent() -> std::io::Result<()> {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
     }
-}
-
-/// A command's stdout, or a panic with what it printed.
-pub fn check(program: &str, args: &[&str], out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// What the test containers' httpd serves.

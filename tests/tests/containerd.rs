@@ -4,13 +4,13 @@
 //! `HostPort`, `ContainerPort`, ...) answers from outside, and StopPodSandbox
 //! plus RemovePodSandbox (a second DEL, with an empty netns) leave nothing.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use weavice_tests::leftovers::held_for_pods;
-use weavice_tests::runtime::{self, busybox_rootfs, check, http_get, oci_archive, plugin_dir, RuntimeNode, PAGE};
+use weavice_tests::runtime::{self, busybox_rootfs, http_get, oci_archive, plugin_dir, RuntimeNode, PAGE};
 use weavice_tests::*;
 
 const NET: &str = "ctdnet";
@@ -35,11 +35,7 @@ struct Containerd<'a> {
 impl<'a> Containerd<'a> {
     fn start(rt: &'a RuntimeNode) -> Self {
         let dir = &rt.node.dir;
-        let net_d = rt.node.write_conflist(
-            NET,
-            "1.0.0",
-            vec![rt.node.conf("1.0.0", NET, json!({"capabilities": {"portMappings": true}}))],
-        );
+        let net_d = rt.write_conflist(NET);
         let wrapper = dir.path("crun-without-cgroups");
         fs::write(&wrapper, "#!/bin/sh\nexec /usr/bin/crun --cgroup-manager=disabled \"$@\"\n").expect("write wrapper");
         fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
@@ -108,7 +104,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     fn cri(&self, args: &[&str]) -> String {
         let (python, script) = cri_client();
         let out = self.rt.command(&python).arg(&script).arg(&self.sock).args(args).output().expect("run cri.py");
-        check("cri.py", args, out)
+        checked("cri.py", args, out)
     }
 
     /// RunPodSandbox; the sandbox's id and IPv4 address.

@@ -3,7 +3,6 @@
 //! other, the port mapping answers from outside the node and from the node's
 //! 127.0.0.1, and `podman stop` + `podman rm` leave nothing behind.
 
-use serde_json::json;
 use std::fs;
 use weavice_tests::leftovers::held_for_pods;
 use weavice_tests::runtime::{busybox_rootfs, http_get, plugin_dir, RuntimeNode, PAGE};
@@ -25,11 +24,7 @@ struct Podman<'a> {
 impl<'a> Podman<'a> {
     fn new(rt: &'a RuntimeNode) -> Self {
         let dir = &rt.node.dir;
-        let net_d = rt.node.write_conflist(
-            NET,
-            "1.0.0",
-            vec![rt.node.conf("1.0.0", NET, json!({"capabilities": {"portMappings": true}}))],
-        );
+        let net_d = rt.write_conflist(NET);
         // podman import stages the image here, not in the host's /var/tmp
         let tmp = dir.path("podman-tmp");
         fs::create_dir_all(&tmp).expect("mkdir podman-tmp");
@@ -55,7 +50,7 @@ impl<'a> Podman<'a> {
         cmd.env("CONTAINERS_CONF", &self.conf)
             .args(["--root", &self.root, "--runroot", &self.runroot, "--storage-driver", "vfs"])
             .args(args);
-        runtime::check("podman", args, cmd.output().expect("run podman"))
+        checked("podman", args, cmd.output().expect("run podman"))
     }
 
     fn ip(&self, container: &str) -> String {
