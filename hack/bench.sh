@@ -3,6 +3,8 @@
 # Usage: hack/bench.sh [--samples N] [--pods 1,100,250] [--hostport] [--backend B]
 #        hack/bench.sh --chains [--samples N] [--seconds S]   (security-function chains, iperf3)
 #        hack/bench.sh --flows [--seconds S]   (flow records: weavice-agent run under new connections, conntrack -E)
+#        hack/bench.sh --runtimes [--samples N]   (podman run/rm and containerd's CRI pod calls, weavice
+#            against bridge + host-local + portmap)
 #        hack/bench.sh --policy [--records N] [--small N] [--runs R]   (weavice-policy generate from a synthetic
 #            journal of 1,000,000 flow records, hack/synth-journal.py: wall time and peak RSS; no root needed)
 set -euo pipefail
@@ -17,7 +19,11 @@ if [ "${1:-}" = "--policy" ]; then
     cargo build --release -p weavice-policy -q
     exec hack/policy-bench.py --bin "target/$(rustc -vV | sed -n 's/^host: //p')/release/weavice-policy" "$@"
 fi
-hack/deps.sh
+if [ "${1:-}" = "--runtimes" ]; then
+    hack/deps.sh @runtimes
+else
+    hack/deps.sh
+fi
 cargo build --release --workspace --bins -q
 bin="target/$(rustc -vV | sed -n 's/^host: //p')/release"
 if [ "${1:-}" = "--chains" ]; then
@@ -27,6 +33,10 @@ if [ "${1:-}" = "--chains" ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iperf3 >/dev/null
     fi
     exec "$bin/weavice-chain-bench" "$@"
+fi
+if [ "${1:-}" = "--runtimes" ]; then
+    shift
+    exec "$bin/weavice-runtime-bench" "$@"
 fi
 if [ "${1:-}" = "--flows" ]; then
     shift

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what weavice's build, demo and tests need, only when missing.
 # Debian 12, as root. Safe to run again. Arguments: more Debian packages (the
-# tests add chromium and the runtimes), or pip:NAME==VERSION for target/venv
-# (the containerd tests' CRI client: Debian has no crictl).
+# tests add chromium), pip:NAME==VERSION for target/venv, or @runtimes: podman,
+# containerd and what their tests and benchmark use (busybox-static images,
+# the CRI client from PyPI: Debian has no crictl; a containerd already
+# installed, such as Docker's, is used as it is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(iproute2 nftables iptables iputils-ping conntrack socat golang-go golang-github-appc-cni-dev containernetworking-plugins)
@@ -10,6 +12,11 @@ pips=()
 for a in "$@"; do
     case "$a" in
         pip:*) pips+=("${a#pip:}") ;;
+        @runtimes)
+            pkgs+=(podman crun busybox-static)
+            command -v containerd >/dev/null || pkgs+=(containerd)
+            pips+=(container-runtime-interface-api==2.0.1)
+            ;;
         *) pkgs+=("$a") ;;
     esac
 done

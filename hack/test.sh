@@ -8,11 +8,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 # headless Chromium opens the policy report; podman and containerd run pods
-# from a busybox-static image, containerd driven over CRI by a Python client
-# (a containerd already installed, such as Docker's, is used as it is)
-runtimes=(podman crun busybox-static)
-command -v containerd >/dev/null || runtimes+=(containerd)
-hack/deps.sh chromium "${runtimes[@]}" pip:container-runtime-interface-api==2.0.1
+hack/deps.sh chromium @runtimes
 cargo build --release --workspace --bins
 hack/build-cnitool.sh target/cnitool >/dev/null
 cargo test --release --workspace "$@"

@@ -7,6 +7,8 @@ way a kubelet does (PyPI container-runtime-interface-api; Debian has no crictl).
     cri.py SOCKET exec CONTAINER_ID ARG...                              -> its stdout; its exit code
     cri.py SOCKET stop-pod POD_ID | remove-pod POD_ID
     cri.py SOCKET pods                                                  -> [{"id", "name", "state"}]
+    cri.py SOCKET bench N [HOSTPORT:CONTAINERPORT]   -> {"run", "stop", "remove"}: each RPC's ms, N pods
+                                                        in turn (in one process: no interpreter start timed)
 
 The pod's UID is derived from its name so that start can rebuild the
 sandbox's metadata, which the kubelet sends again with CreateContainer (port
@@ -14,6 +16,7 @@ mappings are not sent again: containerd uses them only at RunPodSandbox).
 """
 import json
 import sys
+import time
 import uuid
 
 import grpc
@@ -73,6 +76,21 @@ def main(argv):
         runtime.StopPodSandbox(api.StopPodSandboxRequest(pod_sandbox_id=args[0]), timeout=TIMEOUT)
     elif verb == "remove-pod":
         runtime.RemovePodSandbox(api.RemovePodSandboxRequest(pod_sandbox_id=args[0]), timeout=TIMEOUT)
+    elif verb == "bench":
+        times = {"run": [], "stop": [], "remove": []}
+        for i in range(int(args[0])):
+            config = sandbox_config(f"bench-{i}", "bench", args[1:])
+            t = time.perf_counter()
+            pod = runtime.RunPodSandbox(api.RunPodSandboxRequest(config=config), timeout=TIMEOUT).pod_sandbox_id
+            times["run"].append((time.perf_counter() - t) * 1000)
+            for step, call, request in (
+                ("stop", runtime.StopPodSandbox, api.StopPodSandboxRequest),
+                ("remove", runtime.RemovePodSandbox, api.RemovePodSandboxRequest),
+            ):
+                t = time.perf_counter()
+                call(request(pod_sandbox_id=pod), timeout=TIMEOUT)
+                times[step].append((time.perf_counter() - t) * 1000)
+        print(json.dumps(times))
     elif verb == "pods":
         items = runtime.ListPodSandbox(api.ListPodSandboxRequest(), timeout=TIMEOUT).items
         print(json.dumps([{"id": p.id, "name": p.metadata.name, "state": api.PodSandboxState.Name(p.state)} for p in items]))

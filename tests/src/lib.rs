@@ -489,6 +489,12 @@ impl Drop for Daemon {
     }
 }
 
+/// The `p` quantile (0..=1) of `v`, nearest rank; for the benchmarks.
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
 /// Whether `f` holds within 10 seconds (polled every 200 ms).
 pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
     let start = std::time::Instant::now();

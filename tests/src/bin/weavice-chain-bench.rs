@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weavice_tests::{bin, cni_path, Netns, TempDir};
+use weavice_tests::{bin, cni_path, percentile, Netns, TempDir};
 
 const NET: &str = "benchnet";
 
@@ -115,11 +115,6 @@ fn function_pod(node: &Node) -> Netns {
     fw
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -157,7 +152,7 @@ fn add_latency(node: &Node, samples: usize) {
     ];
     let mut p50s = Vec::new();
     for (what, v) in rows.iter_mut() {
-        let (p50, p95) = (pct(v, 0.5), pct(v, 0.95));
+        let (p50, p95) = (percentile(v, 0.5), percentile(v, 0.95));
         p50s.push(p50);
         println!("| {what} | {p50:.2} ms | {p95:.2} ms |");
     }
@@ -215,7 +210,7 @@ fn throughput(node: &Node, a: &Netns, b: &Netns, seconds: u32) {
         queued.push(iperf(a, b, &b_ip, seconds) / 1e9);
         node.agent(&["chain", "delete", "guard"]);
     }
-    let (d, r, q) = (pct(&mut direct, 0.5), pct(&mut routed, 0.5), pct(&mut queued, 0.5));
+    let (d, r, q) = (percentile(&mut direct, 0.5), percentile(&mut routed, 0.5), percentile(&mut queued, 0.5));
     println!("\n### TCP throughput A to B (iperf3, {seconds} s runs, median of 3)\n");
     println!("| path | Gbit/s | ratio to direct |");
     println!("|---|---|---|");
@@ -407,7 +402,7 @@ fn reaction_times(node: &Node, a: &Netns, b: &Netns, samples: usize) {
         if v.is_empty() {
             println!("| {from} | {to} | - | - |");
         } else {
-            println!("| {from} | {to} | {:.1} ms | {:.1} ms |", pct(v, 0.5), pct(v, 0.95));
+            println!("| {from} | {to} | {:.1} ms | {:.1} ms |", percentile(v, 0.5), percentile(v, 0.95));
         }
     };
     row("`chain apply` started", "the command returned", &mut apply_cmd);

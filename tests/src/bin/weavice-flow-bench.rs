@@ -22,7 +22,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use weavice_tests::{bin, Netns, Node, TempDir};
+use weavice_tests::{bin, percentile, Netns, Node, TempDir};
 
 const CLIENTS: u64 = 2;
 const FIRST_PORT: u16 = 9101;
@@ -273,11 +273,6 @@ fn sysctl(ns: &Netns, path: &'static str) -> u64 {
     text.trim().parse().unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
 /// Microseconds to append one typical pod record, `n` times: (p50, p95).
 fn pod_record_append(n: usize) -> (f64, f64) {
     let dir = TempDir::new("flbj");
@@ -311,7 +306,7 @@ fn pod_record_append(n: usize) -> (f64, f64) {
         times.push(start.elapsed().as_secs_f64() * 1e6);
     }
     leftovers().retain(|l| *l != Leftover::Dir(dir.0.clone()));
-    (pct(&mut times, 0.5), pct(&mut times, 0.95))
+    (percentile(&mut times, 0.5), percentile(&mut times, 0.95))
 }
 
 struct Run {

@@ -4,6 +4,9 @@
 //! namespace in which /run, /var/lib (the CNI cache) and /sys are its own: the
 //! host's runtime state, cgroups and netns mounts stay untouched.
 
+pub mod containerd;
+pub mod podman;
+
 use crate::{bin, checked, sh, Node, TempDir};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -197,12 +200,14 @@ fn oci_arch() -> &'static str {
     }
 }
 
-/// A directory of links to weavice, weavice-ipam and the reference loopback:
-/// runtimes take one plugin directory.
+/// A directory of links to weavice, weavice-ipam and the reference plugins
+/// a runtime's conflist may name: runtimes take one plugin directory.
 pub fn plugin_dir(dir: &TempDir) -> String {
     let d = dir.path("cni-bin");
     fs::create_dir_all(&d).expect("mkdir cni-bin");
-    for p in [bin("weavice"), bin("weavice-ipam"), format!("{}/loopback", crate::REFERENCE_PLUGINS)] {
+    let reference =
+        ["loopback", "bridge", "host-local", "portmap"].map(|p| format!("{}/{p}", crate::REFERENCE_PLUGINS));
+    for p in [bin("weavice"), bin("weavice-ipam")].into_iter().chain(reference) {
         let name = Path::new(&p).file_name().expect("plugin name").to_owned();
         std::os::unix::fs::symlink(&p, Path::new(&d).join(name)).expect("link plugin");
     }
