@@ -3,8 +3,9 @@
 //! cnitool) and `weavice-agent run --nodes FILE`. Each node routes the
 //! others' podCIDRs to their addresses, pods reach pods of other nodes with
 //! their own source address (no masquerade inside the cluster's pod
-//! ranges), a node gone from the file takes its route with it, and a node
-//! without a podCIDR is named in the log and skipped.
+//! ranges), a node gone from the file takes its route with it, a node
+//! without a podCIDR is named in the log and skipped, and one whose address
+//! is unreachable fails alone.
 
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -71,6 +72,9 @@ fn three_nodes(backend: &str) {
     }
     // a node the API knows without a podCIDR yet: named and skipped
     items.push(node_json("node-4", None, "192.168.50.4"));
+    // first in the list, a node whose address no node reaches: its route
+    // fails, and keeps no other node's route out
+    items.insert(0, node_json("node-0", Some("10.31.9.0/24"), "172.16.0.9"));
     write_nodes(&file, items.clone());
     let pods: Vec<Netns> = (1..=3).map(|_| Netns::new("mnp")).collect();
     let start_daemons = || -> Vec<Daemon> {
@@ -108,12 +112,19 @@ fn three_nodes(backend: &str) {
         }
         _ => {
             let out = nodes[0].ns.exec("nft", &["list", "set", "inet", "weavice", "cluster_v4"]);
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            // nft wraps long element lists: one space for any run
+            String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
         }
     };
     let (before, after) = match backend {
-        "iptables" => ("-d 10.31.2.0/23 -j RETURN\n-s 127.0.0.0/8", "-d 10.31.2.0/24 -j RETURN\n-s 127.0.0.0/8"),
-        _ => ("elements = { 10.31.1.0/24, 10.31.2.0/23 }", "elements = { 10.31.1.0/24, 10.31.2.0/24 }"),
+        "iptables" => (
+            "-d 10.31.2.0/23 -j RETURN\n-d 10.31.9.0/24 -j RETURN\n-s 127.0.0.0/8",
+            "-d 10.31.2.0/24 -j RETURN\n-d 10.31.9.0/24 -j RETURN\n-s 127.0.0.0/8",
+        ),
+        _ => (
+            "elements = { 10.31.1.0/24, 10.31.2.0/23, 10.31.9.0/24 }",
+            "elements = { 10.31.1.0/24, 10.31.2.0/24, 10.31.9.0/24 }",
+        ),
     };
     // (under iptables: at the chain's head, once the daemon saw the plugin make it)
     let holds = |want: &str| if daemons_first { cluster().starts_with(want) } else { cluster().contains(want) };
@@ -130,12 +141,13 @@ fn three_nodes(backend: &str) {
 
     let log = std::fs::read_to_string(nodes[0].dir.path("agent.log")).unwrap();
     assert!(log.contains("node node-4 has no podCIDR"), "{log}");
+    assert!(log.contains("route 10.31.9.0/24 via 172.16.0.9") && log.contains("retrying"), "{log}");
     if daemons_first {
         assert!(log.contains("a network's rules were set up again"), "{log}");
     }
 
     // node-3 leaves: its route goes from the others
-    write_nodes(&file, items[..2].to_vec());
+    write_nodes(&file, items[..3].to_vec());
     assert!(eventually(|| route(&nodes[0], "10.31.3.0/24").is_empty()), "{}", route(&nodes[0], "10.31.3.0/24"));
     assert!(eventually(|| route(&nodes[1], "10.31.3.0/24").is_empty()));
     assert!(eventually(|| holds(after)), "{}", cluster());

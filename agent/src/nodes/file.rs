@@ -7,12 +7,14 @@ use std::time::SystemTime;
 
 pub struct NodeFile {
     pub path: PathBuf,
+    /// Whether its absence was logged already.
+    warned: bool,
     seen: Option<(SystemTime, u64)>,
 }
 
 impl NodeFile {
     pub fn new(path: PathBuf) -> NodeFile {
-        NodeFile { path, seen: None }
+        NodeFile { path, warned: false, seen: None }
     }
 
     /// The list, read again if the file changed. A file gone or unreadable
@@ -20,9 +22,9 @@ impl NodeFile {
     pub fn poll(&mut self) -> Option<Vec<Node>> {
         let stamp = std::fs::metadata(&self.path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
         if stamp.is_none() || stamp == self.seen {
-            if stamp.is_none() && self.seen.is_some() {
-                log::error!("nodes: {} is gone; the routes stay as they are", self.path.display());
-                self.seen = None;
+            if stamp.is_none() && (self.seen.is_some() || !self.warned) {
+                log::error!("nodes: {} is not there; the routes stay as they are until it is", self.path.display());
+                (self.seen, self.warned) = (None, true);
             }
             return None;
         }

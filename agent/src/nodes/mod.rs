@@ -20,7 +20,6 @@ use datapath::firewall;
 use datapath::netlink::RouteSocket;
 use datapath::network;
 use datapath::route::{Route, RouteFilter, MAIN_TABLE};
-use datapath::Result;
 use ipnet::IpNet;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -83,9 +82,10 @@ pub fn node(item: &Value) -> std::result::Result<Node, String> {
 /// The routes to the other nodes' pods: each podCIDR via the node's
 /// address of its family.
 pub fn routes(nodes: &[Node], me: &str) -> Vec<Route> {
+    let mine = mine(nodes, me);
     let mut out = Vec::new();
     for n in nodes.iter().filter(|n| n.name != me) {
-        for cidr in &n.pod_cidrs {
+        for cidr in n.pod_cidrs.iter().filter(|c| !overlaps_any(c, &mine)) {
             if let Some(via) = n.addresses.iter().find(|a| a.is_ipv4() == cidr.addr().is_ipv4()) {
                 out.push(Route::via(cidr.trunc(), *via).metric(ROUTE_METRIC));
             }
@@ -94,28 +94,45 @@ pub fn routes(nodes: &[Node], me: &str) -> Vec<Route> {
     out
 }
 
+/// This node's pod ranges.
+fn mine(nodes: &[Node], me: &str) -> Vec<IpNet> {
+    nodes.iter().filter(|n| n.name == me).flat_map(|n| n.pod_cidrs.iter().map(IpNet::trunc)).collect()
+}
+
+/// Whether `range` shares addresses with one of `others`.
+fn overlaps_any(range: &IpNet, others: &[IpNet]) -> bool {
+    others.iter().any(|o| o.contains(&range.network()) || range.contains(&o.network()))
+}
+
 /// Makes the kernel's node routes `want`: missing ones added (or changed),
-/// ours no longer wanted removed.
-pub fn sync_routes(nl: &mut RouteSocket, want: &[Route]) -> Result<()> {
+/// ours no longer wanted removed. One route failing (a node's address this
+/// node cannot reach) does not keep the others out; the failures are returned.
+pub fn sync_routes(nl: &mut RouteSocket, want: &[Route]) -> Vec<String> {
+    let mut failed = Vec::new();
     for v4 in [true, false] {
-        let held: Vec<Route> = nl
-            .route()
-            .list(RouteFilter { v4, table: MAIN_TABLE, oif: None })?
-            .into_iter()
-            .filter(|r| r.metric == Some(ROUTE_METRIC))
-            .collect();
+        let held: Vec<Route> = match nl.route().list(RouteFilter { v4, table: MAIN_TABLE, oif: None }) {
+            Ok(list) => list.into_iter().filter(|r| r.metric == Some(ROUTE_METRIC)).collect(),
+            Err(e) => {
+                failed.push(e.to_string());
+                continue;
+            }
+        };
         for r in held.iter().filter(|r| !want.iter().any(|w| w.dst == r.dst && w.gw == r.gw)) {
-            log::info!("nodes: route {} removed (its node is gone)", r.describe());
-            nl.route().delete(r)?;
+            match nl.route().delete(r) {
+                Ok(()) => log::info!("nodes: route {} removed (no node in the list has it)", r.describe()),
+                Err(e) => failed.push(e.to_string()),
+            }
         }
         for w in want.iter().filter(|w| w.dst.addr().is_ipv4() == v4) {
             if !held.iter().any(|r| r.dst == w.dst && r.gw == w.gw) {
-                nl.route().replace(w)?;
-                log::info!("nodes: route {} added", w.describe());
+                match nl.route().replace(w) {
+                    Ok(()) => log::info!("nodes: route {} added", w.describe()),
+                    Err(e) => failed.push(e.to_string()),
+                }
             }
         }
     }
-    Ok(())
+    failed
 }
 
 /// Where the node list comes from.
@@ -135,18 +152,23 @@ pub struct Source {
     /// This node's name in the list.
     me: String,
     state_dir: String,
-    exceptions: Option<Applied>,
+    wanted: Option<Applied>,
 }
 
-/// The masquerade's exceptions of the newest list, and the networks'
-/// set-up times when they were last applied (`None`: not yet): a network
-/// set up again (its rules made anew by the plugin, or repaired) gets them
-/// again. A failed apply is retried with backoff.
+/// What the newest list asks of this node, and when it was last made so:
+/// again when a network is set up again (its rules made anew by the plugin,
+/// or repaired), after a failure (with backoff), and every [`RECONCILE`]
+/// (a route someone deleted comes back).
 struct Applied {
+    routes: Vec<Route>,
     ex: Exceptions,
+    /// The networks' set-up times at the last apply (`None`: not yet).
     set_up: Option<Vec<(String, SystemTime)>>,
     retry: Option<(Instant, Duration)>,
+    applied_at: Instant,
 }
+
+const RECONCILE: Duration = Duration::from_secs(60);
 
 impl Source {
     pub fn start(from: From, me: String, state_dir: &str, stop: &'static AtomicBool) -> std::io::Result<Source> {
@@ -154,7 +176,7 @@ impl Source {
             From::File(path) => Feed::File(NodeFile::new(path)),
             From::Api => Feed::Api(Watch::start(stop)?),
         };
-        Ok(Source { feed, me, state_dir: state_dir.to_string(), exceptions: None })
+        Ok(Source { feed, me, state_dir: state_dir.to_string(), wanted: None })
     }
 
     pub fn poll(&mut self, nl: &mut RouteSocket) {
@@ -163,28 +185,35 @@ impl Source {
             Feed::Api(w) => (w.poll(), "the Kubernetes API".to_string()),
         };
         if let Some(nodes) = nodes {
-            let ex = apply(nl, &nodes, &self.me, &source);
-            self.exceptions = Some(Applied { ex, set_up: None, retry: None });
+            let (routes, ex) = plan(&nodes, &self.me, &source);
+            self.wanted = Some(Applied { routes, ex, set_up: None, retry: None, applied_at: Instant::now() });
         }
-        let Some(a) = self.exceptions.as_mut() else { return };
+        let Some(a) = self.wanted.as_mut() else { return };
         let set_up = network::set_up_times(&self.state_dir);
+        let changed = a.set_up.as_ref() != Some(&set_up);
         let retry_due = a.retry.is_some_and(|(at, _)| Instant::now() >= at);
-        match &a.set_up {
-            Some(then) if *then == set_up && !retry_due => return,
-            Some(then) if *then != set_up => {
-                log::info!("nodes: a network's rules were set up again; the masquerade's exceptions with them")
-            }
-            _ => {}
+        if !changed && !retry_due && a.applied_at.elapsed() < RECONCILE {
+            return;
+        }
+        if changed && a.set_up.is_some() {
+            log::info!("nodes: a network's rules were set up again; the masquerade's exceptions with them");
+            a.retry = None;
         }
         a.set_up = Some(set_up);
-        match firewall::set_cluster_ranges(&a.ex.cluster, &a.ex.mine) {
-            Ok(()) => a.retry = None,
-            Err(e) => {
-                let wait = a.retry.map_or(Duration::from_secs(1), |(_, w)| (w * 2).min(Duration::from_secs(60)));
-                log::error!("nodes: the masquerade's cluster ranges: {e}; retrying in {}s", wait.as_secs());
-                a.retry = Some((Instant::now() + wait, wait));
-            }
+        a.applied_at = Instant::now();
+        let mut failed = sync_routes(nl, &a.routes);
+        if let Err(e) = firewall::set_cluster_ranges(&a.ex.cluster, &a.ex.mine) {
+            failed.push(format!("the masquerade's cluster ranges: {e}"));
         }
+        if failed.is_empty() {
+            a.retry = None;
+            return;
+        }
+        let wait = a.retry.map_or(Duration::from_secs(1), |(_, w)| (w * 2).min(RECONCILE));
+        for f in &failed {
+            log::error!("nodes: {f}; retrying in {}s", wait.as_secs());
+        }
+        a.retry = Some((Instant::now() + wait, wait));
     }
 }
 
@@ -195,23 +224,27 @@ struct Exceptions {
     mine: Vec<IpNet>,
 }
 
-/// Routes follow `nodes` (from `source`, for the log); errors are logged,
-/// what could be done is done. Returns the masquerade's exceptions, for
-/// the caller to apply.
-fn apply(nl: &mut RouteSocket, nodes: &[Node], me: &str, source: &str) -> Exceptions {
+/// What `nodes` (from `source`, for the log) asks of this node: routes to
+/// the other nodes' pods and the masquerade's exceptions. Another node's
+/// range that overlaps this node's own is named and left out of both: it
+/// would take this node's pods away.
+fn plan(nodes: &[Node], me: &str, source: &str) -> (Vec<Route>, Exceptions) {
     if !nodes.iter().any(|n| n.name == me) {
         log::warn!("nodes: this node ({me}) is not among {source}'s; --node-name names it");
     }
-    if let Err(e) = sync_routes(nl, &routes(nodes, me)) {
-        log::error!("nodes: {e}");
+    let mine = mine(nodes, me);
+    let mut cluster = mine.clone();
+    for n in nodes.iter().filter(|n| n.name != me) {
+        for c in n.pod_cidrs.iter().map(IpNet::trunc) {
+            if overlaps_any(&c, &mine) {
+                log::error!("nodes: node {}'s podCIDR {c} overlaps this node's ({mine:?}); skipped", n.name);
+            } else {
+                cluster.push(c);
+            }
+        }
     }
-    let ranges = |n: &Node| n.pod_cidrs.iter().map(IpNet::trunc).collect::<Vec<_>>();
-    let ex = Exceptions {
-        cluster: nodes.iter().flat_map(ranges).collect(),
-        mine: nodes.iter().filter(|n| n.name == me).flat_map(ranges).collect(),
-    };
     log::info!("nodes: {} nodes from {source}", nodes.len());
-    ex
+    (routes(nodes, me), Exceptions { cluster, mine })
 }
 
 #[cfg(test)]
@@ -250,5 +283,21 @@ mod tests {
         );
         assert_eq!(routes(&nodes, "n2").len(), 2, "IPv4 and IPv6 to n1");
         assert!(parse(b"[]").is_err() && parse(b"nope").is_err());
+    }
+
+    #[test]
+    fn another_nodes_range_overlapping_this_ones_is_neither_routed_nor_excepted() {
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": [
+            node("n1", &["10.31.1.0/24"], &["192.168.50.1"]),
+            node("n2", &["10.31.1.0/25", "10.31.2.0/24"], &["192.168.50.2"]),
+            node("n3", &["10.31.0.0/16"], &["192.168.50.3"]),
+        ]});
+        let (nodes, _) = parse(list.to_string().as_bytes()).unwrap();
+        let (routes, ex) = plan(&nodes, "n1", "a test");
+        let dsts: Vec<String> = routes.iter().map(|r| r.dst.to_string()).collect();
+        assert_eq!(dsts, ["10.31.2.0/24"]);
+        let cluster: Vec<String> = ex.cluster.iter().map(ToString::to_string).collect();
+        assert_eq!(cluster, ["10.31.1.0/24", "10.31.2.0/24"]);
+        assert_eq!(ex.mine, ["10.31.1.0/24".parse::<IpNet>().unwrap()]);
     }
 }

@@ -140,7 +140,9 @@ pub fn set_cluster_ranges(cluster: &[ipnet::IpNet], mine: &[ipnet::IpNet]) -> Re
         errors.extend(nftables::masquerade::set_cluster_ranges(cluster).err());
     }
     if iptables::available() {
-        let others: Vec<ipnet::IpNet> = cluster.iter().filter(|r| !mine.contains(r)).copied().collect();
+        let mine_overlaps =
+            |r: &ipnet::IpNet| mine.iter().any(|m| m.contains(&r.network()) || r.contains(&m.network()));
+        let others: Vec<ipnet::IpNet> = cluster.iter().filter(|r| !mine_overlaps(r)).copied().collect();
         errors.extend(iptables::cluster::set_cluster_ranges(&others).err());
     }
     match errors.len() {

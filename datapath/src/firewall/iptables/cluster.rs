@@ -3,7 +3,8 @@
 //! each range is a `-d RANGE -j RETURN` at the head of `WEAVICE-MASQ`, ahead
 //! of its MASQUERADE rules. The node's own ranges are not among them: the
 //! hairpin and 127.0.0.1 masquerades to its own pods come later in the chain. The node daemon alone writes these: it inserts
-//! and deletes rules but never declares the chain (a restore that declares
+//! and deletes rules (any `-d RANGE -j RETURN` in the chain is taken for
+//! its own) but never declares the chain (a restore that declares
 //! an existing chain flushes it, racing the plugin's skeleton), so a node
 //! without the chain yet gets them once the plugin has made it.
 
@@ -11,7 +12,7 @@ use super::restore_input;
 use super::rules::{Saved, XtRule};
 use super::skeleton::MASQ;
 use super::tools::{self, Tool};
-use crate::Result;
+use crate::{DatapathError, Result};
 use ipnet::IpNet;
 
 fn exception(range: &IpNet) -> XtRule {
@@ -48,17 +49,32 @@ fn plan(saved: &Saved, ranges: &[IpNet]) -> Vec<String> {
 /// ranges (adjacent ones merged), in whichever flavour (nft, legacy) holds
 /// the chain. One restore per family and flavour.
 pub fn set_cluster_ranges(others: &[IpNet]) -> Result<()> {
+    let mut failed = Vec::new();
     for v4 in [true, false] {
         let family: Vec<IpNet> = others.iter().filter(|r| r.addr().is_ipv4() == v4).map(IpNet::trunc).collect();
         let family = IpNet::aggregate(&family);
+        // each family and flavour on its own: one failing keeps no other out
         for flavour in tools::flavours(Tool::ip(v4)).into_iter().filter(|f| f.has_table("nat")) {
-            let lines = plan(&flavour.save(Some("nat"))?, &family);
-            if !lines.is_empty() {
-                flavour.restore(&restore_input("nat", &lines))?;
+            let lines = match flavour.save(Some("nat")) {
+                Ok(saved) => plan(&saved, &family),
+                Err(e) => {
+                    failed.push(e.to_string());
+                    continue;
+                }
+            };
+            if lines.is_empty() {
+                continue;
+            }
+            match flavour.restore(&restore_input("nat", &lines)) {
+                Ok(()) => log::info!("masquerade exceptions ({}): {}", flavour.name(), lines.join(", ")),
+                Err(e) => failed.push(e.to_string()),
             }
         }
     }
-    Ok(())
+    match failed.is_empty() {
+        true => Ok(()),
+        false => Err(DatapathError::Firewall(failed.join("; "))),
+    }
 }
 
 #[cfg(test)]

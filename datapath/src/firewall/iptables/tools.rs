@@ -85,6 +85,11 @@ pub fn flavours(tool: Tool) -> Vec<Flavour> {
 }
 
 impl Flavour {
+    /// Its save tool's name, for the log.
+    pub fn name(&self) -> &str {
+        self.save.rsplit('/').next().unwrap_or(&self.save)
+    }
+
     /// Whether this namespace has `table` in this flavour. Asked before a
     /// save: the legacy tools create the table they are asked to save.
     pub fn has_table(&self, table: &str) -> bool {
