@@ -152,14 +152,14 @@ pub struct Source {
     /// This node's name in the list.
     me: String,
     state_dir: String,
-    wanted: Option<Applied>,
+    wanted: Option<Wanted>,
 }
 
 /// What the newest list asks of this node, and when it was last made so:
 /// again when a network is set up again (its rules made anew by the plugin,
 /// or repaired), after a failure (with backoff), and every [`RECONCILE`]
 /// (a route someone deleted comes back).
-struct Applied {
+struct Wanted {
     routes: Vec<Route>,
     ex: Exceptions,
     /// The networks' set-up times at the last apply (`None`: not yet).
@@ -186,7 +186,7 @@ impl Source {
         };
         if let Some(nodes) = nodes {
             let (routes, ex) = plan(&nodes, &self.me, &source);
-            self.wanted = Some(Applied { routes, ex, set_up: None, retry: None, applied_at: Instant::now() });
+            self.wanted = Some(Wanted { routes, ex, set_up: None, retry: None, applied_at: Instant::now() });
         }
         let Some(a) = self.wanted.as_mut() else { return };
         let set_up = network::set_up_times(&self.state_dir);

@@ -1,8 +1,9 @@
 //! Container runtimes (podman, containerd) inside a test node. Runtimes make
 //! their pods' network namespaces themselves and run the plugin in their own
 //! network namespace, so each runs in the node's, from a private mount
-//! namespace in which /run, /var/lib (the CNI cache) and /sys are its own: the
-//! host's runtime state, cgroups and netns mounts stay untouched.
+//! namespace in which /run, /var/lib (the CNI cache) and /sys are its own (the
+//! host's runtime state, cgroups and netns mounts stay untouched) and a PID
+//! namespace that ends everything started there at once.
 
 pub mod containerd;
 pub mod podman;
