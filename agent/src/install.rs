@@ -93,17 +93,11 @@ fn node_cidrs(name: &str) -> Result<Vec<IpNet>, String> {
         let client = kube::Client::try_default().await.map_err(|e| format!("no Kubernetes client: {e}"))?;
         let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client);
         let n = api.get(name).await.map_err(|e| format!("the Node {name}: {e}"))?;
-        let value = crate::nodes::as_kubectl_prints(&n);
-        match crate::nodes::node(&value) {
-            Ok(node) => Ok(node.pod_cidrs),
-            // the podCIDR may come later: the controller manager assigns it
-            Err(e) if e.contains("podCIDR") => Err(format!("{e} yet")),
-            // a node without an address still has its pods here
-            Err(_) => {
-                let cidrs =
-                    value["spec"]["podCIDRs"].as_array().into_iter().flatten().filter_map(|c| c.as_str()?.parse().ok());
-                Ok(cidrs.collect())
-            }
+        let cidrs = crate::nodes::pod_cidrs(&serde_json::to_value(&n).unwrap_or_default());
+        // the podCIDR may come later: the controller manager assigns it
+        match cidrs.is_empty() {
+            true => Err(format!("node {name} has no podCIDR (spec.podCIDRs) yet")),
+            false => Ok(cidrs),
         }
     })
 }

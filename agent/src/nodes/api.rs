@@ -77,7 +77,10 @@ async fn watch(tx: Sender<Vec<Node>>, stop: &'static AtomicBool) {
                 nodes = std::mem::take(&mut listing);
                 true
             }
-            Some(Ok(Event::Apply(n))) => nodes.insert(name(&n), n).is_none_or(|_| true),
+            Some(Ok(Event::Apply(n))) => {
+                nodes.insert(name(&n), n);
+                true
+            }
             Some(Ok(Event::Delete(n))) => nodes.remove(&name(&n)).is_some(),
         };
         if changed && tx.send(usable(&nodes)).is_err() {
@@ -105,7 +108,7 @@ fn usable(nodes: &BTreeMap<String, KubeNode>) -> Vec<Node> {
 
 /// A Node as JSON with its kind, as kubectl prints it (watch events and
 /// gets may leave the kind out), for [`super::node`].
-pub fn as_kubectl_prints(n: &KubeNode) -> serde_json::Value {
+fn as_kubectl_prints(n: &KubeNode) -> serde_json::Value {
     let mut value = serde_json::to_value(n).unwrap_or_default();
     value["kind"] = "Node".into();
     value

@@ -13,7 +13,7 @@
 mod api;
 mod file;
 
-pub use api::{as_kubectl_prints, Watch};
+pub use api::Watch;
 pub use file::NodeFile;
 
 use datapath::firewall;
@@ -54,6 +54,15 @@ pub fn parse(text: &[u8]) -> std::result::Result<(Vec<Node>, Vec<String>), Strin
     Ok((nodes, skipped))
 }
 
+/// A Node object's pod ranges (`spec.podCIDRs`, `spec.podCIDR`), sorted, once each.
+pub fn pod_cidrs(item: &Value) -> Vec<IpNet> {
+    let cidrs = item["spec"]["podCIDRs"].as_array().into_iter().flatten().chain([&item["spec"]["podCIDR"]]);
+    let mut pod_cidrs: Vec<IpNet> = cidrs.filter_map(|c| c.as_str()?.parse().ok()).collect();
+    pod_cidrs.sort();
+    pod_cidrs.dedup();
+    pod_cidrs
+}
+
 /// One Node object as the API gives it; `Err` says why it cannot be used
 /// ("" for what is no named Node).
 pub fn node(item: &Value) -> std::result::Result<Node, String> {
@@ -61,10 +70,7 @@ pub fn node(item: &Value) -> std::result::Result<Node, String> {
     if item["kind"] != "Node" || name.is_empty() {
         return Err(String::new());
     }
-    let cidrs = item["spec"]["podCIDRs"].as_array().into_iter().flatten().chain([&item["spec"]["podCIDR"]]);
-    let mut pod_cidrs: Vec<IpNet> = cidrs.filter_map(|c| c.as_str()?.parse().ok()).collect();
-    pod_cidrs.sort();
-    pod_cidrs.dedup();
+    let pod_cidrs = pod_cidrs(item);
     let addresses: Vec<IpAddr> = item["status"]["addresses"]
         .as_array()
         .into_iter()
@@ -202,7 +208,7 @@ impl Source {
         a.set_up = Some(set_up);
         a.applied_at = Instant::now();
         let mut failed = sync_routes(nl, &a.routes);
-        if let Err(e) = firewall::set_cluster_ranges(&a.ex.cluster, &a.ex.mine) {
+        if let Err(e) = firewall::set_cluster_ranges(&a.ex.mine, &a.ex.others) {
             failed.push(format!("the masquerade's cluster ranges: {e}"));
         }
         if failed.is_empty() {
@@ -217,11 +223,11 @@ impl Source {
     }
 }
 
-/// The ranges the masquerade skips: every node's pod ranges, and which of
-/// them are this node's.
+/// The ranges the masquerade skips: this node's pod ranges, and the other
+/// nodes' that do not overlap them.
 struct Exceptions {
-    cluster: Vec<IpNet>,
     mine: Vec<IpNet>,
+    others: Vec<IpNet>,
 }
 
 /// What `nodes` (from `source`, for the log) asks of this node: routes to
@@ -233,18 +239,18 @@ fn plan(nodes: &[Node], me: &str, source: &str) -> (Vec<Route>, Exceptions) {
         log::warn!("nodes: this node ({me}) is not among {source}'s; --node-name names it");
     }
     let mine = mine(nodes, me);
-    let mut cluster = mine.clone();
+    let mut others = Vec::new();
     for n in nodes.iter().filter(|n| n.name != me) {
         for c in n.pod_cidrs.iter().map(IpNet::trunc) {
             if overlaps_any(&c, &mine) {
                 log::error!("nodes: node {}'s podCIDR {c} overlaps this node's ({mine:?}); skipped", n.name);
             } else {
-                cluster.push(c);
+                others.push(c);
             }
         }
     }
     log::info!("nodes: {} nodes from {source}", nodes.len());
-    (routes(nodes, me), Exceptions { cluster, mine })
+    (routes(nodes, me), Exceptions { mine, others })
 }
 
 #[cfg(test)]
@@ -296,8 +302,8 @@ mod tests {
         let (routes, ex) = plan(&nodes, "n1", "a test");
         let dsts: Vec<String> = routes.iter().map(|r| r.dst.to_string()).collect();
         assert_eq!(dsts, ["10.31.2.0/24"]);
-        let cluster: Vec<String> = ex.cluster.iter().map(ToString::to_string).collect();
-        assert_eq!(cluster, ["10.31.1.0/24", "10.31.2.0/24"]);
+        let others: Vec<String> = ex.others.iter().map(ToString::to_string).collect();
+        assert_eq!(others, ["10.31.2.0/24"]);
         assert_eq!(ex.mine, ["10.31.1.0/24".parse::<IpNet>().unwrap()]);
     }
 }

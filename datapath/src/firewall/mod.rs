@@ -132,18 +132,18 @@ pub fn install_pod(backend: Backend, r: &PodRules, fresh: bool) -> Result<()> {
 }
 
 /// The masquerade's exceptions when the node list changes, or a network's
-/// rules were set up again: `cluster` holds every node's pod ranges, `mine`
-/// this node's. Under each backend this node has.
-pub fn set_cluster_ranges(cluster: &[ipnet::IpNet], mine: &[ipnet::IpNet]) -> Result<()> {
+/// rules were set up again: `mine`, this node's pod ranges, and `others`,
+/// the other nodes' (none overlapping `mine`). Under each backend this node
+/// has: nftables skips them all, iptables the others (its own masquerades
+/// to this node's pods come after the exceptions).
+pub fn set_cluster_ranges(mine: &[ipnet::IpNet], others: &[ipnet::IpNet]) -> Result<()> {
     let mut errors = Vec::new();
     if nftables::available() {
-        errors.extend(nftables::masquerade::set_cluster_ranges(cluster).err());
+        let cluster: Vec<ipnet::IpNet> = mine.iter().chain(others).copied().collect();
+        errors.extend(nftables::masquerade::set_cluster_ranges(&cluster).err());
     }
     if iptables::available() {
-        let mine_overlaps =
-            |r: &ipnet::IpNet| mine.iter().any(|m| m.contains(&r.network()) || r.contains(&m.network()));
-        let others: Vec<ipnet::IpNet> = cluster.iter().filter(|r| !mine_overlaps(r)).copied().collect();
-        errors.extend(iptables::cluster::set_cluster_ranges(&others).err());
+        errors.extend(iptables::cluster::set_cluster_ranges(others).err());
     }
     match errors.len() {
         0 => Ok(()),
