@@ -281,9 +281,7 @@ impl Node {
     pub fn add_k8s_pod(&self, network: &str, pod: &Netns, namespace: &str, name: &str) -> String {
         let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}");
         let out = self.cnitool("add", network, pod, &[("CNI_ARGS", &args)]);
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let result: Value = serde_json::from_str(&checked("cnitool add", &[network, namespace, name], out)).unwrap();
         let ips = result["ips"].as_array().unwrap();
         let v4 = ips.iter().map(|i| i["address"].as_str().unwrap()).find(|a| a.contains('.')).unwrap();
         v4.split('/').next().unwrap().to_string()
@@ -393,10 +391,22 @@ pub fn serve_tcp(ns: &Netns, addr: &str, tag: &'static str) {
 
 /// Connects from `ns` to `to` and returns what the server said ("" if nothing).
 pub fn tcp_fetch(ns: &Netns, to: &str) -> String {
+    tcp_exchange(ns, to, b"")
+}
+
+/// Sends `GET /` over TCP from `ns` to `to`; the answer ("" if nothing).
+pub fn http_get(ns: &Netns, to: &str) -> String {
+    tcp_exchange(ns, to, b"GET / HTTP/1.0\r\n\r\n")
+}
+
+/// Connects from `ns` to `to`, sends `request` and reads until the server
+/// closes (or 2 s pass).
+fn tcp_exchange(ns: &Netns, to: &str, request: &'static [u8]) -> String {
     let to: SocketAddr = to.parse().unwrap();
     ns.run(move || {
         let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_secs(2)) else { return String::new() };
         s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        let _ = s.write_all(request);
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out

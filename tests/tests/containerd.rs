@@ -7,7 +7,7 @@
 use std::fs;
 use weavice_tests::leftovers::held_for_pods;
 use weavice_tests::runtime::containerd::Containerd;
-use weavice_tests::runtime::{self, busybox_rootfs, http_get, oci_archive, RuntimeNode, PAGE};
+use weavice_tests::runtime::{self, busybox_rootfs, oci_archive, RuntimeNode, PAGE};
 use weavice_tests::*;
 
 const NET: &str = "ctdnet";

@@ -5,7 +5,7 @@
 
 use weavice_tests::leftovers::held_for_pods;
 use weavice_tests::runtime::podman::Podman;
-use weavice_tests::runtime::{busybox_rootfs, http_get, RuntimeNode, PAGE};
+use weavice_tests::runtime::{busybox_rootfs, RuntimeNode, PAGE};
 use weavice_tests::*;
 
 const NET: &str = "pmnet";

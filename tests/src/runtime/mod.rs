@@ -214,18 +214,3 @@ pub fn plugin_dir(dir: &TempDir) -> String {
     }
     d
 }
-
-/// Sends `GET /` over TCP from `ns` to `to` ("" when nothing answers).
-pub fn http_get(ns: &crate::Netns, to: &str) -> String {
-    let to: std::net::SocketAddr = to.parse().expect("address");
-    ns.run(move || {
-        use std::io::{Read, Write};
-        let timeout = std::time::Duration::from_secs(3);
-        let Ok(mut s) = std::net::TcpStream::connect_timeout(&to, timeout) else { return String::new() };
-        s.set_read_timeout(Some(timeout)).ok();
-        let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out
-    })
-}
